@@ -1,0 +1,158 @@
+"""``modelport`` entry point. Heavy libraries load inside the commands, so ``--help`` stays fast."""
+
+from __future__ import annotations
+
+import json
+import sys
+import traceback
+from pathlib import Path
+from typing import Any
+
+import typer
+from rich.console import Console
+
+from modelport.errors import ModelportError
+
+app = typer.Typer(
+    name="modelport",
+    help="Export PyTorch models to ONNX you can trust: verified against PyTorch beyond the example, or refused "
+    "with the reason. Add --debug anywhere for full tracebacks.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+)
+out = Console()
+err = Console(stderr=True)
+
+Inputs = typer.Option(None, "--input", "-i", help="NAME:DIMS[:DTYPE[:LOW..HIGH]], e.g. x:batch,3,h,w (repeat per input)")
+Dims = typer.Option(None, "--dim", "-d", help="NAME=MIN..MAX[@OPT] bounds of a symbolic dimension (repeatable)")
+
+
+def emit_json(payload: dict[str, Any]) -> None:
+    print(json.dumps(payload, indent=2, default=_default))
+
+
+def _default(value: Any) -> Any:
+    if hasattr(value, "to_json"):
+        return value.to_json()
+    return str(value)
+
+
+@app.command()
+def export(
+    model: str = typer.Argument(..., help="file.py:factory, package.module:factory, model.pt, model.pt2, hf:DIR, demo:minilm"),
+    output: Path = typer.Option(..., "--output", "-o", help="bundle directory to write"),
+    input: list[str] = Inputs,  # noqa: A002 - the flag is --input
+    dim: list[str] = Dims,
+    exporter: str = typer.Option("auto", help="auto (dynamo, then trace), dynamo or trace"),
+    opset: int = typer.Option(18, help="ONNX opset to write"),
+    atol: float = typer.Option(1e-4, help="absolute tolerance against PyTorch"),
+    rtol: float = typer.Option(1e-3, help="relative tolerance against PyTorch"),
+    keep_failed: bool = typer.Option(False, "--keep-failed", help="write the bundle even when verification fails"),
+    as_json: bool = typer.Option(False, "--json", help="print the result as JSON"),
+) -> None:
+    """Export MODEL to an ONNX bundle, verified against PyTorch at min/max/odd sizes of every dimension."""
+    from modelport.cli import show
+    from modelport.export import export as do_export
+    from modelport.spec import parse_dim, parse_input
+
+    specs = [parse_input(text) for text in input or []]
+    dims = [parse_dim(text) for text in dim or []]
+    with err.status("exporting") as status:
+        result = do_export(model, output, specs, dims, exporter, opset, atol, rtol, keep_failed,
+                           progress=lambda msg: status.update(msg))
+    if as_json:
+        emit_json(show.export_json(result))
+    else:
+        show.export_table(out, result)
+
+
+@app.command()
+def verify(
+    bundle: Path = typer.Argument(..., help="bundle directory"),
+    model: str = typer.Option(None, help="MODEL to compare against (default: the one recorded in the bundle)"),
+    atol: float = typer.Option(None, help="absolute tolerance (default: the bundle's)"),
+    rtol: float = typer.Option(None, help="relative tolerance (default: the bundle's)"),
+    as_json: bool = typer.Option(False, "--json", help="print the parity report as JSON"),
+) -> None:
+    """Re-check a bundle against PyTorch; exit 1 on a mismatch."""
+    from modelport.cli import show
+    from modelport.export import verify as do_verify
+
+    with err.status("verifying") as status:
+        report = do_verify(bundle, model, atol, rtol, progress=lambda msg: status.update(msg))
+    if as_json:
+        emit_json(report.to_json())
+    else:
+        show.parity_table(out, report)
+
+
+@app.command()
+def run(
+    bundle: Path = typer.Argument(..., help="bundle directory"),
+    feed: list[str] = typer.Option(None, "--feed", help="NAME=FILE.npy (one per input)"),
+    save: Path = typer.Option(None, help="write the outputs to this .npz file"),
+    as_json: bool = typer.Option(False, "--json", help="print output stats as JSON"),
+) -> None:
+    """Run a bundle on ONNX Runtime with inputs from .npy files."""
+    from modelport.cli import show
+    from modelport.run import load_feeds
+    from modelport.run import run as do_run
+
+    outputs, warnings = do_run(bundle, load_feeds(feed or []))
+    for warning in warnings:
+        err.print(f"warning: {warning}", highlight=False)
+    if save is not None:
+        show.save_npz(save, outputs)
+    if as_json:
+        emit_json({"outputs": show.output_stats(outputs), "warnings": warnings})
+    else:
+        show.outputs_table(out, outputs)
+
+
+@app.command()
+def demo(
+    output: Path = typer.Option(Path("build/minilm"), "--output", "-o", help="where to write the demo bundle"),
+) -> None:
+    """Export the packaged all-MiniLM-L6-v2, verify it, and embed real sentences with it."""
+    from modelport.cli import show
+    from modelport.demo import run_demo
+
+    with err.status("exporting demo:minilm") as status:
+        report = run_demo(output, progress=lambda msg: status.update(msg))
+    show.demo_tables(out, report)
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in args
+    args = [a for a in args if a != "--debug"]
+    as_json = "--json" in args
+    try:
+        app(args=args, prog_name="modelport", standalone_mode=False)
+    except ModelportError as exc:
+        if debug:
+            traceback.print_exc()
+        if as_json:
+            emit_json({"ok": False, "error": exc.message, "hint": exc.hint, "exit_code": exc.exit_code,
+                       "attempts": getattr(exc, "attempts", [])})
+        err.print(f"error: {exc.one_line()}", highlight=False, soft_wrap=True)
+        sys.exit(exc.exit_code)
+    except KeyboardInterrupt:
+        err.print("interrupted")
+        sys.exit(130)
+    except Exception as exc:  # click's usage errors and aborts
+        import click
+
+        if isinstance(exc, click.exceptions.ClickException):
+            exc.show()
+            sys.exit(exc.exit_code)
+        if isinstance(exc, click.exceptions.Abort):
+            sys.exit(1)
+        if debug:
+            traceback.print_exc()
+        first = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else ""
+        err.print(f"error: internal error {type(exc).__name__}: {first} — this is a modelport bug; rerun with --debug "
+                  "and report the traceback", highlight=False, soft_wrap=True)
+        sys.exit(1)

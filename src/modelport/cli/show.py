@@ -1,0 +1,111 @@
+"""Tables and JSON for the terminal. Presentation only: no decisions are made here."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from rich.console import Console
+from rich.table import Table
+
+from modelport.verify.parity import ParityReport
+
+
+def dims_text(dims: list[Any]) -> str:
+    parts = []
+    for d in dims:
+        if isinstance(d, dict):
+            parts.append(f"{d['name']}[{d['min']}..{d['max']}]")
+        else:
+            parts.append(str(d))
+    return "(" + ", ".join(parts) + ")"
+
+
+def io_table(manifest: dict[str, Any]) -> Table:
+    table = Table(title="inputs and outputs", title_justify="left")
+    for col in ("", "name", "dtype", "dims", "values"):
+        table.add_column(col)
+    for item in manifest["inputs"]:
+        rng = item.get("range")
+        table.add_row("in", item["name"], item["dtype"], dims_text(item["dims"]),
+                      f"{rng[0]:g}..{rng[1]:g}" if rng else "")
+    for item in manifest.get("outputs", []):
+        table.add_row("out", item["name"], item["dtype"], dims_text(item["dims"]), "")
+    return table
+
+
+def parity_table(console: Console, report: ParityReport) -> None:
+    table = Table(title=f"parity vs PyTorch eager on {report.backend} (atol {report.atol:g}, rtol {report.rtol:g})",
+                  title_justify="left")
+    for col in ("feed", "ORT opt", "worst output", "max abs", "max rel", "ok"):
+        table.add_column(col)
+    for r in report.results:
+        worst = max(r.outputs, key=lambda o: (not o.passed, o.max_abs), default=None)
+        table.add_row(r.feed, r.optimization, worst.name if worst else "-",
+                      f"{worst.max_abs:.2e}" if worst else "-", f"{worst.max_rel:.2e}" if worst else "-",
+                      "yes" if r.passed else f"NO: {r.why}")
+    console.print(table)
+    console.print(f"parity: {'PASS' if report.passed else 'FAIL'} — {report.summary()}", highlight=False)
+
+
+def export_table(console: Console, result: Any) -> None:
+    manifest = result.bundle.manifest
+    console.print(io_table(manifest))
+    parity_table(console, result.parity)
+    size = sum(f["bytes"] for f in manifest["files"].values())
+    attempts = ", ".join(f"{a.strategy}: {a.outcome}" for a in result.attempts)
+    console.print(f"bundle {result.bundle.path} — {size / 1e6:.1f} MB, opset {manifest['opset']['actual']}, "
+                  f"exporter {manifest['capture']['strategy']} ({attempts})", highlight=False)
+    console.print(f"export {result.export_seconds:.1f} s, verify {result.verify_seconds:.1f} s", highlight=False)
+    for note in result.notes:
+        console.print(f"note: {note}", highlight=False)
+
+
+def export_json(result: Any) -> dict[str, Any]:
+    manifest = result.bundle.manifest
+    return {"ok": True, "bundle": str(result.bundle.path), "strategy": manifest["capture"]["strategy"],
+            "attempts": manifest["capture"]["attempts"], "parity": manifest["parity"], "inputs": manifest["inputs"],
+            "outputs": manifest["outputs"], "opset": manifest["opset"], "timings": manifest["timings"],
+            "notes": manifest["notes"]}
+
+
+def output_stats(outputs: dict[str, np.ndarray]) -> list[dict[str, Any]]:
+    stats = []
+    for name, value in outputs.items():
+        numeric = value.astype(np.float64) if value.size else np.zeros(1)
+        stats.append({"name": name, "shape": list(value.shape), "dtype": str(value.dtype),
+                      "min": float(numeric.min()), "max": float(numeric.max()), "mean": float(numeric.mean())})
+    return stats
+
+
+def outputs_table(console: Console, outputs: dict[str, np.ndarray]) -> None:
+    table = Table(title="outputs", title_justify="left")
+    for col in ("name", "shape", "dtype", "min", "max", "mean"):
+        table.add_column(col)
+    for s in output_stats(outputs):
+        table.add_row(s["name"], str(s["shape"]), s["dtype"], f"{s['min']:.4g}", f"{s['max']:.4g}", f"{s['mean']:.4g}")
+    console.print(table)
+
+
+def save_npz(path: Path, outputs: dict[str, np.ndarray]) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".npz", dir=path.parent)
+    with os.fdopen(fd, "wb") as fh:
+        np.savez(fh, **outputs)
+    os.replace(tmp, path)
+
+
+def demo_tables(console: Console, report: Any) -> None:
+    export_table(console, report.export)
+    table = Table(title="real sentences: modelport ONNX vs sentence-transformers encode()", title_justify="left")
+    for col in ("sentence", "tokens", "cosine"):
+        table.add_column(col)
+    for sentence, tokens, cos in zip(report.sentences, report.token_counts, report.cosines, strict=True):
+        table.add_row(sentence, str(tokens), f"{cos:.6f}")
+    console.print(table)
+    verdict = "PASS" if report.passed else "FAIL"
+    console.print(f"min cosine {min(report.cosines):.6f} (needs >= {report.threshold}): {verdict}", highlight=False)

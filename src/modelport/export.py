@@ -1,0 +1,184 @@
+"""``export`` and ``verify``: the path from a PyTorch model to a checked bundle.
+
+export: load the source, settle the signature, capture (strategies in order), read the graph back,
+verify against PyTorch on feeds beyond the example, write the bundle atomically. A model that fails
+verification leaves no bundle unless ``keep_failed``.
+"""
+
+from __future__ import annotations
+
+import platform
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from modelport import bundle as bundles
+from modelport.bundle import MODEL_FILE, Bundle
+from modelport.calling import plan_call, run_eager
+from modelport.capture import DEFAULT_OPSET, Attempt, ExportJob
+from modelport.capture.auto import CaptureOutcome
+from modelport.capture.check import graph_opset, graph_outputs
+from modelport.errors import UsageError
+from modelport.sources import LoadedModel, load_model
+from modelport.spec import Dim, InputSpec, Signature
+from modelport.verify.feeds import make_feed
+from modelport.verify.parity import DEFAULT_ATOL, DEFAULT_RTOL, ParityReport, Reference, check_parity
+
+__all__ = ["export", "verify", "ExportResult", "resolve_signature"]
+
+Progress = Callable[[str], None]
+
+
+@dataclass
+class ExportResult:
+    bundle: Bundle
+    parity: ParityReport
+    attempts: list[Attempt] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    export_seconds: float = 0.0
+    verify_seconds: float = 0.0
+
+
+def resolve_signature(loaded: LoadedModel, inputs: list[InputSpec] | None, dims: list[Dim] | None) -> Signature:
+    """Declared inputs win; otherwise the source's own (transformers configs, demos), with --dim applied."""
+    if inputs:
+        return Signature.build(inputs, dims or [])
+    if loaded.signature is None:
+        raise UsageError(f"{loaded.ref} does not say what inputs it takes",
+                         "declare them: --input NAME:DIMS[:DTYPE[:LOW..HIGH]] (one per forward argument)")
+    merged = {**loaded.signature.dims, **{d.name: d for d in dims or []}}
+    return Signature.build(loaded.signature.inputs, {n: Dim(d.name, d.min, d.max, d.opt) for n, d in merged.items()})
+
+
+def export(
+    model: str | LoadedModel,
+    output: str | Path,
+    inputs: list[InputSpec] | None = None,
+    dims: list[Dim] | None = None,
+    exporter: str = "auto",
+    opset: int = DEFAULT_OPSET,
+    atol: float = DEFAULT_ATOL,
+    rtol: float = DEFAULT_RTOL,
+    keep_failed: bool = False,
+    progress: Progress | None = None,
+) -> ExportResult:
+    from modelport.capture.auto import EXPORTERS, capture
+
+    if exporter not in EXPORTERS:
+        raise UsageError(f"unknown exporter {exporter!r}", f"choose one of: {', '.join(EXPORTERS)}")
+    say = progress or (lambda _msg: None)
+    target = Path(output)
+    say("loading the model")
+    loaded = load_model(model) if isinstance(model, str) else model
+    sig = resolve_signature(loaded, inputs, dims)
+    plan = plan_call(loaded.module, sig)
+    example = make_feed(sig, sig.example_sizes(), np.random.default_rng(1234))
+    output_names = _unique([name for name, _ in run_eager(loaded.module, plan, example.arrays, sig)])
+    say("computing PyTorch's answers")
+    ref = Reference(loaded.module, plan, sig)
+
+    staging = bundles.staging_dir(target)
+    try:
+        import torch
+
+        job = ExportJob(
+            module=loaded.module, signature=sig, plan=plan, output_names=output_names, path=staging / MODEL_FILE,
+            example=[torch.from_numpy(example.arrays[s.name]) for s in sig.inputs], opset=opset,
+            exported_program=loaded.exported_program,
+        )
+        start = time.perf_counter()
+        outcome = capture(job, ref, exporter, atol, rtol, on_attempt=lambda name: say(f"exporting with {name}"))
+        total = time.perf_counter() - start
+        verify_seconds = sum(a.verify_seconds for a in outcome.attempts)
+        manifest = _manifest(loaded, sig, exporter, opset, outcome, total - verify_seconds, verify_seconds)
+        if job.path.exists():
+            manifest["outputs"] = graph_outputs(job.path)
+            manifest["opset"]["actual"] = graph_opset(job.path)
+        if outcome.error is not None:
+            if keep_failed and job.path.exists():
+                manifest["status"] = "failed verification"
+                bundles.commit(staging, target, manifest)
+            outcome.raise_if_failed()
+        result_bundle = bundles.commit(staging, target, manifest)
+    finally:
+        bundles.discard(staging)  # no-op once committed
+    assert outcome.report is not None
+    return ExportResult(result_bundle, outcome.report, outcome.attempts, loaded.notes, total - verify_seconds,
+                        verify_seconds)
+
+
+def verify(
+    bundle_dir: str | Path,
+    model: str | None = None,
+    atol: float | None = None,
+    rtol: float | None = None,
+    progress: Progress | None = None,
+) -> ParityReport:
+    """Re-check a bundle against PyTorch (the recorded source, or ``model``). Raises ParityError on mismatch."""
+    say = progress or (lambda _msg: None)
+    bundle = Bundle.open(bundle_dir)
+    source = model or bundle.source
+    if not source:
+        raise UsageError(f"{bundle_dir} does not record its source model", "pass --model MODEL")
+    say("loading the model")
+    loaded = load_model(source)
+    sig = bundle.signature
+    recorded = bundle.manifest.get("parity", {})
+    atol = recorded.get("atol", DEFAULT_ATOL) if atol is None else atol
+    rtol = recorded.get("rtol", DEFAULT_RTOL) if rtol is None else rtol
+    ref = Reference(loaded.module, plan_call(loaded.module, sig), sig)
+    say("comparing ONNX Runtime with PyTorch")
+    report = check_parity(bundle.model_path, ref, atol, rtol)
+    report.raise_if_failed()
+    return report
+
+
+def _manifest(loaded: LoadedModel, sig: Signature, exporter: str, opset: int, outcome: CaptureOutcome, export_s: float,
+              verify_s: float) -> dict[str, Any]:
+    return {
+        "format": "modelport-bundle",
+        "format_version": bundles.FORMAT_VERSION,
+        "status": "verified",
+        "created": datetime.now(UTC).isoformat(timespec="seconds"),
+        "source": {"model": loaded.ref, "kind": loaded.kind},
+        "inputs": sig.to_json(),
+        "outputs": [],
+        "opset": {"requested": opset, "actual": opset},
+        "capture": {
+            "requested": exporter,
+            "strategy": outcome.strategy,
+            "attempts": [a.to_json() for a in outcome.attempts],
+        },
+        "versions": _versions(),
+        "parity": outcome.report.to_json() if outcome.report else None,
+        "timings": {"export_s": round(export_s, 3), "verify_s": round(verify_s, 3)},
+        "optimizations": [],
+        "notes": loaded.notes,
+    }
+
+
+def _versions() -> dict[str, str]:
+    out = {"python": platform.python_version()}
+    for dist in ("modelport", "torch", "onnx", "onnxruntime", "onnxscript", "numpy", "transformers"):
+        try:
+            out[dist] = metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            pass
+    return out
+
+
+def _unique(names: list[str]) -> list[str]:
+    seen: dict[str, int] = {}
+    out = []
+    for name in names:
+        count = seen.get(name, 0)
+        seen[name] = count + 1
+        out.append(name if count == 0 else f"{name}_{count}")
+    return out
+

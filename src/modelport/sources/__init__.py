@@ -1,0 +1,80 @@
+"""Model sources: turn the MODEL argument into a module to export, and its specs when it knows them.
+
+``file.py:factory`` and ``package.module:factory`` (code), ``model.pt`` (TorchScript),
+``model.pt2`` (ExportedProgram), ``hf:DIR`` (a local transformers folder), ``demo:minilm``.
+Nothing here unpickles an arbitrary file.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from modelport.errors import SourceError
+from modelport.spec import Signature
+
+__all__ = ["LoadedModel", "load_model", "MODEL_FORMS"]
+
+MODEL_FORMS = "file.py:factory, package.module:factory, model.pt, model.pt2, hf:DIR or demo:minilm"
+
+
+@dataclass
+class LoadedModel:
+    module: Any  # an nn.Module (or ScriptModule) in eval mode: the reference PyTorch answers come from it
+    kind: str  # code | torchscript | exported_program | hf | demo
+    ref: str  # the MODEL string, with paths made absolute so `verify` works from anywhere
+    signature: Signature | None = None  # inferred specs, when the source knows them
+    exported_program: Any = None  # for .pt2: handed to the dynamo exporter as it is
+    notes: list[str] = field(default_factory=list)
+
+
+def load_model(ref: str) -> LoadedModel:
+    if ref.startswith("demo:"):
+        from modelport.sources import demo
+
+        loaded = demo.load(ref)
+    elif ref.startswith("hf:"):
+        from modelport.sources import hf
+
+        loaded = hf.load(ref)
+    elif ref.endswith(".pt2"):
+        from modelport.sources import exported_program
+
+        loaded = exported_program.load(ref)
+    elif ref.endswith((".pt", ".pth", ".ts")):
+        from modelport.sources import torchscript
+
+        loaded = torchscript.load(ref)
+    elif ":" in ref:
+        from modelport.sources import code
+
+        loaded = code.load(ref)
+    else:
+        raise SourceError(f"cannot tell what kind of model {ref!r} is", f"MODEL is one of: {MODEL_FORMS}")
+    return _to_eval(loaded)
+
+
+def existing_file(path_text: str, what: str) -> Path:
+    path = Path(path_text).expanduser()
+    if not path.exists():
+        raise SourceError(f"{what} {path_text!r} does not exist", f"check the path (MODEL is one of: {MODEL_FORMS})")
+    if path.is_dir():
+        raise SourceError(f"{what} {path_text!r} is a directory, not a file", f"MODEL is one of: {MODEL_FORMS}")
+    return path.resolve()
+
+
+def _to_eval(loaded: LoadedModel) -> LoadedModel:
+    module = loaded.module
+    if loaded.kind == "exported_program":  # its graph was captured in one mode already; eval() is refused
+        return loaded
+    if getattr(module, "training", False):
+        affected = sorted({type(m).__name__ for m in module.modules() if "Dropout" in type(m).__name__
+                           or "BatchNorm" in type(m).__name__ or "InstanceNorm" in type(m).__name__})
+        loaded.notes.append(
+            "the model was in training mode; modelport exports it in eval mode, as model.eval() would"
+            + (f" (this changes {', '.join(affected)})" if affected else "")
+        )
+    if hasattr(module, "eval"):
+        module.eval()
+    return loaded

@@ -1,0 +1,89 @@
+"""``hf:DIR``: a local transformers folder (config + weights). Offline: never reaches a hub.
+
+The input specs are inferred from the config and forward's parameters: token ids within the
+vocabulary, an attention mask (fed with padding), token types, pixel values. Caches are turned off
+so no cache object reaches the outputs.
+"""
+
+from __future__ import annotations
+
+import inspect
+import os
+from pathlib import Path
+from typing import Any
+
+from modelport.errors import MissingExtraError, SourceError
+from modelport.sources import LoadedModel
+from modelport.spec import Dim, InputSpec, Signature
+
+__all__ = ["load", "infer_signature", "require_transformers"]
+
+WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin", "pytorch_model.bin.index.json")
+MAX_SEQ = 128
+MAX_BATCH = 8
+
+
+def require_transformers() -> Any:
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    try:
+        import transformers
+    except ImportError:
+        raise MissingExtraError("hf: models", "hf") from None
+    transformers.logging.set_verbosity_error()
+    transformers.logging.disable_progress_bar()
+    return transformers
+
+
+def load(ref: str) -> LoadedModel:
+    folder = Path(ref.removeprefix("hf:")).expanduser()
+    if not folder.is_dir():
+        raise SourceError(f"transformers folder {str(folder)!r} does not exist",
+                          "pass hf:DIR with a folder written by model.save_pretrained(DIR)")
+    if not (folder / "config.json").is_file():
+        raise SourceError(f"{folder} has no config.json, so it is not a transformers model folder",
+                          "pass a folder written by model.save_pretrained(DIR)")
+    if not any((folder / name).is_file() for name in WEIGHT_FILES):
+        raise SourceError(f"{folder} has a config but no weights ({', '.join(WEIGHT_FILES[::2])})",
+                          "save the weights too: model.save_pretrained(DIR)")
+    model = load_folder(folder)
+    return LoadedModel(model, "hf", f"hf:{folder.resolve()}", signature=infer_signature(model))
+
+
+def load_folder(folder: Path) -> Any:
+    transformers = require_transformers()
+    try:
+        config = transformers.AutoConfig.from_pretrained(folder, local_files_only=True)
+        if hasattr(config, "use_cache"):
+            config.use_cache = False
+        model = transformers.AutoModel.from_pretrained(folder, config=config, local_files_only=True)
+    except Exception as exc:
+        raise SourceError(f"transformers could not load {folder}: {str(exc).strip().splitlines()[0]}",
+                          "check that the folder was written by save_pretrained with a compatible transformers") from exc
+    return model
+
+
+def infer_signature(model: Any) -> Signature:
+    config = model.config
+    params = inspect.signature(model.forward).parameters
+    batch = Dim("batch", 1, MAX_BATCH)
+    inputs: list[InputSpec] = []
+    if "input_ids" in params and getattr(config, "vocab_size", None):
+        max_pos = getattr(config, "max_position_embeddings", None) or getattr(config, "n_positions", None) or MAX_SEQ
+        seq = Dim("seq", 1, min(MAX_SEQ, int(max_pos)))
+        inputs.append(InputSpec("input_ids", ("batch", "seq"), "int64", 0, int(config.vocab_size)))
+        if "attention_mask" in params:
+            inputs.append(InputSpec("attention_mask", ("batch", "seq"), "int64", 0, 2))
+        type_vocab = getattr(config, "type_vocab_size", 0)
+        if "token_type_ids" in params and type_vocab:
+            inputs.append(InputSpec("token_type_ids", ("batch", "seq"), "int64", 0, int(type_vocab)))
+        return Signature.build(inputs, [batch, seq])
+    if "pixel_values" in params:
+        size = getattr(config, "image_size", 224)
+        channels = getattr(config, "num_channels", 3)
+        inputs.append(InputSpec("pixel_values", ("batch", channels, size, size), "float32"))
+        return Signature.build(inputs, [batch])
+    raise SourceError(
+        f"cannot infer the inputs of {type(model).__name__} from its config",
+        "declare them with --input and --dim",
+    )

@@ -1,0 +1,1 @@
+"""Verification: the exported model against PyTorch eager, on input sets beyond the example."""

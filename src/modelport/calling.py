@@ -45,9 +45,9 @@ def forward_params(module: Any) -> list[str] | None:
     ]
 
 
-def plan_call(module: Any, sig: Signature) -> CallPlan:
+def plan_call(module: Any, sig: Signature, positional: bool = False) -> CallPlan:
     names = [s.name for s in sig.inputs]
-    params = forward_params(module)
+    params = None if positional else forward_params(module)
     if params is None:
         return CallPlan(False, tuple(names))
     matched = [n for n in names if n in params]

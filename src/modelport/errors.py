@@ -45,6 +45,9 @@ class ModelportError(Exception):
     def one_line(self) -> str:
         return f"{self.message} — {self.hint}" if self.hint else self.message
 
+    def __str__(self) -> str:
+        return self.one_line()
+
 
 class UsageError(ModelportError):
     pass

@@ -77,7 +77,11 @@ def export(
     say("loading the model")
     loaded = load_model(model) if isinstance(model, str) else model
     sig = resolve_signature(loaded, inputs, dims)
-    plan = plan_call(loaded.module, sig)
+    if loaded.exported_program is not None and inputs and loaded.signature is not None:
+        from modelport.sources.exported_program import check_against_program
+
+        check_against_program(sig, loaded.signature, loaded.ref)
+    plan = plan_call(loaded.module, sig, loaded.positional)
     example = make_feed(sig, sig.example_sizes(), np.random.default_rng(1234))
     output_names = _unique([name for name, _ in run_eager(loaded.module, plan, example.arrays, sig)])
     say("computing PyTorch's answers")
@@ -132,7 +136,7 @@ def verify(
     recorded = bundle.manifest.get("parity", {})
     atol = recorded.get("atol", DEFAULT_ATOL) if atol is None else atol
     rtol = recorded.get("rtol", DEFAULT_RTOL) if rtol is None else rtol
-    ref = Reference(loaded.module, plan_call(loaded.module, sig), sig)
+    ref = Reference(loaded.module, plan_call(loaded.module, sig, loaded.positional), sig)
     say("comparing ONNX Runtime with PyTorch")
     report = check_parity(bundle.model_path, ref, atol, rtol)
     report.raise_if_failed()

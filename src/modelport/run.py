@@ -75,8 +75,9 @@ def check_feed(sig: Signature, feeds: dict[str, np.ndarray]) -> list[str]:
     return [f"{w} lies outside the verified range (re-export with a wider --dim to check it)" for w in warnings]
 
 
-def run(bundle_dir: str | Path, feeds: dict[str, np.ndarray]) -> tuple[dict[str, np.ndarray], list[str]]:
-    bundle = Bundle.open(bundle_dir)
+def run(bundle: Bundle | str | Path, feeds: dict[str, np.ndarray]) -> tuple[dict[str, np.ndarray], list[str]]:
+    """Outputs by name, and warnings for sizes outside the verified range."""
+    bundle = bundle if isinstance(bundle, Bundle) else Bundle.open(bundle)
     warnings = check_feed(bundle.signature, feeds)
     with OrtRunner(bundle.model_path) as runner:
         return runner.infer(feeds), warnings

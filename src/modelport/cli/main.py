@@ -22,8 +22,8 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     rich_markup_mode=None,
 )
-out = Console()
-err = Console(stderr=True)
+out = Console(markup=False, highlight=False)
+err = Console(stderr=True, markup=False, highlight=False)
 
 Inputs = typer.Option(None, "--input", "-i", help="NAME:DIMS[:DTYPE[:LOW..HIGH]], e.g. x:batch,3,h,w (repeat per input)")
 Dims = typer.Option(None, "--dim", "-d", help="NAME=MIN..MAX[@OPT] bounds of a symbolic dimension (repeatable)")
@@ -96,11 +96,13 @@ def run(
     as_json: bool = typer.Option(False, "--json", help="print output stats as JSON"),
 ) -> None:
     """Run a bundle on ONNX Runtime with inputs from .npy files."""
+    from modelport.bundle import Bundle
     from modelport.cli import show
     from modelport.run import load_feeds
     from modelport.run import run as do_run
 
-    outputs, warnings = do_run(bundle, load_feeds(feed or []))
+    opened = Bundle.open(bundle)  # a bad bundle is reported before the feeds
+    outputs, warnings = do_run(opened, load_feeds(feed or []))
     for warning in warnings:
         err.print(f"warning: {warning}", highlight=False)
     if save is not None:

@@ -26,6 +26,7 @@ class LoadedModel:
     ref: str  # the MODEL string, with paths made absolute so `verify` works from anywhere
     signature: Signature | None = None  # inferred specs, when the source knows them
     exported_program: Any = None  # for .pt2: handed to the dynamo exporter as it is
+    positional: bool = False  # forward takes inputs by position only (TorchScript, ExportedProgram modules)
     notes: list[str] = field(default_factory=list)
 
 

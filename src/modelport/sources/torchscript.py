@@ -32,4 +32,4 @@ def load(ref: str) -> LoadedModel:
     except Exception as exc:
         raise SourceError(f"torch.jit.load could not read {path.name}: {str(exc).splitlines()[0]}",
                           "re-save it with torch.jit.save from the same torch version") from exc
-    return LoadedModel(module, "torchscript", str(path))
+    return LoadedModel(module, "torchscript", str(path), positional=True)

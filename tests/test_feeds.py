@@ -1,0 +1,51 @@
+import numpy as np
+
+from modelport.spec import Signature, parse_dim, parse_input
+from modelport.verify.feeds import make_feeds, size_sets
+
+
+def sig(*inputs, dims=()):
+    return Signature.build([parse_input(i) for i in inputs], [parse_dim(d) for d in dims])
+
+
+def test_every_symbol_at_min_max_and_an_odd_middle_never_only_the_example():
+    s = sig("x:batch,seq", dims=["batch=1..8@2", "seq=4..20@6"])
+    sets = dict(size_sets(s))
+    values = list(sets.values())
+    assert {"batch": 1, "seq": 4} in values and {"batch": 8, "seq": 20} in values
+    mids = [v for k, v in sets.items() if k.startswith("mid")]
+    assert mids and all(v % 2 == 1 for v in mids[0].values())
+    assert s.example_sizes() not in values or len(values) > 1
+    # opposite ends, so two inputs' dims cannot be swapped unnoticed
+    assert {"batch": 8, "seq": 4} in values and {"batch": 1, "seq": 20} in values
+
+
+def test_integers_stay_in_declared_range():
+    for feed in make_feeds(sig("ids:batch,seq:int64:5..9", dims=["batch=1..4", "seq=1..30"])):
+        ids = feed.arrays["ids"]
+        assert ids.dtype == np.int64 and ids.min() >= 5 and ids.max() < 9
+
+
+def test_both_values_of_a_bool_input_are_fed():
+    feeds = make_feeds(sig("x:batch,3", "flag::bool"))
+    values = {bool(f.arrays["flag"]) for f in feeds}
+    assert values == {True, False}
+    assert all(f.arrays["flag"].shape == () for f in feeds)
+
+
+def test_attention_mask_is_padding_with_at_least_one_token():
+    feeds = make_feeds(sig("ids:batch,seq:int64:0..100", "attention_mask:batch,seq:int64:0..2",
+                           dims=["batch=2..6", "seq=3..40"]))
+    padded = False
+    for feed in feeds:
+        mask = feed.arrays["attention_mask"]
+        assert mask[:, 0].all()
+        assert (np.diff(mask, axis=1) <= 0).all()  # ones, then zeros
+        padded |= bool((mask == 0).any())
+    assert padded
+
+
+def test_feeds_are_reproducible():
+    a = make_feeds(sig("x:batch,3"), seed=3)
+    b = make_feeds(sig("x:batch,3"), seed=3)
+    assert all(np.array_equal(x.arrays["x"], y.arrays["x"]) for x, y in zip(a, b, strict=True))

@@ -29,8 +29,14 @@ def zoo_cli_args(name: str) -> list[str]:
 
 def run_cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "PYTHONPATH": str(ROOT), "COLUMNS": "200"}
-    return subprocess.run([sys.executable, "-m", "modelport", *args], capture_output=True, text=True,
-                          cwd=cwd or ROOT, env=env, timeout=600)
+    return subprocess.run(
+        [sys.executable, "-m", "modelport", *args],
+        capture_output=True,
+        text=True,
+        cwd=cwd or ROOT,
+        env=env,
+        timeout=600,
+    )
 
 
 def error_lines(proc: subprocess.CompletedProcess[str]) -> list[str]:

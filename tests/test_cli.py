@@ -36,8 +36,17 @@ def test_run_with_feeds_and_save(two_inputs_bundle, tmp_path):
     out, _ = two_inputs_bundle
     np.save(tmp_path / "tokens.npy", np.arange(12, dtype=np.int64).reshape(3, 4) % 50)
     np.save(tmp_path / "image.npy", np.ones((5, 2, 6), np.float32))
-    proc = run_cli("run", str(out), "--feed", f"tokens={tmp_path / 'tokens.npy'}",
-                   "--feed", f"image={tmp_path / 'image.npy'}", "--save", str(tmp_path / "out.npz"), "--json")
+    proc = run_cli(
+        "run",
+        str(out),
+        "--feed",
+        f"tokens={tmp_path / 'tokens.npy'}",
+        "--feed",
+        f"image={tmp_path / 'image.npy'}",
+        "--save",
+        str(tmp_path / "out.npz"),
+        "--json",
+    )
     assert proc.returncode == 0, proc.stderr
     (stats,) = json.loads(proc.stdout)["outputs"]
     assert stats["shape"] == [5, 3]
@@ -47,15 +56,23 @@ def test_run_with_feeds_and_save(two_inputs_bundle, tmp_path):
 @pytest.mark.parametrize(
     ("feeds", "message"),
     [
-        ({"tokens": np.zeros((3, 4), np.int32), "image": np.ones((5, 2, 6), np.float32)},
-         "input 'tokens' is int32, the model expects int64"),
-        ({"tokenz": np.zeros((3, 4), np.int64), "image": np.ones((5, 2, 6), np.float32)},
-         "the model has no input 'tokenz' — inputs are tokens, image (did you mean 'tokens'?)"),
+        (
+            {"tokens": np.zeros((3, 4), np.int32), "image": np.ones((5, 2, 6), np.float32)},
+            "input 'tokens' is int32, the model expects int64",
+        ),
+        (
+            {"tokenz": np.zeros((3, 4), np.int64), "image": np.ones((5, 2, 6), np.float32)},
+            "the model has no input 'tokenz' — inputs are tokens, image (did you mean 'tokens'?)",
+        ),
         ({"image": np.ones((5, 2, 6), np.float32)}, "no feed for input(s) tokens"),
-        ({"tokens": np.zeros((3, 4), np.int64), "image": np.ones((5, 2, 7), np.float32)},
-         "input 'image' axis 2 is 7, the model was exported with it fixed to 6"),
-        ({"tokens": np.zeros((3,), np.int64), "image": np.ones((5, 2, 6), np.float32)},
-         "input 'tokens' has shape [3], the model expects rank 2"),
+        (
+            {"tokens": np.zeros((3, 4), np.int64), "image": np.ones((5, 2, 7), np.float32)},
+            "input 'image' axis 2 is 7, the model was exported with it fixed to 6",
+        ),
+        (
+            {"tokens": np.zeros((3,), np.int64), "image": np.ones((5, 2, 6), np.float32)},
+            "input 'tokens' has shape [3], the model expects rank 2",
+        ),
     ],
 )
 def test_run_with_a_wrong_feed_is_one_line_exit_2(two_inputs_bundle, tmp_path, feeds, message):
@@ -74,15 +91,22 @@ def test_run_with_a_wrong_feed_is_one_line_exit_2(two_inputs_bundle, tmp_path, f
     ("args", "message"),
     [
         (["export", f"{ZOO}:two_inputs", "--input", "x:batch:float99", "-o", "OUT"], "unknown dtype 'float99'"),
-        (["export", f"{ZOO}:multi_output", "--input", "x:batch,4", "--dim", "batch", "-o", "OUT"],
-         "bad --dim 'batch' — expected NAME=MIN..MAX[@OPT]"),
-        (["export", "nowhere/model.py:build", "--input", "x:2", "-o", "OUT"], "model file 'nowhere/model.py' does not exist"),
+        (
+            ["export", f"{ZOO}:multi_output", "--input", "x:batch,4", "--dim", "batch", "-o", "OUT"],
+            "bad --dim 'batch' — expected NAME=MIN..MAX[@OPT]",
+        ),
+        (
+            ["export", "nowhere/model.py:build", "--input", "x:2", "-o", "OUT"],
+            "model file 'nowhere/model.py' does not exist",
+        ),
         (["export", f"{ZOO}:missing_factory", "--input", "x:2", "-o", "OUT"], "has no callable 'missing_factory'"),
         (["export", f"{ZOO}:not_a_module", "--input", "x:2", "-o", "OUT"], "returned str, not a torch.nn.Module"),
         (["export", "model.onnx", "--input", "x:2", "-o", "OUT"], "cannot tell what kind of model 'model.onnx' is"),
         (["export", f"{ZOO}:multi_output", "-o", "OUT"], "does not say what inputs it takes"),
-        (["export", f"{ZOO}:multi_output", "--input", "x:batch,4", "--exporter", "magic", "-o", "OUT"],
-         "unknown exporter 'magic'"),
+        (
+            ["export", f"{ZOO}:multi_output", "--input", "x:batch,4", "--exporter", "magic", "-o", "OUT"],
+            "unknown exporter 'magic'",
+        ),
         (["verify", "NOWHERE"], "bundle 'NOWHERE' does not exist"),
         (["run", "NOWHERE", "--feed", "x=a.npy"], "bundle 'NOWHERE' does not exist"),
     ],

@@ -99,7 +99,9 @@ def test_input_missing_from_graph_is_refused(tmp_path):
 
 
 def test_wrong_answers_fail_and_leave_no_bundle(tmp_path):
-    with pytest.raises(ParityError, match=r"disagrees with PyTorch on feed '.*' \(optimizations all\): output 'output': max abs diff") as info:
+    with pytest.raises(
+        ParityError, match=r"disagrees with PyTorch on feed '.*' \(optimizations all\): output 'output': max abs diff"
+    ) as info:
         do_export("noisy", tmp_path, "dynamo")
     assert info.value.exit_code == 1
     assert not (tmp_path / "noisy").exists()

@@ -34,8 +34,9 @@ def test_both_values_of_a_bool_input_are_fed():
 
 
 def test_attention_mask_is_padding_with_at_least_one_token():
-    feeds = make_feeds(sig("ids:batch,seq:int64:0..100", "attention_mask:batch,seq:int64:0..2",
-                           dims=["batch=2..6", "seq=3..40"]))
+    feeds = make_feeds(
+        sig("ids:batch,seq:int64:0..100", "attention_mask:batch,seq:int64:0..2", dims=["batch=2..6", "seq=3..40"])
+    )
     padded = False
     for feed in feeds:
         mask = feed.arrays["attention_mask"]

@@ -16,7 +16,8 @@ from tests.models import zoo
 
 def write_model_file(tmp_path):
     path = tmp_path / "my_model.py"
-    path.write_text(textwrap.dedent("""
+    path.write_text(
+        textwrap.dedent("""
         import torch
         class Net(torch.nn.Module):
             def __init__(self):
@@ -28,7 +29,8 @@ def write_model_file(tmp_path):
             torch.manual_seed(0)
             return Net()
         VALUE = 3
-    """))
+    """)
+    )
     return path
 
 
@@ -47,10 +49,14 @@ def test_package_module_factory():
 def test_torchscript_file_goes_through_the_torchscript_exporter(tmp_path):
     path = tmp_path / "cnn.pt"
     torch.jit.save(torch.jit.script(zoo.dynamic_cnn()), str(path))
-    result = export(str(path), tmp_path / "out", [parse_input("x:batch,3,h,w")],
-                    [parse_dim("h=8..24"), parse_dim("w=8..24")])
+    result = export(
+        str(path), tmp_path / "out", [parse_input("x:batch,3,h,w")], [parse_dim("h=8..24"), parse_dim("w=8..24")]
+    )
     assert result.parity.passed
-    assert [(a.strategy, a.outcome) for a in result.attempts] == [("dynamo", "failed to capture"), ("trace", "exported")]
+    assert [(a.strategy, a.outcome) for a in result.attempts] == [
+        ("dynamo", "failed to capture"),
+        ("trace", "exported"),
+    ]
 
 
 def test_exported_program_file(tmp_path):
@@ -72,8 +78,9 @@ def test_exported_program_with_a_static_batch_is_refused_when_declared_dynamic(t
 def test_exported_program_inputs_are_read_from_the_program(tmp_path):
     path = tmp_path / "dyn.pt2"
     batch = torch.export.Dim("batch", min=1, max=16)
-    torch.export.save(torch.export.export(zoo.multi_output(), (torch.randn(4, 4),), dynamic_shapes={"x": {0: batch}}),
-                      str(path))
+    torch.export.save(
+        torch.export.export(zoo.multi_output(), (torch.randn(4, 4),), dynamic_shapes={"x": {0: batch}}), str(path)
+    )
     result = export(str(path), tmp_path / "out")  # no --input needed
     (x,) = result.bundle.manifest["inputs"]
     assert x["name"] == "x" and x["dims"][1] == 4 and x["dims"][0]["min"] == 1 and x["dims"][0]["max"] == 16

@@ -47,8 +47,15 @@ def test_dim_parses_bounds_and_opt():
     assert parse_dim("seq=4..128") == Dim("seq", 4, 128, None)
 
 
-@pytest.mark.parametrize(("text", "why"), [("batch", "expected NAME=MIN..MAX"), ("b=5..5", "need 1 <= MIN < MAX"),
-                                           ("b=0..4", "need 1 <= MIN < MAX"), ("b=1..4@9", "outside 1..4")])
+@pytest.mark.parametrize(
+    ("text", "why"),
+    [
+        ("batch", "expected NAME=MIN..MAX"),
+        ("b=5..5", "need 1 <= MIN < MAX"),
+        ("b=0..4", "need 1 <= MIN < MAX"),
+        ("b=1..4@9", "outside 1..4"),
+    ],
+)
 def test_bad_dim(text, why):
     with pytest.raises(UsageError, match=why):
         parse_dim(text)
@@ -79,6 +86,8 @@ def test_duplicate_input_refused():
 
 
 def test_signature_round_trips_through_json():
-    sig = Signature.build([parse_input("ids:batch,seq:int64:0..100"), parse_input("f::bool")], [parse_dim("batch=1..4@3")])
+    sig = Signature.build(
+        [parse_input("ids:batch,seq:int64:0..100"), parse_input("f::bool")], [parse_dim("batch=1..4@3")]
+    )
     again = Signature.from_json(sig.to_json())
     assert again.inputs == sig.inputs and again.dims == sig.dims

@@ -48,19 +48,29 @@ class Bundle:
         if not folder.exists():
             raise BundleError(f"bundle {str(path)!r} does not exist", "create one with `modelport export MODEL -o DIR`")
         if not folder.is_dir():
-            raise BundleError(f"{str(path)!r} is a file, not a bundle directory",
-                              "pass the directory written by `modelport export`; `modelport doctor` reads bare ONNX files")
+            raise BundleError(
+                f"{str(path)!r} is a file, not a bundle directory",
+                "pass the directory written by `modelport export`; `modelport doctor` reads bare ONNX files",
+            )
         manifest_path = folder / MANIFEST
         if not manifest_path.is_file():
-            raise BundleError(f"{str(path)!r} has no {MANIFEST}, so it is not a modelport bundle",
-                              "create one with `modelport export MODEL -o DIR`")
+            raise BundleError(
+                f"{str(path)!r} has no {MANIFEST}, so it is not a modelport bundle",
+                "create one with `modelport export MODEL -o DIR`",
+            )
         try:
             manifest = json.loads(manifest_path.read_text())
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:
             raise BundleError(f"{manifest_path} is not valid JSON ({exc})", "re-export the bundle") from exc
-        if not isinstance(manifest, dict) or manifest.get("format_version") != FORMAT_VERSION or "inputs" not in manifest:
-            raise BundleError(f"{manifest_path} is not a modelport manifest of format {FORMAT_VERSION}",
-                              "re-export the bundle with this modelport")
+        if (
+            not isinstance(manifest, dict)
+            or manifest.get("format_version") != FORMAT_VERSION
+            or "inputs" not in manifest
+        ):
+            raise BundleError(
+                f"{manifest_path} is not a modelport manifest of format {FORMAT_VERSION}",
+                "re-export the bundle with this modelport",
+            )
         bundle = cls(folder, manifest)
         bundle.check_files()
         return bundle
@@ -71,8 +81,10 @@ class Bundle:
             if not file.is_file():
                 raise BundleError(f"bundle file {name} is missing from {self.path}", "re-export the bundle")
             if sha256(file) != info["sha256"]:
-                raise BundleError(f"bundle file {name} changed since export (sha256 differs)",
-                                  "re-export the bundle; do not edit its files in place")
+                raise BundleError(
+                    f"bundle file {name} changed since export (sha256 differs)",
+                    "re-export the bundle; do not edit its files in place",
+                )
 
 
 def sha256(path: Path) -> str:
@@ -86,7 +98,8 @@ def sha256(path: Path) -> str:
 def file_table(folder: Path) -> dict[str, dict[str, Any]]:
     return {
         p.name: {"sha256": sha256(p), "bytes": p.stat().st_size}
-        for p in sorted(folder.iterdir()) if p.is_file() and p.name != MANIFEST
+        for p in sorted(folder.iterdir())
+        if p.is_file() and p.name != MANIFEST
     }
 
 
@@ -102,8 +115,10 @@ def staging_dir(target: Path) -> Path:
     if target.exists() and not target.is_dir():
         raise UsageError(f"output {str(target)!r} is a file", "give -o a directory path")
     if target.is_dir() and any(target.iterdir()) and not (target / MANIFEST).is_file():
-        raise UsageError(f"output {str(target)!r} exists and is not a modelport bundle; refusing to replace it",
-                         "choose a new -o directory, or empty this one")
+        raise UsageError(
+            f"output {str(target)!r} exists and is not a modelport bundle; refusing to replace it",
+            "choose a new -o directory, or empty this one",
+        )
     target.parent.mkdir(parents=True, exist_ok=True)
     return Path(tempfile.mkdtemp(prefix=f".{target.name}.partial-", dir=target.parent))
 

@@ -40,7 +40,8 @@ def forward_params(module: Any) -> list[str] | None:
     if inspect.Parameter.VAR_POSITIONAL in kinds:
         return None
     return [
-        p.name for p in sig.parameters.values()
+        p.name
+        for p in sig.parameters.values()
         if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY, p.POSITIONAL_ONLY)
     ]
 
@@ -89,7 +90,9 @@ def flatten_outputs(value: Any, prefix: str = "") -> list[tuple[str, torch.Tenso
     return out
 
 
-def run_eager(module: Any, plan: CallPlan, arrays: dict[str, np.ndarray], sig: Signature) -> list[tuple[str, np.ndarray]]:
+def run_eager(
+    module: Any, plan: CallPlan, arrays: dict[str, np.ndarray], sig: Signature
+) -> list[tuple[str, np.ndarray]]:
     """Run PyTorch on one feed; returns named numpy outputs."""
     values = [torch.from_numpy(np.ascontiguousarray(arrays[s.name])) for s in sig.inputs]
     args, kwargs = plan.split(values)

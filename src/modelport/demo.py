@@ -69,6 +69,9 @@ def run_demo(output: Path, progress: Callable[[str], None] | None = None) -> Dem
     theirs = reference_embeddings(SENTENCES)
     report = DemoReport(result, SENTENCES, counts, [cosine(a, b) for a, b in zip(ours, theirs, strict=True)])
     if not report.passed:
-        raise ParityError(f"sentence embeddings differ from sentence-transformers (min cosine "
-                          f"{min(report.cosines):.6f} < {COSINE_THRESHOLD})", "this is a modelport bug; please report it")
+        raise ParityError(
+            f"sentence embeddings differ from sentence-transformers (min cosine "
+            f"{min(report.cosines):.6f} < {COSINE_THRESHOLD})",
+            "this is a modelport bug; please report it",
+        )
     return report

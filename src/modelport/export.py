@@ -50,8 +50,10 @@ def resolve_signature(loaded: LoadedModel, inputs: list[InputSpec] | None, dims:
     if inputs:
         return Signature.build(inputs, dims or [])
     if loaded.signature is None:
-        raise UsageError(f"{loaded.ref} does not say what inputs it takes",
-                         "declare them: --input NAME:DIMS[:DTYPE[:LOW..HIGH]] (one per forward argument)")
+        raise UsageError(
+            f"{loaded.ref} does not say what inputs it takes",
+            "declare them: --input NAME:DIMS[:DTYPE[:LOW..HIGH]] (one per forward argument)",
+        )
     merged = {**loaded.signature.dims, **{d.name: d for d in dims or []}}
     return Signature.build(loaded.signature.inputs, {n: Dim(d.name, d.min, d.max, d.opt) for n, d in merged.items()})
 
@@ -92,8 +94,13 @@ def export(
         import torch
 
         job = ExportJob(
-            module=loaded.module, signature=sig, plan=plan, output_names=output_names, path=staging / MODEL_FILE,
-            example=[torch.from_numpy(example.arrays[s.name]) for s in sig.inputs], opset=opset,
+            module=loaded.module,
+            signature=sig,
+            plan=plan,
+            output_names=output_names,
+            path=staging / MODEL_FILE,
+            example=[torch.from_numpy(example.arrays[s.name]) for s in sig.inputs],
+            opset=opset,
             exported_program=loaded.exported_program,
         )
         start = time.perf_counter()
@@ -113,8 +120,9 @@ def export(
     finally:
         bundles.discard(staging)  # no-op once committed
     assert outcome.report is not None
-    return ExportResult(result_bundle, outcome.report, outcome.attempts, loaded.notes, total - verify_seconds,
-                        verify_seconds)
+    return ExportResult(
+        result_bundle, outcome.report, outcome.attempts, loaded.notes, total - verify_seconds, verify_seconds
+    )
 
 
 def verify(
@@ -143,8 +151,15 @@ def verify(
     return report
 
 
-def _manifest(loaded: LoadedModel, sig: Signature, exporter: str, opset: int, outcome: CaptureOutcome, export_s: float,
-              verify_s: float) -> dict[str, Any]:
+def _manifest(
+    loaded: LoadedModel,
+    sig: Signature,
+    exporter: str,
+    opset: int,
+    outcome: CaptureOutcome,
+    export_s: float,
+    verify_s: float,
+) -> dict[str, Any]:
     return {
         "format": "modelport-bundle",
         "format_version": bundles.FORMAT_VERSION,
@@ -185,4 +200,3 @@ def _unique(names: list[str]) -> list[str]:
         seen[name] = count + 1
         out.append(name if count == 0 else f"{name}_{count}")
     return out
-

@@ -29,8 +29,9 @@ def load_feeds(pairs: list[str]) -> dict[str, np.ndarray]:
         try:
             feeds[name] = np.load(path, allow_pickle=False)
         except (ValueError, OSError, zipfile.BadZipFile) as exc:
-            raise UsageError(f"{file} is not a readable .npy array ({exc})",
-                             "save the array with numpy.save(FILE, array)") from exc
+            raise UsageError(
+                f"{file} is not a readable .npy array ({exc})", "save the array with numpy.save(FILE, array)"
+            ) from exc
         if not isinstance(feeds[name], np.ndarray):
             raise UsageError(f"{file} holds several arrays (.npz)", "pass one .npy file per input")
     return feeds
@@ -42,8 +43,10 @@ def check_feed(sig: Signature, feeds: dict[str, np.ndarray]) -> list[str]:
     for name in feeds:
         if name not in names:
             close = difflib.get_close_matches(name, names, n=1)
-            raise FeedError(f"the model has no input {name!r}",
-                            f"inputs are {', '.join(names)}" + (f" (did you mean {close[0]!r}?)" if close else ""))
+            raise FeedError(
+                f"the model has no input {name!r}",
+                f"inputs are {', '.join(names)}" + (f" (did you mean {close[0]!r}?)" if close else ""),
+            )
     missing = [n for n in names if n not in feeds]
     if missing:
         raise FeedError(f"no feed for input(s) {', '.join(missing)}", f"add --feed {missing[0]}=FILE.npy")
@@ -52,22 +55,30 @@ def check_feed(sig: Signature, feeds: dict[str, np.ndarray]) -> list[str]:
     for spec in sig.inputs:
         array = feeds[spec.name]
         if str(array.dtype) != spec.dtype:
-            raise FeedError(f"input {spec.name!r} is {array.dtype}, the model expects {spec.dtype}",
-                            f"convert it: array.astype('{spec.dtype}')")
+            raise FeedError(
+                f"input {spec.name!r} is {array.dtype}, the model expects {spec.dtype}",
+                f"convert it: array.astype('{spec.dtype}')",
+            )
         if array.ndim != len(spec.dims):
-            raise FeedError(f"input {spec.name!r} has shape {list(array.shape)}, the model expects rank "
-                            f"{len(spec.dims)} ({', '.join(map(str, spec.dims)) or 'a scalar'})",
-                            "reshape the array to the declared dims")
+            raise FeedError(
+                f"input {spec.name!r} has shape {list(array.shape)}, the model expects rank "
+                f"{len(spec.dims)} ({', '.join(map(str, spec.dims)) or 'a scalar'})",
+                "reshape the array to the declared dims",
+            )
         for axis, (want, got) in enumerate(zip(spec.dims, array.shape, strict=True)):
             if isinstance(want, int):
                 if want != got:
-                    raise FeedError(f"input {spec.name!r} axis {axis} is {got}, the model was exported with it fixed "
-                                    f"to {want}", f"re-export with a symbol for that axis (e.g. --input {spec.name}:...)"
-                                    " and --dim to make it dynamic")
+                    raise FeedError(
+                        f"input {spec.name!r} axis {axis} is {got}, the model was exported with it fixed to {want}",
+                        f"re-export with a symbol for that axis (e.g. --input {spec.name}:...)"
+                        " and --dim to make it dynamic",
+                    )
                 continue
             if want in seen and seen[want][0] != got:
-                raise FeedError(f"dimension {want!r} is {seen[want][0]} in {seen[want][1]!r} but {got} in "
-                                f"{spec.name!r}", "inputs that share a dimension must agree on its size")
+                raise FeedError(
+                    f"dimension {want!r} is {seen[want][0]} in {seen[want][1]!r} but {got} in {spec.name!r}",
+                    "inputs that share a dimension must agree on its size",
+                )
             seen[want] = (got, spec.name)
             dim = sig.dims[want]
             if not dim.min <= got <= dim.max and f"{want}={got}" not in warnings:

@@ -133,7 +133,10 @@ def broken_factory() -> nn.Module:
 
 SPECS: dict[str, tuple[list[str], list[str]]] = {
     "dynamic_cnn": (["x:batch,3,h,w"], ["batch=1..4", "h=8..40", "w=8..40"]),
-    "two_inputs": (["tokens:m,seq:int64:0..50", "image:n,patches,6"], ["m=1..6", "n=1..9", "seq=1..12", "patches=1..5"]),
+    "two_inputs": (
+        ["tokens:m,seq:int64:0..50", "image:n,patches,6"],
+        ["m=1..6", "n=1..9", "seq=1..12", "patches=1..5"],
+    ),
     "multi_output": (["x:batch,4"], ["batch=1..16"]),
     "upsample": (["x:batch,2,h,w"], ["batch=1..3", "h=2..17", "w=2..17"]),
     "left_in_training": (["x:batch,8"], ["batch=2..16"]),

@@ -50,5 +50,10 @@ class Attempt:
     warnings: list[str] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
-        return {"strategy": self.strategy, "outcome": self.outcome, "reason": self.reason,
-                "seconds": round(self.seconds, 3), "warnings": self.warnings}
+        return {
+            "strategy": self.strategy,
+            "outcome": self.outcome,
+            "reason": self.reason,
+            "seconds": round(self.seconds, 3),
+            "warnings": self.warnings,
+        }

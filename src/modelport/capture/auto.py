@@ -18,7 +18,11 @@ STRATEGIES: dict[str, ModuleType] = {dynamo.NAME: dynamo, trace.NAME: trace}
 AUTO_ORDER = (dynamo.NAME, trace.NAME)
 EXPORTERS = ("auto", *STRATEGIES)
 
-_OUTCOME = {CaptureError: "failed to capture", GraphCheckError: "failed graph check", ParityError: "failed verification"}
+_OUTCOME = {
+    CaptureError: "failed to capture",
+    GraphCheckError: "failed graph check",
+    ParityError: "failed verification",
+}
 
 
 @dataclass

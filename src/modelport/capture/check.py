@@ -17,9 +17,14 @@ from modelport.spec import Signature
 __all__ = ["check_graph", "graph_outputs", "graph_opset"]
 
 _ONNX_TO_NUMPY = {
-    onnx.TensorProto.FLOAT: "float32", onnx.TensorProto.FLOAT16: "float16", onnx.TensorProto.DOUBLE: "float64",
-    onnx.TensorProto.INT64: "int64", onnx.TensorProto.INT32: "int32", onnx.TensorProto.INT8: "int8",
-    onnx.TensorProto.UINT8: "uint8", onnx.TensorProto.BOOL: "bool",
+    onnx.TensorProto.FLOAT: "float32",
+    onnx.TensorProto.FLOAT16: "float16",
+    onnx.TensorProto.DOUBLE: "float64",
+    onnx.TensorProto.INT64: "int64",
+    onnx.TensorProto.INT32: "int32",
+    onnx.TensorProto.INT8: "int8",
+    onnx.TensorProto.UINT8: "uint8",
+    onnx.TensorProto.BOOL: "bool",
 }
 
 
@@ -92,13 +97,18 @@ def _check_input(spec, value: onnx.ValueInfoProto) -> None:
                 "or make the code size-agnostic",
             )
         if isinstance(want, int) and isinstance(got, int) and want != got:
-            raise GraphCheckError(f"input {spec.name!r} axis {axis} is {got} in the graph, declared {want}",
-                                  "fix the dims in --input")
+            raise GraphCheckError(
+                f"input {spec.name!r} axis {axis} is {got} in the graph, declared {want}", "fix the dims in --input"
+            )
 
 
 def _value_info(value: onnx.ValueInfoProto) -> dict[str, object]:
     tensor = value.type.tensor_type
-    dims: list[int | str] = [d.dim_param if d.HasField("dim_param") or not d.HasField("dim_value") else d.dim_value
-                             for d in tensor.shape.dim]
-    return {"name": value.name, "dtype": _ONNX_TO_NUMPY.get(tensor.elem_type, str(tensor.elem_type)),
-            "dims": [d if d != "" else "?" for d in dims]}
+    dims: list[int | str] = [
+        d.dim_param if d.HasField("dim_param") or not d.HasField("dim_value") else d.dim_value for d in tensor.shape.dim
+    ]
+    return {
+        "name": value.name,
+        "dtype": _ONNX_TO_NUMPY.get(tensor.elem_type, str(tensor.elem_type)),
+        "dims": [d if d != "" else "?" for d in dims],
+    }

@@ -11,15 +11,19 @@ import re
 from pathlib import Path
 from typing import Any
 
-from modelport.capture import ExportJob
 from modelport.calling import forward_params
+from modelport.capture import ExportJob
 from modelport.errors import CaptureError
 
 __all__ = ["NAME", "export", "dynamic_shapes"]
 
 NAME = "dynamo"
 _CALL_SITE = re.compile(r'File "([^"]+)", line (\d+), in \S+\n\s*(.+)')
-_DATA_DEPENDENT = ("GuardOnDataDependentSymNode", "Could not guard on data-dependent", "Could not extract specialized integer")
+_DATA_DEPENDENT = (
+    "GuardOnDataDependentSymNode",
+    "Could not guard on data-dependent",
+    "Could not extract specialized integer",
+)
 
 
 def dynamic_shapes(job: ExportJob) -> dict[str, Any] | tuple[Any, ...]:
@@ -42,8 +46,12 @@ def export(job: ExportJob) -> None:
         raise CaptureError("a TorchScript module cannot go through torch.export", "use --exporter trace")
     names = [s.name for s in job.signature.inputs]
     common = dict(
-        input_names=names, output_names=job.output_names, opset_version=job.opset, dynamo=True,
-        external_data=job.external_data, verbose=False,
+        input_names=names,
+        output_names=job.output_names,
+        opset_version=job.opset,
+        dynamo=True,
+        external_data=job.external_data,
+        verbose=False,
     )
     try:
         if job.exported_program is not None:
@@ -70,13 +78,17 @@ def explain(exc: BaseException) -> CaptureError:
             "or try --exporter trace",
         )
     if "Constraints violated" in text or "specialized" in text and "Dim" in text:
-        detail = next((ln.strip() for ln in text.splitlines() if "must be specialized" in ln or "specialized to" in ln), "")
+        detail = next(
+            (ln.strip() for ln in text.splitlines() if "must be specialized" in ln or "specialized to" in ln), ""
+        )
         return CaptureError(
             f"the model fixes a dimension declared dynamic{where}" + (f": {detail}" if detail else ""),
             "declare that dimension as a number in --input, or remove the code that fixes its size",
         )
     summary = _summary(text)
-    return CaptureError(f"torch.export failed{where}: {summary}", "try --exporter trace, or fix the model code named above")
+    return CaptureError(
+        f"torch.export failed{where}: {summary}", "try --exporter trace, or fix the model code named above"
+    )
 
 
 def _chain(exc: BaseException | None) -> list[BaseException]:

@@ -39,7 +39,9 @@ class Recording:
         for w in self.warnings:
             if w.category.__name__ in ("TracerWarning", "UserWarning"):
                 lines.append(f"{w.category.__name__}: {str(w.message).splitlines()[0][:200]}")
-        lines += [f"{r.name}: {r.getMessage().splitlines()[0][:200]}" for r in self.logs if r.levelno >= logging.WARNING]
+        lines += [
+            f"{r.name}: {r.getMessage().splitlines()[0][:200]}" for r in self.logs if r.levelno >= logging.WARNING
+        ]
         return list(dict.fromkeys(lines))[:limit]
 
 
@@ -65,8 +67,11 @@ def recording() -> Iterator[Recording]:
         lg.propagate = lg.name not in LOGGERS
     out = io.StringIO()
     try:
-        with warnings.catch_warnings(record=True) as caught, contextlib.redirect_stdout(out), \
-                contextlib.redirect_stderr(out):
+        with (
+            warnings.catch_warnings(record=True) as caught,
+            contextlib.redirect_stdout(out),
+            contextlib.redirect_stderr(out),
+        ):
             warnings.simplefilter("always")
             try:
                 yield rec

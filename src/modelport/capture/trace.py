@@ -35,8 +35,7 @@ class _ByName(torch.nn.Module):
 
 def dynamic_axes(job: ExportJob) -> dict[str, dict[int, str]]:
     axes = {
-        spec.name: {axis: d for axis, d in enumerate(spec.dims) if isinstance(d, str)}
-        for spec in job.signature.inputs
+        spec.name: {axis: d for axis, d in enumerate(spec.dims) if isinstance(d, str)} for spec in job.signature.inputs
     }
     axes = {name: a for name, a in axes.items() if a}
     names = [s.name for s in job.signature.inputs]
@@ -53,16 +52,24 @@ def export(job: ExportJob) -> None:
     with recording() as rec:
         try:
             torch.onnx.export(
-                module, tuple(job.example), str(job.path), dynamo=False,
-                input_names=[s.name for s in job.signature.inputs], output_names=job.output_names,
-                opset_version=job.opset, dynamic_axes=dynamic_axes(job), do_constant_folding=True,
+                module,
+                tuple(job.example),
+                str(job.path),
+                dynamo=False,
+                input_names=[s.name for s in job.signature.inputs],
+                output_names=job.output_names,
+                opset_version=job.opset,
+                dynamic_axes=dynamic_axes(job),
+                do_constant_folding=True,
             )
         except CaptureError:
             raise
         except Exception as exc:
             lines = [ln for ln in str(exc).strip().splitlines() if ln.strip()]
-            raise CaptureError(f"the TorchScript exporter failed: {lines[0][:300] if lines else type(exc).__name__}",
-                               "try --exporter dynamo, or a different --opset") from exc
+            raise CaptureError(
+                f"the TorchScript exporter failed: {lines[0][:300] if lines else type(exc).__name__}",
+                "try --exporter dynamo, or a different --opset",
+            ) from exc
     frozen = rec.frozen_control_flow()
     if frozen:
         raise CaptureError(

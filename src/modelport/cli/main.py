@@ -25,7 +25,9 @@ app = typer.Typer(
 out = Console(markup=False, highlight=False)
 err = Console(stderr=True, markup=False, highlight=False)
 
-Inputs = typer.Option(None, "--input", "-i", help="NAME:DIMS[:DTYPE[:LOW..HIGH]], e.g. x:batch,3,h,w (repeat per input)")
+Inputs = typer.Option(
+    None, "--input", "-i", help="NAME:DIMS[:DTYPE[:LOW..HIGH]], e.g. x:batch,3,h,w (repeat per input)"
+)
 Dims = typer.Option(None, "--dim", "-d", help="NAME=MIN..MAX[@OPT] bounds of a symbolic dimension (repeatable)")
 
 
@@ -41,7 +43,9 @@ def _default(value: Any) -> Any:
 
 @app.command()
 def export(
-    model: str = typer.Argument(..., help="file.py:factory, package.module:factory, model.pt, model.pt2, hf:DIR, demo:minilm"),
+    model: str = typer.Argument(
+        ..., help="file.py:factory, package.module:factory, model.pt, model.pt2, hf:DIR, demo:minilm"
+    ),
     output: Path = typer.Option(..., "--output", "-o", help="bundle directory to write"),
     input: list[str] = Inputs,  # noqa: A002 - the flag is --input
     dim: list[str] = Dims,
@@ -60,8 +64,18 @@ def export(
     specs = [parse_input(text) for text in input or []]
     dims = [parse_dim(text) for text in dim or []]
     with err.status("exporting") as status:
-        result = do_export(model, output, specs, dims, exporter, opset, atol, rtol, keep_failed,
-                           progress=lambda msg: status.update(msg))
+        result = do_export(
+            model,
+            output,
+            specs,
+            dims,
+            exporter,
+            opset,
+            atol,
+            rtol,
+            keep_failed,
+            progress=lambda msg: status.update(msg),
+        )
     if as_json:
         emit_json(show.export_json(result))
     else:
@@ -137,8 +151,15 @@ def main(argv: list[str] | None = None) -> None:
         if debug:
             traceback.print_exc()
         if as_json:
-            emit_json({"ok": False, "error": exc.message, "hint": exc.hint, "exit_code": exc.exit_code,
-                       "attempts": getattr(exc, "attempts", [])})
+            emit_json(
+                {
+                    "ok": False,
+                    "error": exc.message,
+                    "hint": exc.hint,
+                    "exit_code": exc.exit_code,
+                    "attempts": getattr(exc, "attempts", []),
+                }
+            )
         err.print(f"error: {exc.one_line()}", highlight=False, soft_wrap=True)
         sys.exit(exc.exit_code)
     except KeyboardInterrupt:
@@ -155,6 +176,10 @@ def main(argv: list[str] | None = None) -> None:
         if debug:
             traceback.print_exc()
         first = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else ""
-        err.print(f"error: internal error {type(exc).__name__}: {first} — this is a modelport bug; rerun with --debug "
-                  "and report the traceback", highlight=False, soft_wrap=True)
+        err.print(
+            f"error: internal error {type(exc).__name__}: {first} — this is a modelport bug; rerun with --debug "
+            "and report the traceback",
+            highlight=False,
+            soft_wrap=True,
+        )
         sys.exit(1)

@@ -30,23 +30,31 @@ def io_table(manifest: dict[str, Any]) -> Table:
         table.add_column(col)
     for item in manifest["inputs"]:
         rng = item.get("range")
-        table.add_row("in", item["name"], item["dtype"], dims_text(item["dims"]),
-                      f"{rng[0]:g}..{rng[1]:g}" if rng else "")
+        table.add_row(
+            "in", item["name"], item["dtype"], dims_text(item["dims"]), f"{rng[0]:g}..{rng[1]:g}" if rng else ""
+        )
     for item in manifest.get("outputs", []):
         table.add_row("out", item["name"], item["dtype"], dims_text(item["dims"]), "")
     return table
 
 
 def parity_table(console: Console, report: ParityReport) -> None:
-    table = Table(title=f"parity vs PyTorch eager on {report.backend} (atol {report.atol:g}, rtol {report.rtol:g})",
-                  title_justify="left")
+    table = Table(
+        title=f"parity vs PyTorch eager on {report.backend} (atol {report.atol:g}, rtol {report.rtol:g})",
+        title_justify="left",
+    )
     for col in ("feed", "ORT opt", "worst output", "max abs", "max rel", "ok"):
         table.add_column(col)
     for r in report.results:
         worst = max(r.outputs, key=lambda o: (not o.passed, o.max_abs), default=None)
-        table.add_row(r.feed, r.optimization, worst.name if worst else "-",
-                      f"{worst.max_abs:.2e}" if worst else "-", f"{worst.max_rel:.2e}" if worst else "-",
-                      "yes" if r.passed else f"NO: {r.why}")
+        table.add_row(
+            r.feed,
+            r.optimization,
+            worst.name if worst else "-",
+            f"{worst.max_abs:.2e}" if worst else "-",
+            f"{worst.max_rel:.2e}" if worst else "-",
+            "yes" if r.passed else f"NO: {r.why}",
+        )
     console.print(table)
     console.print(f"parity: {'PASS' if report.passed else 'FAIL'} — {report.summary()}", highlight=False)
 
@@ -57,8 +65,11 @@ def export_table(console: Console, result: Any) -> None:
     parity_table(console, result.parity)
     size = sum(f["bytes"] for f in manifest["files"].values())
     attempts = ", ".join(f"{a.strategy}: {a.outcome}" for a in result.attempts)
-    console.print(f"bundle {result.bundle.path} — {size / 1e6:.1f} MB, opset {manifest['opset']['actual']}, "
-                  f"exporter {manifest['capture']['strategy']} ({attempts})", highlight=False)
+    console.print(
+        f"bundle {result.bundle.path} — {size / 1e6:.1f} MB, opset {manifest['opset']['actual']}, "
+        f"exporter {manifest['capture']['strategy']} ({attempts})",
+        highlight=False,
+    )
     console.print(f"export {result.export_seconds:.1f} s, verify {result.verify_seconds:.1f} s", highlight=False)
     for note in result.notes:
         console.print(f"note: {note}", highlight=False)
@@ -66,18 +77,34 @@ def export_table(console: Console, result: Any) -> None:
 
 def export_json(result: Any) -> dict[str, Any]:
     manifest = result.bundle.manifest
-    return {"ok": True, "bundle": str(result.bundle.path), "strategy": manifest["capture"]["strategy"],
-            "attempts": manifest["capture"]["attempts"], "parity": manifest["parity"], "inputs": manifest["inputs"],
-            "outputs": manifest["outputs"], "opset": manifest["opset"], "timings": manifest["timings"],
-            "notes": manifest["notes"]}
+    return {
+        "ok": True,
+        "bundle": str(result.bundle.path),
+        "strategy": manifest["capture"]["strategy"],
+        "attempts": manifest["capture"]["attempts"],
+        "parity": manifest["parity"],
+        "inputs": manifest["inputs"],
+        "outputs": manifest["outputs"],
+        "opset": manifest["opset"],
+        "timings": manifest["timings"],
+        "notes": manifest["notes"],
+    }
 
 
 def output_stats(outputs: dict[str, np.ndarray]) -> list[dict[str, Any]]:
     stats = []
     for name, value in outputs.items():
         numeric = value.astype(np.float64) if value.size else np.zeros(1)
-        stats.append({"name": name, "shape": list(value.shape), "dtype": str(value.dtype),
-                      "min": float(numeric.min()), "max": float(numeric.max()), "mean": float(numeric.mean())})
+        stats.append(
+            {
+                "name": name,
+                "shape": list(value.shape),
+                "dtype": str(value.dtype),
+                "min": float(numeric.min()),
+                "max": float(numeric.max()),
+                "mean": float(numeric.mean()),
+            }
+        )
     return stats
 
 

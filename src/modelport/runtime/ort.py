@@ -58,8 +58,10 @@ class OrtRunner:
         try:
             values = self.session.run(names, feed)
         except Exception as exc:
-            raise FeedError(f"ONNX Runtime failed: {_first_line(exc)}",
-                            "check the feed's names, shapes and dtypes against `modelport run --help`") from exc
+            raise FeedError(
+                f"ONNX Runtime failed: {_first_line(exc)}",
+                "check the feed's names, shapes and dtypes against `modelport run --help`",
+            ) from exc
         return dict(zip(names, values, strict=True))
 
     def close(self) -> None:

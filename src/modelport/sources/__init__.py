@@ -70,8 +70,15 @@ def _to_eval(loaded: LoadedModel) -> LoadedModel:
     if loaded.kind == "exported_program":  # its graph was captured in one mode already; eval() is refused
         return loaded
     if getattr(module, "training", False):
-        affected = sorted({type(m).__name__ for m in module.modules() if "Dropout" in type(m).__name__
-                           or "BatchNorm" in type(m).__name__ or "InstanceNorm" in type(m).__name__})
+        affected = sorted(
+            {
+                type(m).__name__
+                for m in module.modules()
+                if "Dropout" in type(m).__name__
+                or "BatchNorm" in type(m).__name__
+                or "InstanceNorm" in type(m).__name__
+            }
+        )
         loaded.notes.append(
             "the model was in training mode; modelport exports it in eval mode, as model.eval() would"
             + (f" (this changes {', '.join(affected)})" if affected else "")

@@ -37,7 +37,8 @@ def load(ref: str) -> LoadedModel:
     factory = getattr(module, factory_name, None)
     if factory is None or not callable(factory):
         available = sorted(
-            n for n, v in vars(module).items()
+            n
+            for n, v in vars(module).items()
             if callable(v) and not n.startswith("_") and getattr(v, "__module__", None) == module.__name__
         )
         raise SourceError(
@@ -47,7 +48,9 @@ def load(ref: str) -> LoadedModel:
     try:
         model = factory()
     except Exception as exc:
-        raise SourceError(f"{factory_name}() raised {_describe(exc)}", "the factory must build the model with no arguments") from exc
+        raise SourceError(
+            f"{factory_name}() raised {_describe(exc)}", "the factory must build the model with no arguments"
+        ) from exc
     if not isinstance(model, torch.nn.Module):
         raise SourceError(
             f"{factory_name}() returned {type(model).__name__}, not a torch.nn.Module",

@@ -18,8 +18,16 @@ from modelport.spec import DEFAULT_MAX, Dim, InputSpec, Signature
 
 __all__ = ["load", "program_signature", "check_against_program"]
 
-_DTYPES = {torch.float32: "float32", torch.float16: "float16", torch.float64: "float64", torch.int64: "int64",
-           torch.int32: "int32", torch.int8: "int8", torch.uint8: "uint8", torch.bool: "bool"}
+_DTYPES = {
+    torch.float32: "float32",
+    torch.float16: "float16",
+    torch.float64: "float64",
+    torch.int64: "int64",
+    torch.int32: "int32",
+    torch.int8: "int8",
+    torch.uint8: "uint8",
+    torch.bool: "bool",
+}
 
 
 def load(ref: str) -> LoadedModel:
@@ -36,8 +44,14 @@ def load(ref: str) -> LoadedModel:
             f"torch.export.load could not read {path.name}: {str(exc).strip().splitlines()[0]}",
             "re-save it with torch.export.save from this torch version",
         ) from exc
-    return LoadedModel(program.module(), "exported_program", str(path), signature=program_signature(program),
-                       exported_program=program, positional=True)
+    return LoadedModel(
+        program.module(),
+        "exported_program",
+        str(path),
+        signature=program_signature(program),
+        exported_program=program,
+        positional=True,
+    )
 
 
 def program_signature(program: torch.export.ExportedProgram) -> Signature:
@@ -65,12 +79,17 @@ def program_signature(program: torch.export.ExportedProgram) -> Signature:
 def check_against_program(declared: Signature, program: Signature, file: str) -> None:
     """A declared dynamic axis that the program fixed cannot be honoured: say so before exporting."""
     if len(declared.inputs) != len(program.inputs):
-        raise UsageError(f"{len(declared.inputs)} inputs declared but {Path(file).name} takes "
-                         f"{len(program.inputs)}", "declare one --input per program input, in order")
+        raise UsageError(
+            f"{len(declared.inputs)} inputs declared but {Path(file).name} takes {len(program.inputs)}",
+            "declare one --input per program input, in order",
+        )
     for want, have in zip(declared.inputs, program.inputs, strict=True):
         if len(want.dims) != len(have.dims):
-            raise UsageError(f"input {want.name!r} declared with rank {len(want.dims)}, the program's has "
-                             f"{len(have.dims)}: {list(have.dims)}", "fix the dims in --input")
+            raise UsageError(
+                f"input {want.name!r} declared with rank {len(want.dims)}, the program's has "
+                f"{len(have.dims)}: {list(have.dims)}",
+                "fix the dims in --input",
+            )
         for axis, (w, h) in enumerate(zip(want.dims, have.dims, strict=True)):
             if isinstance(w, str) and isinstance(h, int):
                 raise UsageError(

@@ -18,7 +18,12 @@ from modelport.spec import Dim, InputSpec, Signature
 
 __all__ = ["load", "infer_signature", "require_transformers"]
 
-WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin", "pytorch_model.bin.index.json")
+WEIGHT_FILES = (
+    "model.safetensors",
+    "model.safetensors.index.json",
+    "pytorch_model.bin",
+    "pytorch_model.bin.index.json",
+)
 MAX_SEQ = 128
 MAX_BATCH = 8
 
@@ -38,14 +43,20 @@ def require_transformers() -> Any:
 def load(ref: str) -> LoadedModel:
     folder = Path(ref.removeprefix("hf:")).expanduser()
     if not folder.is_dir():
-        raise SourceError(f"transformers folder {str(folder)!r} does not exist",
-                          "pass hf:DIR with a folder written by model.save_pretrained(DIR)")
+        raise SourceError(
+            f"transformers folder {str(folder)!r} does not exist",
+            "pass hf:DIR with a folder written by model.save_pretrained(DIR)",
+        )
     if not (folder / "config.json").is_file():
-        raise SourceError(f"{folder} has no config.json, so it is not a transformers model folder",
-                          "pass a folder written by model.save_pretrained(DIR)")
+        raise SourceError(
+            f"{folder} has no config.json, so it is not a transformers model folder",
+            "pass a folder written by model.save_pretrained(DIR)",
+        )
     if not any((folder / name).is_file() for name in WEIGHT_FILES):
-        raise SourceError(f"{folder} has a config but no weights ({', '.join(WEIGHT_FILES[::2])})",
-                          "save the weights too: model.save_pretrained(DIR)")
+        raise SourceError(
+            f"{folder} has a config but no weights ({', '.join(WEIGHT_FILES[::2])})",
+            "save the weights too: model.save_pretrained(DIR)",
+        )
     model = load_folder(folder)
     return LoadedModel(model, "hf", f"hf:{folder.resolve()}", signature=infer_signature(model))
 
@@ -58,8 +69,10 @@ def load_folder(folder: Path) -> Any:
             config.use_cache = False
         model = transformers.AutoModel.from_pretrained(folder, config=config, local_files_only=True)
     except Exception as exc:
-        raise SourceError(f"transformers could not load {folder}: {str(exc).strip().splitlines()[0]}",
-                          "check that the folder was written by save_pretrained with a compatible transformers") from exc
+        raise SourceError(
+            f"transformers could not load {folder}: {str(exc).strip().splitlines()[0]}",
+            "check that the folder was written by save_pretrained with a compatible transformers",
+        ) from exc
     return model
 
 

@@ -30,6 +30,8 @@ def load(ref: str) -> LoadedModel:
     try:
         module = torch.jit.load(str(path), map_location="cpu")
     except Exception as exc:
-        raise SourceError(f"torch.jit.load could not read {path.name}: {str(exc).splitlines()[0]}",
-                          "re-save it with torch.jit.save from the same torch version") from exc
+        raise SourceError(
+            f"torch.jit.load could not read {path.name}: {str(exc).splitlines()[0]}",
+            "re-save it with torch.jit.save from the same torch version",
+        ) from exc
     return LoadedModel(module, "torchscript", str(path), positional=True)

@@ -29,8 +29,14 @@ class OutputDiff:
 def compare(name: str, expected: np.ndarray, actual: np.ndarray, atol: float, rtol: float) -> OutputDiff:
     expected, actual = np.asarray(expected), np.asarray(actual)
     diff = OutputDiff(
-        name, list(expected.shape), list(actual.shape), str(expected.dtype), str(actual.dtype),
-        float("nan"), float("nan"), False,
+        name,
+        list(expected.shape),
+        list(actual.shape),
+        str(expected.dtype),
+        str(actual.dtype),
+        float("nan"),
+        float("nan"),
+        False,
     )
     if expected.shape != actual.shape:
         diff.why = f"shape {tuple(actual.shape)} instead of {tuple(expected.shape)}"
@@ -66,7 +72,8 @@ def compare(name: str, expected: np.ndarray, actual: np.ndarray, atol: float, rt
             diff.why = (
                 f"max abs diff {diff.max_abs:.3g} (at {list(map(int, where))}: onnx {act[where]:.6g} "
                 f"vs torch {exp[where]:.6g}) exceeds atol {atol:g} + rtol {rtol:g}"
-                if not exact else f"{int(np.count_nonzero(abs_err))} values differ from PyTorch"
+                if not exact
+                else f"{int(np.count_nonzero(abs_err))} values differ from PyTorch"
             )
     return diff
 

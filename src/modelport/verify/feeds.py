@@ -47,8 +47,9 @@ def size_sets(sig: Signature) -> list[tuple[str, dict[str, int]]]:
     return out
 
 
-def make_feed(sig: Signature, sizes: dict[str, int], rng: np.random.Generator, flag: bool | None = None,
-              label: str = "") -> Feed:
+def make_feed(
+    sig: Signature, sizes: dict[str, int], rng: np.random.Generator, flag: bool | None = None, label: str = ""
+) -> Feed:
     arrays = {spec.name: np.asarray(_array(spec, sig.shape(spec, sizes), rng, flag)) for spec in sig.inputs}
     return Feed(label, sizes, arrays)
 

@@ -44,8 +44,14 @@ class FeedResult:
     why: str = ""
 
     def to_json(self) -> dict[str, Any]:
-        return {"feed": self.feed, "sizes": self.sizes, "optimization": self.optimization, "passed": self.passed,
-                "why": self.why, "outputs": [o.to_json() for o in self.outputs]}
+        return {
+            "feed": self.feed,
+            "sizes": self.sizes,
+            "optimization": self.optimization,
+            "passed": self.passed,
+            "why": self.why,
+            "outputs": [o.to_json() for o in self.outputs],
+        }
 
 
 @dataclass
@@ -79,8 +85,14 @@ class ParityReport:
             )
 
     def to_json(self) -> dict[str, Any]:
-        return {"backend": self.backend, "atol": self.atol, "rtol": self.rtol, "passed": self.passed,
-                "summary": self.summary(), "results": [r.to_json() for r in self.results]}
+        return {
+            "backend": self.backend,
+            "atol": self.atol,
+            "rtol": self.rtol,
+            "passed": self.passed,
+            "summary": self.summary(),
+            "results": [r.to_json() for r in self.results],
+        }
 
 
 def check_parity(path: Path, ref: Reference, atol: float = DEFAULT_ATOL, rtol: float = DEFAULT_RTOL) -> ParityReport:
@@ -92,12 +104,18 @@ def check_parity(path: Path, ref: Reference, atol: float = DEFAULT_ATOL, rtol: f
     return report
 
 
-def _check_feed(runner: OrtRunner, feed: Feed, answer: list[tuple[str, np.ndarray]], level: str,
-                atol: float, rtol: float) -> FeedResult:
+def _check_feed(
+    runner: OrtRunner, feed: Feed, answer: list[tuple[str, np.ndarray]], level: str, atol: float, rtol: float
+) -> FeedResult:
     got = list(runner.infer(feed.arrays).items())
     if len(got) != len(answer):
-        return FeedResult(feed.label, feed.sizes, level, [], False,
-                          f"{len(got)} outputs from ONNX, {len(answer)} from PyTorch")
-    diffs = [compare(name, expected, actual, atol, rtol) for (name, expected), (_, actual) in zip(answer, got, strict=True)]
+        return FeedResult(
+            feed.label, feed.sizes, level, [], False, f"{len(got)} outputs from ONNX, {len(answer)} from PyTorch"
+        )
+    diffs = [
+        compare(name, expected, actual, atol, rtol) for (name, expected), (_, actual) in zip(answer, got, strict=True)
+    ]
     bad = next((d for d in diffs if not d.passed), None)
-    return FeedResult(feed.label, feed.sizes, level, diffs, bad is None, f"output '{bad.name}': {bad.why}" if bad else "")
+    return FeedResult(
+        feed.label, feed.sizes, level, diffs, bad is None, f"output '{bad.name}': {bad.why}" if bad else ""
+    )

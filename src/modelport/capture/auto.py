@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import re
 import time
 from dataclasses import dataclass, field
-from types import ModuleType
+from collections.abc import Callable
 
-from modelport.capture import Attempt, ExportJob, dynamo, trace
+from modelport.capture import Attempt, ExportJob, dynamo, script, trace
 from modelport.capture.check import check_graph
 from modelport.capture.record import recording
 from modelport.errors import CaptureError, GraphCheckError, ModelportError, ParityError
@@ -14,10 +15,22 @@ from modelport.verify.parity import ParityReport, Reference, check_parity
 
 __all__ = ["STRATEGIES", "EXPORTERS", "CaptureOutcome", "capture"]
 
-STRATEGIES: dict[str, ModuleType] = {dynamo.NAME: dynamo, trace.NAME: trace}
-AUTO_ORDER = (dynamo.NAME, trace.NAME)
-EXPORTERS = ("auto", *STRATEGIES)
+# name -> capture function, in the order auto tries them
+STRATEGIES: dict[str, Callable[[ExportJob], None]] = {
+    "dynamo-nonstrict": dynamo.export_nonstrict,
+    "dynamo-strict": dynamo.export_strict,
+    "script": script.export,
+    "trace": trace.export,
+    "trace+script": trace.export_mixed,
+}
+EXPORTERS: dict[str, tuple[str, ...]] = {
+    "auto": tuple(STRATEGIES),
+    "dynamo": ("dynamo-nonstrict", "dynamo-strict"),
+    "script": ("script",),
+    "trace": ("trace", "trace+script"),
+}
 
+_PLACE = re.compile(r"\.py:\d+")
 _OUTCOME = {
     CaptureError: "failed to capture",
     GraphCheckError: "failed graph check",
@@ -39,7 +52,7 @@ class CaptureOutcome:
 
 
 def capture(job: ExportJob, ref: Reference, exporter: str, atol: float, rtol: float, on_attempt=None) -> CaptureOutcome:
-    order = AUTO_ORDER if exporter == "auto" else (exporter,)
+    order = EXPORTERS[exporter]
     outcome = CaptureOutcome(None)
     errors: list[tuple[str, ModelportError]] = []
     for name in order:
@@ -50,7 +63,7 @@ def capture(job: ExportJob, ref: Reference, exporter: str, atol: float, rtol: fl
         attempt = Attempt(name, "exported")
         try:
             with recording() as rec:
-                STRATEGIES[name].export(job)
+                STRATEGIES[name](job)
             attempt.warnings = rec.summary()
             check_graph(job.path, job.signature, job.opset, len(job.output_names))
             verify_start = time.perf_counter()
@@ -72,7 +85,8 @@ def capture(job: ExportJob, ref: Reference, exporter: str, atol: float, rtol: fl
 
 
 def _pick_error(errors: list[tuple[str, ModelportError]]) -> ModelportError:
-    """A wrong answer matters most, then a graph that differs from the request, then capture failures."""
+    """A wrong answer matters most, then a graph that differs from the request, then capture failures;
+    among those, the first that names a place in the user's code."""
     for kind in (ParityError, GraphCheckError):
         for name, exc in errors:
             if isinstance(exc, kind):
@@ -80,8 +94,9 @@ def _pick_error(errors: list[tuple[str, ModelportError]]) -> ModelportError:
                 return exc
     if len(errors) == 1:
         return errors[0][1]
-    reasons = "; ".join(f"{name}: {exc.message}" for name, exc in errors)
-    return CaptureError(f"no exporter produced a model — {reasons}", errors[0][1].hint)
+    name, best = next(((n, e) for n, e in errors if _PLACE.search(e.message)), errors[0])
+    others = ", ".join(n for n, _ in errors if n != name)
+    return CaptureError(f"no strategy captured the model; {name}: {best.message} (also failed: {others})", best.hint)
 
 
 def _clear(job: ExportJob) -> None:

@@ -7,6 +7,7 @@ is never passed here: this exporter applies it by dict order, not by name.
 
 from __future__ import annotations
 
+import linecache
 import re
 from pathlib import Path
 from typing import Any
@@ -15,14 +16,13 @@ from modelport.calling import forward_params
 from modelport.capture import ExportJob
 from modelport.errors import CaptureError
 
-__all__ = ["NAME", "export", "dynamic_shapes"]
-
-NAME = "dynamo"
-_CALL_SITE = re.compile(r'File "([^"]+)", line (\d+), in \S+\n\s*(.+)')
+__all__ = ["export_nonstrict", "export_strict", "dynamic_shapes", "explain"]
+_FILE_LINE = re.compile(r'File "([^"]+)", line (\d+)')
 _DATA_DEPENDENT = (
     "GuardOnDataDependentSymNode",
     "Could not guard on data-dependent",
     "Could not extract specialized integer",
+    "Data-dependent branching",
 )
 
 
@@ -39,56 +39,74 @@ def dynamic_shapes(job: ExportJob) -> dict[str, Any] | tuple[Any, ...]:
     return tuple(per_input)  # forward(*args): positions are all there is
 
 
-def export(job: ExportJob) -> None:
+def export(job: ExportJob, strict: bool) -> None:
+    """torch.export (strict or not) → ExportedProgram → ONNX. Two steps, so the capture mode is ours to pick."""
     import torch
 
     if isinstance(job.module, torch.jit.ScriptModule):
-        raise CaptureError("a TorchScript module cannot go through torch.export", "use --exporter trace")
-    names = [s.name for s in job.signature.inputs]
-    common = dict(
-        input_names=names,
-        output_names=job.output_names,
-        opset_version=job.opset,
-        dynamo=True,
-        external_data=job.external_data,
-        verbose=False,
-    )
+        raise CaptureError("a TorchScript module cannot go through torch.export", "use --exporter script or trace")
+    if strict and job.exported_program is not None:
+        raise CaptureError("already captured: the source is an ExportedProgram", "the non-strict attempt used it as is")
     try:
-        if job.exported_program is not None:
-            program = torch.onnx.export(job.exported_program, (), **common)
-        else:
+        program = job.exported_program
+        if program is None:
             args, kwargs = job.plan.split(job.example)
-            program = torch.onnx.export(job.module, args, kwargs=kwargs, dynamic_shapes=dynamic_shapes(job), **common)
-        program.save(str(job.path), external_data=job.external_data)
+            program = torch.export.export(job.module, args, kwargs, dynamic_shapes=dynamic_shapes(job), strict=strict)
+        onnx_program = torch.onnx.export(
+            program, (), input_names=[s.name for s in job.signature.inputs], output_names=job.output_names,
+            opset_version=job.opset, dynamo=True, external_data=job.external_data, verbose=False,
+        )
+        onnx_program.save(str(job.path), external_data=job.external_data)
     except CaptureError:
         raise
     except Exception as exc:
         raise explain(exc) from exc
 
 
+def export_nonstrict(job: ExportJob) -> None:
+    export(job, strict=False)
+
+
+def export_strict(job: ExportJob) -> None:
+    export(job, strict=True)
+
+
 def explain(exc: BaseException) -> CaptureError:
-    """Turn torch.export's long report into one line with the place and the fix."""
+    """Turn torch.export's long report into one line with the place in the user's code and the fix."""
     text = "\n".join(str(e) for e in _chain(exc))
-    site = _CALL_SITE.search(text)
-    where = f" at {Path(site.group(1)).name}:{site.group(2)}: {site.group(3).strip()}" if site else ""
+    where, source = _user_site(text)
+    at = f" at {where}: {source}" if where else ""
     if any(marker in text for marker in _DATA_DEPENDENT):
+        loop = source.startswith(("for ", "while ")) or "range(" in source
+        example = (
+            "the loop with torch._higher_order_ops.while_loop(cond_fn, body_fn, (i, x))"
+            if loop
+            else "the branch with torch.cond, e.g. `return torch.cond(x.sum() > 0, lambda t: t * 2, "
+            "lambda t: t - 1, (x,))`"
+        )
+        return CaptureError(f"torch.export cannot follow data-dependent control flow{at}",
+                            f"rewrite {example}; or use --exporter script")
+    if "Constraints violated" in text:
+        detail = next((ln.strip(" -") for ln in text.splitlines() if "Not all values of" in ln), "")
+        fix = next((ln.strip() for ln in text.splitlines() if "= Dim(" in ln), "")
         return CaptureError(
-            f"torch.export cannot follow data-dependent control flow{where}",
-            "rewrite the branch with torch.cond (or the loop with torch._higher_order_ops.while_loop), "
-            "or try --exporter trace",
+            f"the model does not work at every size declared dynamic{at}: {detail}".rstrip(": "),
+            (f"narrow the range ({fix}) or " if fix else "")
+            + "use --exporter script to keep the branch on the size",
         )
-    if "Constraints violated" in text or "specialized" in text and "Dim" in text:
-        detail = next(
-            (ln.strip() for ln in text.splitlines() if "must be specialized" in ln or "specialized to" in ln), ""
-        )
-        return CaptureError(
-            f"the model fixes a dimension declared dynamic{where}" + (f": {detail}" if detail else ""),
-            "declare that dimension as a number in --input, or remove the code that fixes its size",
-        )
-    summary = _summary(text)
-    return CaptureError(
-        f"torch.export failed{where}: {summary}", "try --exporter trace, or fix the model code named above"
-    )
+    return CaptureError(f"torch.export failed{at}: {_summary(text)}", "try --exporter script or trace, or fix that code")
+
+
+def _user_site(text: str) -> tuple[str, str]:
+    """The innermost ``File "...", line N`` of the report that lies outside torch and site-packages."""
+    sites = [
+        (path, int(line)) for path, line in _FILE_LINE.findall(text)
+        if "site-packages" not in path and "/torch/" not in path and not path.startswith("<")
+    ]
+    if not sites:
+        return "", ""
+    path, line = sites[-1]
+    return f"{Path(path).name}:{line}", linecache.getline(path, line).strip()
 
 
 def _chain(exc: BaseException | None) -> list[BaseException]:

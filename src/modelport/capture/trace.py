@@ -8,6 +8,9 @@ tensor turned into a Python value means a branch or loop count was frozen: that 
 
 from __future__ import annotations
 
+import copy
+import inspect
+import re
 from typing import Any
 
 import torch
@@ -16,9 +19,9 @@ from modelport.capture import ExportJob
 from modelport.capture.record import recording
 from modelport.errors import CaptureError
 
-__all__ = ["NAME", "export", "dynamic_axes"]
+__all__ = ["export", "export_mixed", "dynamic_axes"]
 
-NAME = "trace"
+_CONTROL_FLOW = re.compile(r"^\s*(if|for|while)\b.*:", re.MULTILINE)
 
 
 class _ByName(torch.nn.Module):
@@ -45,10 +48,11 @@ def dynamic_axes(job: ExportJob) -> dict[str, dict[int, str]]:
     return axes
 
 
-def export(job: ExportJob) -> None:
+def export(job: ExportJob, module: torch.nn.Module | None = None) -> None:
+    module = job.module if module is None else module
     # the adapter must be in eval mode too: the exporter restores the top module's mode on every submodule
     # afterwards, so a training-mode wrapper would flip the user's model into training mode
-    module = _ByName(job.module, job.plan.params).eval() if job.plan.by_name else job.module
+    module = _ByName(module, job.plan.params).eval() if job.plan.by_name else module
     with recording() as rec:
         try:
             torch.onnx.export(
@@ -76,3 +80,32 @@ def export(job: ExportJob) -> None:
             f"frozen control flow at {frozen[0]}" + (f" (and {len(frozen) - 1} more)" if len(frozen) > 1 else ""),
             "tracing recorded one branch/loop count as a constant; use torch.where/torch.cond, or --exporter dynamo",
         )
+
+
+def export_mixed(job: ExportJob) -> None:
+    """Trace, with every submodule whose forward has control flow scripted first, so its If/Loop survive."""
+    if isinstance(job.module, torch.jit.ScriptModule):
+        raise CaptureError("the model is TorchScript already", "the trace attempt exported it as it is")
+    model = copy.deepcopy(job.module)
+    scripted = []
+    for name, sub in list(model.named_modules()):
+        if not name or any(name.startswith(done + ".") for done in scripted) or not _has_control_flow(sub):
+            continue
+        try:
+            replacement = torch.jit.script(sub)
+        except Exception:  # not scriptable: leave it traced, the tracer warning will tell
+            continue
+        parent_name, _, attr = name.rpartition(".")
+        setattr(model.get_submodule(parent_name) if parent_name else model, attr, replacement)
+        scripted.append(name)
+    if not scripted:
+        raise CaptureError("no submodule with control flow could be scripted",
+                           "control flow in the top-level forward needs --exporter script or torch.cond")
+    export(job, model)
+
+
+def _has_control_flow(module: torch.nn.Module) -> bool:
+    try:
+        return bool(_CONTROL_FLOW.search(inspect.getsource(type(module).forward)))
+    except (OSError, TypeError):
+        return False

@@ -49,7 +49,10 @@ def export(
     output: Path = typer.Option(..., "--output", "-o", help="bundle directory to write"),
     input: list[str] = Inputs,  # noqa: A002 - the flag is --input
     dim: list[str] = Dims,
-    exporter: str = typer.Option("auto", help="auto (dynamo, then trace), dynamo or trace"),
+    exporter: str = typer.Option(
+        "auto", help="auto (torch.export non-strict, strict, jit.script, jit.trace, trace+script; the first that "
+        "verifies wins), dynamo, script or trace"
+    ),
     opset: int = typer.Option(18, help="ONNX opset to write"),
     atol: float = typer.Option(1e-4, help="absolute tolerance against PyTorch"),
     rtol: float = typer.Option(1e-3, help="relative tolerance against PyTorch"),

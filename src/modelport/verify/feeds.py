@@ -2,7 +2,7 @@
 
 Every symbol is tried at its min, its max and an odd size in between; two symbols also at opposite
 ends (min with max), which catches dimensions bound to the wrong input. Integers stay inside their
-declared range, every value of a bool input is fed, and an integer ``*mask`` input in 0..2 gets a
+declared range, every value of a bool input is fed, integer scalars at their min and max, and an integer ``*mask`` input in 0..2 gets a
 padding pattern (ones then zeros, at least one token) as a tokenizer would produce.
 """
 
@@ -48,34 +48,49 @@ def size_sets(sig: Signature) -> list[tuple[str, dict[str, int]]]:
 
 
 def make_feed(
-    sig: Signature, sizes: dict[str, int], rng: np.random.Generator, flag: bool | None = None, label: str = ""
+    sig: Signature, sizes: dict[str, int], rng: np.random.Generator, high: bool | None = None, label: str = ""
 ) -> Feed:
-    arrays = {spec.name: np.asarray(_array(spec, sig.shape(spec, sizes), rng, flag)) for spec in sig.inputs}
+    arrays = {spec.name: np.asarray(_array(spec, sig.shape(spec, sizes), rng, high)) for spec in sig.inputs}
     return Feed(label, sizes, arrays)
 
 
 def make_feeds(sig: Signature, seed: int = 0) -> list[Feed]:
+    """Per size set: random data, or, with control inputs (bools, integer scalars), one feed with all of them
+    high (True / max) and one low (False / min). At the middle sizes also the float data negated and scaled
+    up, so a branch on a tensor's sign or size takes its other side."""
     rng = np.random.default_rng(seed)
-    has_bool = any(s.dtype == "bool" for s in sig.inputs)
+    has_control = any(s.role == "control" for s in sig.inputs)
+    floats = [s.name for s in sig.inputs if s.dtype.startswith("float")]
     feeds = []
     for label, sizes in size_sets(sig):
-        for flag in (True, False) if has_bool else (None,):
-            suffix = "" if flag is None else f" bools={flag}"
-            feeds.append(make_feed(sig, sizes, rng, flag, label + suffix))
+        for high in (True, False) if has_control else (None,):
+            suffix = "" if high is None else f" control={'high' if high else 'low'}"
+            feed = make_feed(sig, sizes, rng, high, label + suffix)
+            feeds.append(feed)
+            if label.startswith(("mid", "static")) and floats:
+                feeds.append(_scaled(feed, floats, -1.0, " negated"))
+                feeds.append(_scaled(feed, floats, 100.0, " x100"))
     return feeds
 
 
-def _array(spec: InputSpec, shape: tuple[int, ...], rng: np.random.Generator, flag: bool | None) -> np.ndarray:
+def _scaled(feed: Feed, names: list[str], factor: float, suffix: str) -> Feed:
+    arrays = {k: (v * np.asarray(factor, v.dtype) if k in names else v) for k, v in feed.arrays.items()}
+    return Feed(feed.label + suffix, feed.sizes, arrays)
+
+
+def _array(spec: InputSpec, shape: tuple[int, ...], rng: np.random.Generator, high: bool | None) -> np.ndarray:
     if spec.dtype == "bool":
-        if flag is None:
+        if high is None or spec.role != "control":
             return rng.random(shape) < 0.5
-        return np.full(shape, flag, dtype=bool)
+        return np.full(shape, high, dtype=bool)
     low_high = spec.value_range()
     if spec.is_integer:
-        low, high = int(low_high[0]), int(low_high[1])  # type: ignore[index]
-        if spec.name.endswith("mask") and (low, high) == (0, 2) and len(shape) == 2:
+        low, top = int(low_high[0]), int(low_high[1])  # type: ignore[index]
+        if spec.role == "control" and high is not None:
+            return np.full(shape, top - 1 if high else low, dtype=spec.dtype)
+        if spec.name.endswith("mask") and (low, top) == (0, 2) and len(shape) == 2:
             return _padding_mask(shape, rng).astype(spec.dtype)
-        return rng.integers(low, high, size=shape).astype(spec.dtype)
+        return rng.integers(low, top, size=shape).astype(spec.dtype)
     if low_high is None:
         return rng.standard_normal(shape).astype(spec.dtype)
     return rng.uniform(low_high[0], low_high[1], size=shape).astype(spec.dtype)

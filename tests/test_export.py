@@ -82,11 +82,21 @@ def test_model_left_in_training_mode_is_exported_in_eval_mode_and_says_so(tmp_pa
     np.testing.assert_allclose(first, model(torch.from_numpy(x)).detach().numpy(), atol=1e-5)
 
 
-def test_forward_bool_is_never_baked_in(tmp_path):
+def test_forward_bool_stays_a_graph_input_and_both_values_answer_right(tmp_path):
+    result = do_export("bool_flag", tmp_path)
+    assert result.bundle.manifest["capture"]["strategy"] == "script"
+    assert {"control=high", "control=low"} <= {r.feed.rsplit(" ", 1)[-1] for r in result.parity.results}
+    sess = plain_ort(result.bundle.path)
+    assert [i.name for i in sess.get_inputs()] == ["x", "flag"]
+    x = np.ones((3, 3), np.float32)
+    np.testing.assert_array_equal(sess.run(None, {"x": x, "flag": np.array(True)})[0], x * 2)
+    np.testing.assert_array_equal(sess.run(None, {"x": x, "flag": np.array(False)})[0], x - 1)
+
+
+def test_forward_bool_is_never_baked_in_by_tracing(tmp_path):
     with pytest.raises(CaptureError) as info:
-        do_export("bool_flag", tmp_path)
+        do_export("bool_flag", tmp_path, "trace")
     message = str(info.value)
-    assert "dynamo: torch.export cannot follow data-dependent control flow at zoo.py:" in message
     assert "trace: frozen control flow at zoo.py:" in message and "if flag:" in message
     assert info.value.exit_code == 1
     assert not (tmp_path / "bool_flag").exists()
@@ -120,7 +130,7 @@ def test_manifest_records_what_a_user_needs(tmp_path):
     m = Bundle.open(result.bundle.path).manifest
     assert m["source"]["model"] == f"{ZOO}:two_inputs"
     assert m["opset"] == {"requested": 18, "actual": 18}
-    assert m["capture"]["strategy"] == "dynamo" and m["capture"]["attempts"][0]["outcome"] == "exported"
+    assert m["capture"]["strategy"] == "dynamo-nonstrict" and m["capture"]["attempts"][0]["outcome"] == "exported"
     assert {"torch", "onnx", "onnxruntime"} <= set(m["versions"])
     assert set(m["files"]) == {"model.onnx"} and len(m["files"]["model.onnx"]["sha256"]) == 64
     assert m["parity"]["passed"] and m["parity"]["atol"] == 1e-4

@@ -50,3 +50,19 @@ def test_feeds_are_reproducible():
     a = make_feeds(sig("x:batch,3"), seed=3)
     b = make_feeds(sig("x:batch,3"), seed=3)
     assert all(np.array_equal(x.arrays["x"], y.arrays["x"]) for x, y in zip(a, b, strict=True))
+
+
+def test_integer_control_inputs_are_fed_at_their_min_and_max():
+    feeds = make_feeds(sig("x:batch,3", "n::int64:0..5"))
+    assert {int(f.arrays["n"]) for f in feeds} == {0, 4}
+
+
+def test_float_data_is_also_fed_negated_and_scaled_up():
+    feeds = make_feeds(sig("x:batch,3", dims=["batch=1..8"]))
+    labels = [f.label for f in feeds]
+    base = next(f for f in feeds if f.label.startswith("mid") and f.label.count(" ") == 1)
+    negated = next(f for f in feeds if f.label.endswith("negated"))
+    scaled = next(f for f in feeds if f.label.endswith("x100"))
+    np.testing.assert_array_equal(negated.arrays["x"], -base.arrays["x"])
+    np.testing.assert_allclose(scaled.arrays["x"], base.arrays["x"] * 100, rtol=1e-6)
+    assert len(labels) == len(set(labels))

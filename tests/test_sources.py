@@ -54,8 +54,9 @@ def test_torchscript_file_goes_through_the_torchscript_exporter(tmp_path):
     )
     assert result.parity.passed
     assert [(a.strategy, a.outcome) for a in result.attempts] == [
-        ("dynamo", "failed to capture"),
-        ("trace", "exported"),
+        ("dynamo-nonstrict", "failed to capture"),
+        ("dynamo-strict", "failed to capture"),
+        ("script", "exported"),
     ]
 
 
@@ -65,7 +66,7 @@ def test_exported_program_file(tmp_path):
     program = torch.export.export(zoo.multi_output(), (torch.randn(4, 4),), dynamic_shapes={"x": {0: batch}})
     torch.export.save(program, str(path))
     result = export(str(path), tmp_path / "out", [parse_input("x:batch,4")], [parse_dim("batch=1..16")])
-    assert result.parity.passed and result.bundle.manifest["capture"]["strategy"] == "dynamo"
+    assert result.parity.passed and result.bundle.manifest["capture"]["strategy"] == "dynamo-nonstrict"
 
 
 def test_exported_program_with_a_static_batch_is_refused_when_declared_dynamic(tmp_path):

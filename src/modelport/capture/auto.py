@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import re
 import time
-from dataclasses import dataclass, field
 from collections.abc import Callable
+from dataclasses import dataclass, field
 
 from modelport.capture import Attempt, ExportJob, dynamo, script, trace
 from modelport.capture.check import check_graph

@@ -14,7 +14,7 @@ import onnx
 from modelport.errors import GraphCheckError
 from modelport.spec import Signature
 
-__all__ = ["check_graph", "graph_outputs", "graph_opset"]
+__all__ = ["check_graph", "graph_outputs", "graph_opset", "name_dims"]
 
 _ONNX_TO_NUMPY = {
     onnx.TensorProto.FLOAT: "float32",
@@ -112,3 +112,28 @@ def _value_info(value: onnx.ValueInfoProto) -> dict[str, object]:
         "dtype": _ONNX_TO_NUMPY.get(tensor.elem_type, str(tensor.elem_type)),
         "dims": [d if d != "" else "?" for d in dims],
     }
+
+
+def name_dims(path: Path, sig: Signature) -> None:
+    """Rename the exporter's dimension symbols (``s77``) to the spec's (``batch``) everywhere in the graph."""
+    model = onnx.load(str(path), load_external_data=False)
+    inputs = {i.name: i for i in model.graph.input}
+    rename: dict[str, str] = {}
+    for spec in sig.inputs:
+        if spec.name not in inputs:
+            continue  # check_graph reports it
+        for want, dim in zip(spec.dims, inputs[spec.name].type.tensor_type.shape.dim, strict=False):
+            if isinstance(want, str) and dim.dim_param:
+                if rename.setdefault(dim.dim_param, want) != want:
+                    raise GraphCheckError(
+                        f"the exporter made dimensions {rename[dim.dim_param]!r} and {want!r} one and the same",
+                        "the model requires them equal: use one symbol for both in --input",
+                    )
+    if all(old == new for old, new in rename.items()):
+        return
+    values = [*model.graph.input, *model.graph.output, *model.graph.value_info]
+    for value in values:
+        for dim in value.type.tensor_type.shape.dim:
+            if dim.dim_param in rename:
+                dim.dim_param = rename[dim.dim_param]
+    onnx.save(model, str(path))

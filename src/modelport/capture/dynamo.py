@@ -14,7 +14,8 @@ from typing import Any
 
 from modelport.calling import forward_params
 from modelport.capture import ExportJob
-from modelport.errors import CaptureError
+from modelport.capture.check import name_dims
+from modelport.errors import CaptureError, GraphCheckError
 
 __all__ = ["export_nonstrict", "export_strict", "dynamic_shapes", "explain"]
 _FILE_LINE = re.compile(r'File "([^"]+)", line (\d+)')
@@ -53,11 +54,18 @@ def export(job: ExportJob, strict: bool) -> None:
             args, kwargs = job.plan.split(job.example)
             program = torch.export.export(job.module, args, kwargs, dynamic_shapes=dynamic_shapes(job), strict=strict)
         onnx_program = torch.onnx.export(
-            program, (), input_names=[s.name for s in job.signature.inputs], output_names=job.output_names,
-            opset_version=job.opset, dynamo=True, external_data=job.external_data, verbose=False,
+            program,
+            (),
+            input_names=[s.name for s in job.signature.inputs],
+            output_names=job.output_names,
+            opset_version=job.opset,
+            dynamo=True,
+            external_data=job.external_data,
+            verbose=False,
         )
         onnx_program.save(str(job.path), external_data=job.external_data)
-    except CaptureError:
+        name_dims(job.path, job.signature)
+    except (CaptureError, GraphCheckError):
         raise
     except Exception as exc:
         raise explain(exc) from exc
@@ -84,23 +92,27 @@ def explain(exc: BaseException) -> CaptureError:
             else "the branch with torch.cond, e.g. `return torch.cond(x.sum() > 0, lambda t: t * 2, "
             "lambda t: t - 1, (x,))`"
         )
-        return CaptureError(f"torch.export cannot follow data-dependent control flow{at}",
-                            f"rewrite {example}; or use --exporter script")
+        return CaptureError(
+            f"torch.export cannot follow data-dependent control flow{at}",
+            f"rewrite {example}; or use --exporter script",
+        )
     if "Constraints violated" in text:
         detail = next((ln.strip(" -") for ln in text.splitlines() if "Not all values of" in ln), "")
         fix = next((ln.strip() for ln in text.splitlines() if "= Dim(" in ln), "")
         return CaptureError(
             f"the model does not work at every size declared dynamic{at}: {detail}".rstrip(": "),
-            (f"narrow the range ({fix}) or " if fix else "")
-            + "use --exporter script to keep the branch on the size",
+            (f"narrow the range ({fix}) or " if fix else "") + "use --exporter script to keep the branch on the size",
         )
-    return CaptureError(f"torch.export failed{at}: {_summary(text)}", "try --exporter script or trace, or fix that code")
+    return CaptureError(
+        f"torch.export failed{at}: {_summary(text)}", "try --exporter script or trace, or fix that code"
+    )
 
 
 def _user_site(text: str) -> tuple[str, str]:
     """The innermost ``File "...", line N`` of the report that lies outside torch and site-packages."""
     sites = [
-        (path, int(line)) for path, line in _FILE_LINE.findall(text)
+        (path, int(line))
+        for path, line in _FILE_LINE.findall(text)
         if "site-packages" not in path and "/torch/" not in path and not path.startswith("<")
     ]
     if not sites:

@@ -54,13 +54,21 @@ def export(job: ExportJob) -> None:
         scripted = _script(job, folder)
         try:
             torch.onnx.export(
-                scripted, tuple(job.example), str(job.path), dynamo=False,
-                input_names=[s.name for s in job.signature.inputs], output_names=job.output_names,
-                opset_version=job.opset, dynamic_axes=dynamic_axes(job), do_constant_folding=True,
+                scripted,
+                tuple(job.example),
+                str(job.path),
+                dynamo=False,
+                input_names=[s.name for s in job.signature.inputs],
+                output_names=job.output_names,
+                opset_version=job.opset,
+                dynamic_axes=dynamic_axes(job),
+                do_constant_folding=True,
             )
         except Exception as exc:
-            raise CaptureError(f"the TorchScript exporter failed on the scripted model: {_first_line(exc)}",
-                               "try --exporter dynamo or trace") from exc
+            raise CaptureError(
+                f"the TorchScript exporter failed on the scripted model: {_first_line(exc)}",
+                "try --exporter dynamo or trace",
+            ) from exc
     finally:
         shutil.rmtree(folder, ignore_errors=True)
 
@@ -75,8 +83,10 @@ def _script(job: ExportJob, folder: Path) -> torch.jit.ScriptModule:
     try:
         return torch.jit.script(module.ScriptAdapter(job.module).eval())
     except Exception as exc:
-        raise CaptureError(f"torch.jit.script cannot compile the model: {_first_line(exc)}",
-                           "TorchScript supports a subset of Python; try --exporter dynamo or trace") from exc
+        raise CaptureError(
+            f"torch.jit.script cannot compile the model: {_first_line(exc)}",
+            "TorchScript supports a subset of Python; try --exporter dynamo or trace",
+        ) from exc
 
 
 def _annotations(module: object) -> dict[str, object]:

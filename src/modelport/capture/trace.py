@@ -99,8 +99,10 @@ def export_mixed(job: ExportJob) -> None:
         setattr(model.get_submodule(parent_name) if parent_name else model, attr, replacement)
         scripted.append(name)
     if not scripted:
-        raise CaptureError("no submodule with control flow could be scripted",
-                           "control flow in the top-level forward needs --exporter script or torch.cond")
+        raise CaptureError(
+            "no submodule with control flow could be scripted",
+            "control flow in the top-level forward needs --exporter script or torch.cond",
+        )
     export(job, model)
 
 

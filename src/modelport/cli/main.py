@@ -50,8 +50,9 @@ def export(
     input: list[str] = Inputs,  # noqa: A002 - the flag is --input
     dim: list[str] = Dims,
     exporter: str = typer.Option(
-        "auto", help="auto (torch.export non-strict, strict, jit.script, jit.trace, trace+script; the first that "
-        "verifies wins), dynamo, script or trace"
+        "auto",
+        help="auto (torch.export non-strict, strict, jit.script, jit.trace, trace+script; the first that "
+        "verifies wins), dynamo, script or trace",
     ),
     opset: int = typer.Option(18, help="ONNX opset to write"),
     atol: float = typer.Option(1e-4, help="absolute tolerance against PyTorch"),

@@ -2,7 +2,8 @@
 
 The input specs are inferred from the config and forward's parameters: token ids within the
 vocabulary, an attention mask (fed with padding), token types, pixel values. Caches are turned off
-so no cache object reaches the outputs.
+so no cache object reaches the outputs. The class is the one the folder was saved from
+(``config.architectures``), so a ``T5EncoderModel`` folder loads as an encoder.
 """
 
 from __future__ import annotations
@@ -67,7 +68,12 @@ def load_folder(folder: Path) -> Any:
         config = transformers.AutoConfig.from_pretrained(folder, local_files_only=True)
         if hasattr(config, "use_cache"):
             config.use_cache = False
-        model = transformers.AutoModel.from_pretrained(folder, config=config, local_files_only=True)
+        # the class the folder was saved from (T5EncoderModel, BertForMaskedLM...), else the base AutoModel
+        architecture = (getattr(config, "architectures", None) or [""])[0]
+        model_class = getattr(transformers, architecture, None) or transformers.AutoModel
+        # eager attention: torch 2.13 cannot decompose the SDPA path of some architectures (T5) for ONNX,
+        # and the eager one is the same computation
+        model = model_class.from_pretrained(folder, config=config, local_files_only=True, attn_implementation="eager")
     except Exception as exc:
         raise SourceError(
             f"transformers could not load {folder}: {str(exc).strip().splitlines()[0]}",

@@ -2,8 +2,9 @@
 
 Every symbol is tried at its min, its max and an odd size in between; two symbols also at opposite
 ends (min with max), which catches dimensions bound to the wrong input. Integers stay inside their
-declared range, every value of a bool input is fed, integer scalars at their min and max, and an integer ``*mask`` input in 0..2 gets a
-padding pattern (ones then zeros, at least one token) as a tokenizer would produce.
+declared range, every value of a bool input is fed, integer scalars at their min and max, and an
+integer ``*mask`` input in 0..2 gets a padding pattern (ones then zeros, at least one token) as a
+tokenizer would produce.
 """
 
 from __future__ import annotations

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from modelport.errors import SourceError, UsageError
+from modelport.errors import SourceError, UsageError, first_line
 from modelport.spec import Signature
 
 __all__ = ["CallPlan", "plan_call", "flatten_outputs", "run_eager"]
@@ -102,12 +102,7 @@ def run_eager(
     except Exception as exc:  # the user's forward failed on inputs built from their spec
         shapes = ", ".join(f"{k}{list(v.shape)}" for k, v in arrays.items())
         raise SourceError(
-            f"the model raised {type(exc).__name__} on inputs {shapes}: {_first_line(exc)}",
+            f"the model raised {type(exc).__name__} on inputs {shapes}: {first_line(exc)}",
             "check that --input shapes, dtypes and value ranges match what forward expects",
         ) from exc
     return [(name, t.detach().cpu().numpy()) for name, t in flatten_outputs(result)]
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return text[0][:300] if text else type(exc).__name__

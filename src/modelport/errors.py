@@ -29,6 +29,7 @@ __all__ = [
     "CaptureError",
     "GraphCheckError",
     "ParityError",
+    "first_line",
 ]
 
 
@@ -86,3 +87,9 @@ class ParityError(UnsafeModelError):
     def __init__(self, message: str, hint: str | None = None, report: object = None) -> None:
         super().__init__(message, hint)
         self.report = report
+
+
+def first_line(exc: BaseException, limit: int = 300) -> str:
+    """The first non-empty line of an exception's message: what goes into our one-line errors."""
+    lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
+    return lines[0][:limit] if lines else type(exc).__name__

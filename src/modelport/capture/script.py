@@ -18,8 +18,8 @@ from pathlib import Path
 import torch
 
 from modelport.capture import ExportJob
-from modelport.capture.trace import dynamic_axes
-from modelport.errors import CaptureError
+from modelport.capture.torchscript import to_onnx
+from modelport.errors import CaptureError, first_line
 
 __all__ = ["export", "adapter_source"]
 
@@ -51,24 +51,7 @@ def adapter_source(job: ExportJob) -> str:
 def export(job: ExportJob) -> None:
     folder = Path(tempfile.mkdtemp(prefix="modelport-script-"))
     try:
-        scripted = _script(job, folder)
-        try:
-            torch.onnx.export(
-                scripted,
-                tuple(job.example),
-                str(job.path),
-                dynamo=False,
-                input_names=[s.name for s in job.signature.inputs],
-                output_names=job.output_names,
-                opset_version=job.opset,
-                dynamic_axes=dynamic_axes(job),
-                do_constant_folding=True,
-            )
-        except Exception as exc:
-            raise CaptureError(
-                f"the TorchScript exporter failed on the scripted model: {_first_line(exc)}",
-                "try --exporter dynamo or trace",
-            ) from exc
+        to_onnx(job, _script(job, folder), "scripted")
     finally:
         shutil.rmtree(folder, ignore_errors=True)
 
@@ -84,7 +67,7 @@ def _script(job: ExportJob, folder: Path) -> torch.jit.ScriptModule:
         return torch.jit.script(module.ScriptAdapter(job.module).eval())
     except Exception as exc:
         raise CaptureError(
-            f"torch.jit.script cannot compile the model: {_first_line(exc)}",
+            f"torch.jit.script cannot compile the model: {first_line(exc)}",
             "TorchScript supports a subset of Python; try --exporter dynamo or trace",
         ) from exc
 
@@ -95,8 +78,3 @@ def _annotations(module: object) -> dict[str, object]:
     except (TypeError, ValueError, AttributeError):
         return {}
     return {name: p.annotation for name, p in params.items()}
-
-
-def _first_line(exc: BaseException) -> str:
-    lines = [ln.strip() for ln in str(exc).strip().splitlines() if ln.strip()]
-    return lines[0][:300] if lines else type(exc).__name__

@@ -1,9 +1,9 @@
 """``torch.jit.trace`` → ONNX (the TorchScript exporter).
 
 Inputs reach forward through a small adapter so that names bind to the right parameters whatever
-their order. ``dynamic_axes`` is built from the spec and checked against ``input_names`` before
-exporting: a wrong key is otherwise only a warning and a static model. A tracer warning about a
-tensor turned into a Python value means a branch or loop count was frozen: that fails the strategy.
+their order. A tracer warning about a tensor turned into a Python value means a branch or loop
+count was frozen: that fails the strategy. ``export_mixed`` scripts the submodules that hold control
+flow first, so their If/Loop survive the trace.
 """
 
 from __future__ import annotations
@@ -17,9 +17,10 @@ import torch
 
 from modelport.capture import ExportJob
 from modelport.capture.record import recording
+from modelport.capture.torchscript import to_onnx
 from modelport.errors import CaptureError
 
-__all__ = ["export", "export_mixed", "dynamic_axes"]
+__all__ = ["export", "export_mixed"]
 
 _CONTROL_FLOW = re.compile(r"^\s*(if|for|while)\b.*:", re.MULTILINE)
 
@@ -36,44 +37,13 @@ class _ByName(torch.nn.Module):
         return self.module(**dict(zip(self.params, args, strict=True)))
 
 
-def dynamic_axes(job: ExportJob) -> dict[str, dict[int, str]]:
-    axes = {
-        spec.name: {axis: d for axis, d in enumerate(spec.dims) if isinstance(d, str)} for spec in job.signature.inputs
-    }
-    axes = {name: a for name, a in axes.items() if a}
-    names = [s.name for s in job.signature.inputs]
-    stray = [k for k in axes if k not in names]
-    if stray:  # would be a warning from torch and a silently static model
-        raise CaptureError(f"dynamic_axes names {stray} which are not inputs {names}", "this is a modelport bug")
-    return axes
-
-
 def export(job: ExportJob, module: torch.nn.Module | None = None) -> None:
     module = job.module if module is None else module
     # the adapter must be in eval mode too: the exporter restores the top module's mode on every submodule
     # afterwards, so a training-mode wrapper would flip the user's model into training mode
     module = _ByName(module, job.plan.params).eval() if job.plan.by_name else module
     with recording() as rec:
-        try:
-            torch.onnx.export(
-                module,
-                tuple(job.example),
-                str(job.path),
-                dynamo=False,
-                input_names=[s.name for s in job.signature.inputs],
-                output_names=job.output_names,
-                opset_version=job.opset,
-                dynamic_axes=dynamic_axes(job),
-                do_constant_folding=True,
-            )
-        except CaptureError:
-            raise
-        except Exception as exc:
-            lines = [ln for ln in str(exc).strip().splitlines() if ln.strip()]
-            raise CaptureError(
-                f"the TorchScript exporter failed: {lines[0][:300] if lines else type(exc).__name__}",
-                "try --exporter dynamo, or a different --opset",
-            ) from exc
+        to_onnx(job, module, "traced")
     frozen = rec.frozen_control_flow()
     if frozen:
         raise CaptureError(

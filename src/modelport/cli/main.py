@@ -11,7 +11,7 @@ from typing import Any
 import typer
 from rich.console import Console
 
-from modelport.errors import ModelportError
+from modelport.errors import ModelportError, first_line
 
 app = typer.Typer(
     name="modelport",
@@ -179,7 +179,7 @@ def main(argv: list[str] | None = None) -> None:
             sys.exit(1)
         if debug:
             traceback.print_exc()
-        first = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else ""
+        first = first_line(exc)
         err.print(
             f"error: internal error {type(exc).__name__}: {first} — this is a modelport bug; rerun with --debug "
             "and report the traceback",

@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from modelport.errors import BundleError, FeedError
+from modelport.errors import BundleError, FeedError, first_line
 
 __all__ = ["OrtRunner", "OPT_LEVELS"]
 
@@ -42,7 +42,7 @@ class OrtRunner:
             self.session = ort.InferenceSession(str(self.path), options, providers=["CPUExecutionProvider"])
         except Exception as exc:
             raise BundleError(
-                f"ONNX Runtime cannot load {self.path.name}: {_first_line(exc)}",
+                f"ONNX Runtime cannot load {self.path.name}: {first_line(exc)}",
                 "run `modelport doctor` on the file, or re-export it",
             ) from exc
         return self
@@ -59,7 +59,7 @@ class OrtRunner:
             values = self.session.run(names, feed)
         except Exception as exc:
             raise FeedError(
-                f"ONNX Runtime failed: {_first_line(exc)}",
+                f"ONNX Runtime failed: {first_line(exc)}",
                 "check the feed's names, shapes and dtypes against `modelport run --help`",
             ) from exc
         return dict(zip(names, values, strict=True))
@@ -72,8 +72,3 @@ class OrtRunner:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0][:400] if text else type(exc).__name__

@@ -7,6 +7,7 @@ Nothing here unpickles an arbitrary file.
 
 from __future__ import annotations
 
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -63,6 +64,16 @@ def existing_file(path_text: str, what: str) -> Path:
     if path.is_dir():
         raise SourceError(f"{what} {path_text!r} is a directory, not a file", f"MODEL is one of: {MODEL_FORMS}")
     return path.resolve()
+
+
+def existing_archive(path_text: str, what: str, how_to_save: str) -> Path:
+    """An existing file that is a zip archive, as TorchScript and ExportedProgram files are."""
+    path = existing_file(path_text, f"{what} file")
+    if not zipfile.is_zipfile(path):
+        raise SourceError(
+            f"{path.name} is not a{'n' if what[0] in 'AEIOU' else ''} {what} archive (not a zip file)", how_to_save
+        )
+    return path
 
 
 def _to_eval(loaded: LoadedModel) -> LoadedModel:

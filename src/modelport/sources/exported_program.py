@@ -7,13 +7,12 @@ be made dynamic afterwards.
 
 from __future__ import annotations
 
-import zipfile
 from pathlib import Path
 
 import torch
 
-from modelport.errors import SourceError, UsageError
-from modelport.sources import LoadedModel, existing_file
+from modelport.errors import SourceError, UsageError, first_line
+from modelport.sources import LoadedModel, existing_archive
 from modelport.spec import DEFAULT_MAX, Dim, InputSpec, Signature
 
 __all__ = ["load", "program_signature", "check_against_program"]
@@ -31,17 +30,14 @@ _DTYPES = {
 
 
 def load(ref: str) -> LoadedModel:
-    path = existing_file(ref, "ExportedProgram file")
-    if not zipfile.is_zipfile(path):
-        raise SourceError(
-            f"{path.name} is not an ExportedProgram archive (not a zip file)",
-            "save it with torch.export.save(torch.export.export(model, args), 'model.pt2')",
-        )
+    path = existing_archive(
+        ref, "ExportedProgram", "save it with torch.export.save(torch.export.export(model, args), 'model.pt2')"
+    )
     try:
         program = torch.export.load(str(path))
     except Exception as exc:
         raise SourceError(
-            f"torch.export.load could not read {path.name}: {str(exc).strip().splitlines()[0]}",
+            f"torch.export.load could not read {path.name}: {first_line(exc)}",
             "re-save it with torch.export.save from this torch version",
         ) from exc
     return LoadedModel(

@@ -13,7 +13,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from modelport.errors import MissingExtraError, SourceError
+from modelport.errors import MissingExtraError, SourceError, first_line
 from modelport.sources import LoadedModel
 from modelport.spec import Dim, InputSpec, Signature
 
@@ -76,7 +76,7 @@ def load_folder(folder: Path) -> Any:
         model = model_class.from_pretrained(folder, config=config, local_files_only=True, attn_implementation="eager")
     except Exception as exc:
         raise SourceError(
-            f"transformers could not load {folder}: {str(exc).strip().splitlines()[0]}",
+            f"transformers could not load {folder}: {first_line(exc)}",
             "check that the folder was written by save_pretrained with a compatible transformers",
         ) from exc
     return model

@@ -6,19 +6,16 @@ import zipfile
 
 import torch
 
-from modelport.errors import SourceError
-from modelport.sources import LoadedModel, existing_file
+from modelport.errors import SourceError, first_line
+from modelport.sources import LoadedModel, existing_archive
 
 __all__ = ["load"]
 
 
 def load(ref: str) -> LoadedModel:
-    path = existing_file(ref, "TorchScript file")
-    if not zipfile.is_zipfile(path):
-        raise SourceError(
-            f"{path.name} is not a TorchScript archive (not a zip file)",
-            "save the model with torch.jit.save(torch.jit.script(model), path), or pass file.py:factory",
-        )
+    path = existing_archive(
+        ref, "TorchScript", "save the model with torch.jit.save(torch.jit.script(model), path), or pass file.py:factory"
+    )
     with zipfile.ZipFile(path) as archive:
         names = archive.namelist()
     if not any(n.endswith("/code/") or "/code/" in n for n in names):
@@ -31,7 +28,7 @@ def load(ref: str) -> LoadedModel:
         module = torch.jit.load(str(path), map_location="cpu")
     except Exception as exc:
         raise SourceError(
-            f"torch.jit.load could not read {path.name}: {str(exc).splitlines()[0]}",
+            f"torch.jit.load could not read {path.name}: {first_line(exc)}",
             "re-save it with torch.jit.save from the same torch version",
         ) from exc
     return LoadedModel(module, "torchscript", str(path), positional=True)

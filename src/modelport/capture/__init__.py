@@ -43,7 +43,7 @@ class ExportJob:
 @dataclass
 class Attempt:
     strategy: str
-    outcome: str  # exported | failed to capture | failed graph check | failed verification
+    outcome: str  # exported | skipped | failed to capture | failed graph check | failed verification
     reason: str = ""
     seconds: float = 0.0
     verify_seconds: float = 0.0

@@ -7,6 +7,8 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+import torch
+
 from modelport.capture import Attempt, ExportJob, dynamo, script, trace
 from modelport.capture.check import check_graph
 from modelport.capture.record import recording
@@ -54,6 +56,10 @@ class CaptureOutcome:
 def capture(job: ExportJob, ref: Reference, exporter: str, atol: float, rtol: float, on_attempt=None) -> CaptureOutcome:
     order = EXPORTERS[exporter]
     outcome = CaptureOutcome(None)
+    if exporter == "auto" and isinstance(job.module, torch.jit.ScriptModule):
+        # TorchScript cannot go through torch.export: straight to the TorchScript exporter
+        order = tuple(n for n in order if n in ("script", "trace"))
+        outcome.attempts = [Attempt(n, "skipped", "the source is TorchScript") for n in EXPORTERS["dynamo"]]
     errors: list[tuple[str, ModelportError]] = []
     for name in order:
         if on_attempt:

@@ -22,8 +22,8 @@ from modelport import bundle as bundles
 from modelport.bundle import MODEL_FILE, Bundle
 from modelport.calling import plan_call, run_eager
 from modelport.capture import DEFAULT_OPSET, Attempt, ExportJob
-from modelport.capture.auto import CaptureOutcome
-from modelport.capture.check import graph_opset, graph_outputs
+from modelport.capture.auto import EXPORTERS, CaptureOutcome, capture
+from modelport.capture.check import graph_summary
 from modelport.errors import UsageError
 from modelport.sources import LoadedModel, load_model
 from modelport.spec import Dim, InputSpec, Signature
@@ -70,8 +70,6 @@ def export(
     keep_failed: bool = False,
     progress: Progress | None = None,
 ) -> ExportResult:
-    from modelport.capture.auto import EXPORTERS, capture
-
     if exporter not in EXPORTERS:
         raise UsageError(f"unknown exporter {exporter!r}", f"choose one of: {', '.join(EXPORTERS)}")
     say = progress or (lambda _msg: None)
@@ -107,10 +105,7 @@ def export(
         outcome = capture(job, ref, exporter, atol, rtol, on_attempt=lambda name: say(f"exporting with {name}"))
         total = time.perf_counter() - start
         verify_seconds = sum(a.verify_seconds for a in outcome.attempts)
-        manifest = _manifest(loaded, sig, exporter, opset, outcome, total - verify_seconds, verify_seconds)
-        if job.path.exists():
-            manifest["outputs"] = graph_outputs(job.path)
-            manifest["opset"]["actual"] = graph_opset(job.path)
+        manifest = _manifest(loaded, sig, exporter, opset, outcome, job.path, total - verify_seconds, verify_seconds)
         if outcome.error is not None:
             if keep_failed and job.path.exists():
                 manifest["status"] = "failed verification"
@@ -157,9 +152,11 @@ def _manifest(
     exporter: str,
     opset: int,
     outcome: CaptureOutcome,
+    model_path: Path,
     export_s: float,
     verify_s: float,
 ) -> dict[str, Any]:
+    outputs, actual_opset = graph_summary(model_path) if model_path.exists() else ([], None)
     return {
         "format": "modelport-bundle",
         "format_version": bundles.FORMAT_VERSION,
@@ -167,8 +164,8 @@ def _manifest(
         "created": datetime.now(UTC).isoformat(timespec="seconds"),
         "source": {"model": loaded.ref, "kind": loaded.kind},
         "inputs": sig.to_json(),
-        "outputs": [],
-        "opset": {"requested": opset, "actual": opset},
+        "outputs": outputs,
+        "opset": {"requested": opset, "actual": actual_opset},
         "capture": {
             "requested": exporter,
             "strategy": outcome.strategy,

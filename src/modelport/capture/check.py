@@ -14,7 +14,7 @@ import onnx
 from modelport.errors import GraphCheckError
 from modelport.spec import Signature
 
-__all__ = ["check_graph", "graph_outputs", "graph_opset", "name_dims"]
+__all__ = ["check_graph", "graph_summary", "name_dims"]
 
 _ONNX_TO_NUMPY = {
     onnx.TensorProto.FLOAT: "float32",
@@ -26,11 +26,6 @@ _ONNX_TO_NUMPY = {
     onnx.TensorProto.UINT8: "uint8",
     onnx.TensorProto.BOOL: "bool",
 }
-
-
-def graph_opset(path: Path) -> int | None:
-    model = onnx.load(str(path), load_external_data=False)
-    return _opset(model)
 
 
 def _opset(model: onnx.ModelProto) -> int | None:
@@ -71,9 +66,10 @@ def check_graph(path: Path, sig: Signature, opset: int, n_outputs: int) -> None:
         )
 
 
-def graph_outputs(path: Path) -> list[dict[str, object]]:
+def graph_summary(path: Path) -> tuple[list[dict[str, object]], int | None]:
+    """The outputs (name, dtype, dims) and the default-domain opset, as the manifest records them."""
     model = onnx.load(str(path), load_external_data=False)
-    return [_value_info(v) for v in model.graph.output]
+    return [_value_info(v) for v in model.graph.output], _opset(model)
 
 
 def _check_input(spec, value: onnx.ValueInfoProto) -> None:

@@ -48,6 +48,7 @@ def export(job: ExportJob, strict: bool) -> None:
         raise CaptureError("a TorchScript module cannot go through torch.export", "use --exporter script or trace")
     if strict and job.exported_program is not None:
         raise CaptureError("already captured: the source is an ExportedProgram", "the non-strict attempt used it as is")
+    external = job.external_data  # sums every parameter's size: once
     try:
         program = job.exported_program
         if program is None:
@@ -60,10 +61,10 @@ def export(job: ExportJob, strict: bool) -> None:
             output_names=job.output_names,
             opset_version=job.opset,
             dynamo=True,
-            external_data=job.external_data,
+            external_data=external,
             verbose=False,
         )
-        onnx_program.save(str(job.path), external_data=job.external_data)
+        onnx_program.save(str(job.path), external_data=external)
         name_dims(job.path, job.signature)
     except (CaptureError, GraphCheckError):
         raise

@@ -1,0 +1,1 @@
+"""Diagnosis: ``doctor`` inspects any ONNX file; ``translate`` turns runtime errors into fixes."""

@@ -6,6 +6,7 @@ The tree::
     ├── UsageError                 a flag or spec that cannot be parsed or does not fit the model
     ├── SourceError                the MODEL argument cannot be loaded or called
     ├── BundleError                a bundle directory that is missing, unreadable or altered
+    ├── ModelFileError             an ONNX file that is missing, empty, truncated or not ONNX at all
     ├── FeedError                  a feed for ``run`` with the wrong name, shape or dtype
     ├── MissingExtraError          an optional stack that is not installed (names the pip line)
     └── UnsafeModelError           exit 1: the model would answer wrong or cannot be exported safely
@@ -23,6 +24,7 @@ __all__ = [
     "UsageError",
     "SourceError",
     "BundleError",
+    "ModelFileError",
     "FeedError",
     "MissingExtraError",
     "UnsafeModelError",
@@ -59,6 +61,10 @@ class SourceError(ModelportError):
 
 
 class BundleError(ModelportError):
+    pass
+
+
+class ModelFileError(ModelportError):
     pass
 
 

@@ -69,6 +69,7 @@ def export(
     rtol: float = DEFAULT_RTOL,
     keep_failed: bool = False,
     progress: Progress | None = None,
+    strict_opset: bool = False,
 ) -> ExportResult:
     if exporter not in EXPORTERS:
         raise UsageError(f"unknown exporter {exporter!r}", f"choose one of: {', '.join(EXPORTERS)}")
@@ -100,12 +101,15 @@ def export(
             example=[torch.from_numpy(example.arrays[s.name]) for s in sig.inputs],
             opset=opset,
             exported_program=loaded.exported_program,
+            strict_opset=strict_opset,
         )
         start = time.perf_counter()
         outcome = capture(job, ref, exporter, atol, rtol, on_attempt=lambda name: say(f"exporting with {name}"))
         total = time.perf_counter() - start
         verify_seconds = sum(a.verify_seconds for a in outcome.attempts)
+        notes = loaded.notes + [n for a in outcome.attempts if a.strategy == outcome.strategy for n in a.notes]
         manifest = _manifest(loaded, sig, exporter, opset, outcome, job.path, total - verify_seconds, verify_seconds)
+        manifest["notes"] = notes
         if outcome.error is not None:
             if keep_failed and job.path.exists():
                 manifest["status"] = "failed verification"
@@ -116,7 +120,7 @@ def export(
         bundles.discard(staging)  # no-op once committed
     assert outcome.report is not None
     return ExportResult(
-        result_bundle, outcome.report, outcome.attempts, loaded.notes, total - verify_seconds, verify_seconds
+        result_bundle, outcome.report, outcome.attempts, notes, total - verify_seconds, verify_seconds
     )
 
 
@@ -175,7 +179,7 @@ def _manifest(
         "parity": outcome.report.to_json() if outcome.report else None,
         "timings": {"export_s": round(export_s, 3), "verify_s": round(verify_s, 3)},
         "optimizations": [],
-        "notes": loaded.notes,
+        "notes": [],
     }
 
 

@@ -86,9 +86,20 @@ def check_feed(sig: Signature, feeds: dict[str, np.ndarray]) -> list[str]:
     return [f"{w} lies outside the verified range (re-export with a wider --dim to check it)" for w in warnings]
 
 
-def run(bundle: Bundle | str | Path, feeds: dict[str, np.ndarray]) -> tuple[dict[str, np.ndarray], list[str]]:
-    """Outputs by name, and warnings for sizes outside the verified range."""
-    bundle = bundle if isinstance(bundle, Bundle) else Bundle.open(bundle)
+def run(target: Bundle | str | Path, feeds: dict[str, np.ndarray]) -> tuple[dict[str, np.ndarray], list[str]]:
+    """Outputs by name, and warnings for sizes outside the verified range.
+
+    ``target`` is a bundle (feeds checked against its manifest first) or a bare ``.onnx`` file from
+    anywhere (checked by ONNX Runtime, whose errors come back translated into fixes)."""
+    if not isinstance(target, Bundle) and Path(target).is_file():
+        from modelport.diagnose.load import open_onnx
+        from modelport.diagnose.translate import check_names
+
+        path, _ = open_onnx(target)  # a file that is not ONNX gets its one line here
+        with OrtRunner(path) as runner:
+            check_names(runner.inputs(), feeds)
+            return runner.infer(feeds), []
+    bundle = target if isinstance(target, Bundle) else Bundle.open(target)
     warnings = check_feed(bundle.signature, feeds)
     with OrtRunner(bundle.model_path) as runner:
         return runner.infer(feeds), warnings

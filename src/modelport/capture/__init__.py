@@ -27,8 +27,9 @@ class ExportJob:
     example: list[Any]  # torch tensors, one per declared input, in declared order
     output_names: list[str]
     path: Path
-    opset: int = DEFAULT_OPSET
+    opset: int = DEFAULT_OPSET  # the opset being written; capture.opset may raise it
     exported_program: Any = None
+    strict_opset: bool = False  # refuse rather than raise the opset
 
     @property
     def external_data(self) -> bool:
@@ -48,6 +49,7 @@ class Attempt:
     seconds: float = 0.0
     verify_seconds: float = 0.0
     warnings: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)  # decisions the user should hear about (opset raised)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -56,4 +58,5 @@ class Attempt:
             "reason": self.reason,
             "seconds": round(self.seconds, 3),
             "warnings": self.warnings,
+            "notes": self.notes,
         }

@@ -11,6 +11,7 @@ import torch
 
 from modelport.capture import Attempt, ExportJob, dynamo, script, trace
 from modelport.capture.check import check_graph
+from modelport.capture.opset import export_at_opset
 from modelport.capture.record import recording
 from modelport.errors import CaptureError, GraphCheckError, ModelportError, ParityError
 from modelport.verify.parity import ParityReport, Reference, check_parity
@@ -61,16 +62,20 @@ def capture(job: ExportJob, ref: Reference, exporter: str, atol: float, rtol: fl
         order = tuple(n for n in order if n in ("script", "trace"))
         outcome.attempts = [Attempt(n, "skipped", "the source is TorchScript") for n in EXPORTERS["dynamo"]]
     errors: list[tuple[str, ModelportError]] = []
+    requested = job.opset
     for name in order:
         if on_attempt:
             on_attempt(name)
         _clear(job)
         start = time.perf_counter()
         attempt = Attempt(name, "exported")
+        job.opset = requested
         try:
             with recording() as rec:
-                STRATEGIES[name](job)
+                note = export_at_opset(STRATEGIES[name], job)
             attempt.warnings = rec.summary()
+            if note:
+                attempt.notes.append(note)
             check_graph(job.path, job.signature, job.opset, len(job.output_names))
             verify_start = time.perf_counter()
             report = check_parity(job.path, ref, atol, rtol)

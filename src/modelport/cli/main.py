@@ -54,7 +54,12 @@ def export(
         help="auto (torch.export non-strict, strict, jit.script, jit.trace, trace+script; the first that "
         "verifies wins), dynamo, script or trace",
     ),
-    opset: int = typer.Option(18, help="ONNX opset to write"),
+    opset: int = typer.Option(
+        18, help="ONNX opset to write; raised to the lowest that can express the model (said in one line)"
+    ),
+    strict_opset: bool = typer.Option(
+        False, "--strict-opset", help="refuse, naming the minimum, instead of raising the opset"
+    ),
     atol: float = typer.Option(1e-4, help="absolute tolerance against PyTorch"),
     rtol: float = typer.Option(1e-3, help="relative tolerance against PyTorch"),
     keep_failed: bool = typer.Option(False, "--keep-failed", help="write the bundle even when verification fails"),
@@ -79,6 +84,7 @@ def export(
             rtol,
             keep_failed,
             progress=lambda msg: status.update(msg),
+            strict_opset=strict_opset,
         )
     if as_json:
         emit_json(show.export_json(result))
@@ -108,7 +114,7 @@ def verify(
 
 @app.command()
 def run(
-    bundle: Path = typer.Argument(..., help="bundle directory"),
+    bundle: Path = typer.Argument(..., help="bundle directory, or any .onnx file"),
     feed: list[str] = typer.Option(None, "--feed", help="NAME=FILE.npy (one per input)"),
     save: Path = typer.Option(None, help="write the outputs to this .npz file"),
     as_json: bool = typer.Option(False, "--json", help="print output stats as JSON"),
@@ -119,8 +125,8 @@ def run(
     from modelport.run import load_feeds
     from modelport.run import run as do_run
 
-    opened = Bundle.open(bundle)  # a bad bundle is reported before the feeds
-    outputs, warnings = do_run(opened, load_feeds(feed or []))
+    target = bundle if bundle.is_file() else Bundle.open(bundle)  # a bad bundle is reported before the feeds
+    outputs, warnings = do_run(target, load_feeds(feed or []))
     for warning in warnings:
         err.print(f"warning: {warning}", highlight=False)
     if save is not None:
@@ -129,6 +135,49 @@ def run(
         emit_json({"outputs": show.output_stats(outputs), "warnings": warnings})
     else:
         show.outputs_table(out, outputs)
+
+
+@app.command()
+def doctor(
+    path: Path = typer.Argument(..., help="an .onnx file (from any exporter) or a bundle directory"),
+    as_json: bool = typer.Option(False, "--json", help="print the findings as JSON"),
+) -> None:
+    """What is wrong with an ONNX model and how to fix it; exit 1 when a finding is an error."""
+    from modelport.cli.show_graph import doctor_text
+    from modelport.diagnose.doctor import doctor as do_doctor
+
+    with err.status("examining"):
+        report = do_doctor(path)
+    if as_json:
+        emit_json(report.to_json())
+    else:
+        doctor_text(out, report)
+    if not report.ok:
+        sys.exit(1)
+
+
+@app.command()
+def graph(
+    path: Path = typer.Argument(..., help="an .onnx file or a bundle directory"),
+    netron: bool = typer.Option(False, "--netron", help="also open the model in Netron on localhost"),
+    port: int = typer.Option(8081, help="port for --netron"),
+    as_json: bool = typer.Option(False, "--json", help="print the summary as JSON"),
+) -> None:
+    """Inputs/outputs with dims, op histogram, and If/Loop with the size of their subgraphs."""
+    from modelport.cli.show_graph import graph_text
+    from modelport.diagnose.graph import describe
+    from modelport.diagnose.load import open_onnx
+
+    model_path, model = open_onnx(path)
+    info = describe(model)
+    if as_json:
+        emit_json(info.to_json())
+    else:
+        graph_text(out, info)
+    if netron:
+        from modelport.diagnose.viewer import serve_netron
+
+        serve_netron(model_path, port, say=lambda msg: err.print(msg, highlight=False))
 
 
 @app.command()

@@ -1,20 +1,120 @@
-"""Runtime errors from ONNX Runtime, rewritten in terms of what the user did and what to change."""
+"""ONNX Runtime's errors, rewritten in terms of what the user did and what to change.
+
+The original message stays on the exception's ``__cause__`` (shown with ``--debug``).
+"""
 
 from __future__ import annotations
 
+import difflib
+import re
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from modelport.errors import FeedError, ModelportError, first_line
+from modelport.errors import BundleError, FeedError, ModelportError, first_line
 
-__all__ = ["ort_run_error"]
+__all__ = ["ort_run_error", "ort_load_error", "check_names"]
+
+_BAD_DIMS = re.compile(r"Got invalid dimensions for input: (\S+) for the following indices(.*?)Please fix", re.S)
+_INDEX = re.compile(r"index: (\d+) Got: (\d+) Expected: (\d+)")
+_MISSING = re.compile(r"Required inputs \((\[.*?\])\) are missing")
+_REQUIRES = re.compile(r"Model requires (\d+) inputs\. Input Feed contains (\d+)")
+_DTYPE = re.compile(r"Unexpected input data type\. Actual: \((tensor\(\w+\))\) , expected: \((tensor\(\w+\))\)")
+_RANK = re.compile(r"Invalid rank for input: (\S+) Got: (\d+) Expected: (\d+)")
+_EXTERNAL = re.compile(r"(?:GetFileLength for |External data path |open file |location )(\S+?)(?: failed|\s|$)")
+_PARAM = re.compile(r"(^onnx::)|(\.(weight|bias|running_mean|running_var)$)")
+_SYMBOL = {0: "batch", 1: "seq", 2: "h", 3: "w"}
+
+
+def check_names(inputs: list[Any], feed: dict[str, np.ndarray]) -> None:
+    """Before running: a feed name the model does not have, with the closest valid one."""
+    names = [i.name for i in inputs]
+    for name in feed:
+        if name not in names:
+            close = difflib.get_close_matches(name, names, n=1)
+            raise FeedError(
+                f"the model has no input {name!r}",
+                f"its inputs are {', '.join(names)}" + (f" (did you mean {close[0]!r}?)" if close else ""),
+            )
 
 
 def ort_run_error(exc: BaseException, inputs: list[Any], feed: dict[str, np.ndarray], path: Path) -> ModelportError:
-    """``exc`` raised by ``InferenceSession.run``; ``inputs`` the session's TensorInfo list."""
+    """``exc`` raised by ``InferenceSession.run``; ``inputs`` the session's inputs (``.name``, ``.shape``)."""
+    text = " ".join(str(exc).split())
+    by_name = {i.name: i for i in inputs}
+    if match := _BAD_DIMS.search(str(exc)):
+        return _fixed_dims(match[1], _INDEX.findall(match[2]), by_name)
+    missing = _missing(text, inputs, feed)
+    if missing:
+        params = [m for m in missing if _PARAM.search(m)]
+        if params:
+            return FeedError(
+                f"the model wants {len(inputs)} inputs but {len(feed)} were fed: {len(params)} of them are weights "
+                f"({', '.join(params[:3])}{', ...' if len(params) > 3 else ''}) — it was exported with "
+                "export_params=False",
+                "re-export with export_params=True (torch.onnx.export's default) or with modelport export",
+            )
+        return FeedError(f"no feed for input(s) {', '.join(missing)}", f"add --feed {missing[0]}=FILE.npy")
+    if match := _DTYPE.search(text):
+        culprit = next((n for n, a in feed.items() if n in by_name and _ort_type(a) == match[1]), None)
+        want = match[2][7:-1]
+        return FeedError(
+            f"input {culprit or '?'!r} is {match[1][7:-1]}, the model expects {want}",
+            f"convert it: array.astype('{_numpy_name(want)}')",
+        )
+    if match := _RANK.search(text):
+        shape = list(by_name[match[1]].shape) if match[1] in by_name else "?"
+        return FeedError(
+            f"input {match[1]!r} has rank {match[2]}, the model expects rank {match[3]} ({shape})",
+            "reshape the array to the model's dims",
+        )
     return FeedError(
-        f"ONNX Runtime failed: {first_line(exc)}",
-        "check the feed's names, shapes and dtypes against `modelport doctor`",
+        f"ONNX Runtime failed: {first_line(exc)}", f"run `modelport doctor {path}` to see what the model expects"
     )
+
+
+def ort_load_error(exc: BaseException, path: Path) -> ModelportError:
+    text = " ".join(str(exc).split())
+    if ("external" in text.lower() or ".data" in text) and (match := _EXTERNAL.search(text)):
+        file = Path(match[1].strip("'\""))
+        return BundleError(
+            f"the weights file {file.name!r} is missing or unreadable: ONNX Runtime looks for it at "
+            f"{path.parent / file.name}",
+            "keep the .data file next to the .onnx file (they travel together)",
+        )
+    return BundleError(
+        f"ONNX Runtime cannot load {path.name}: {first_line(exc)}", f"run `modelport doctor {path}` for the cause"
+    )
+
+
+def _fixed_dims(name: str, axes: list[tuple[str, str, str]], by_name: dict[str, Any]) -> FeedError:
+    shape = list(by_name[name].shape) if name in by_name else []
+    bad = {int(axis): (int(got), int(want)) for axis, got, want in axes}
+    said = ", ".join(f"axis {a} was fixed to {want} at export, the feed has {got}" for a, (got, want) in bad.items())
+    spec = ",".join(
+        (_SYMBOL.get(a, f"d{a}") if a in bad else str(d) if isinstance(d, int) else str(d)) for a, d in enumerate(shape)
+    )
+    bounds = " ".join(f"--dim {_SYMBOL.get(a, f'd{a}')}=1..{max(got, want) * 2}" for a, (got, want) in bad.items())
+    return FeedError(
+        f"input {name!r}: {said}",
+        f"the model was exported without dynamic axes; re-export with them: --input {name}:{spec} {bounds} "
+        "(torch.onnx.export: dynamic_shapes=... / dynamic_axes=...)",
+    )
+
+
+def _missing(text: str, inputs: list[Any], feed: dict[str, np.ndarray]) -> list[str]:
+    if match := _MISSING.search(text):
+        return re.findall(r"'([^']*)'", match[1])
+    if _REQUIRES.search(text):
+        return [i.name for i in inputs if i.name not in feed]
+    return []
+
+
+def _ort_type(array: np.ndarray) -> str:
+    names = {"float32": "float", "float64": "double"}
+    return f"tensor({names.get(str(array.dtype), str(array.dtype))})"
+
+
+def _numpy_name(ort_name: str) -> str:
+    return {"float": "float32", "double": "float64"}.get(ort_name, ort_name)

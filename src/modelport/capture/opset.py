@@ -22,7 +22,7 @@ from modelport.errors import CaptureError
 __all__ = ["export_at_opset", "needed_opset"]
 
 _ADDED = re.compile(r"operator '([\w:]+)' to ONNX opset version \d+ is not supported\. .*?added in version (\d+)")
-_UPSAMPLE = re.compile(r"Unsupported: ONNX export of operator (upsample_\w+)")
+_UPSAMPLE = re.compile(r"(?:Unsupported: ONNX export of operator|Couldn't export operator) (?:aten::)?(upsample_\w+)")
 RESIZE_OPSET = 11  # Resize with coordinate_transformation_mode (half_pixel, align_corners) arrives in 11
 
 

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import re
+
 import torch
 
 from modelport.capture import ExportJob
 from modelport.errors import CaptureError, first_line
 
 __all__ = ["to_onnx", "dynamic_axes"]
+
+_UNSUPPORTED = re.compile(r"(?:Exporting the operator '|Couldn't export operator )([\w:.]+)")
 
 
 def dynamic_axes(job: ExportJob) -> dict[str, dict[int, str]]:
@@ -39,6 +43,13 @@ def to_onnx(job: ExportJob, model: torch.nn.Module, what: str) -> None:
     except CaptureError:
         raise
     except Exception as exc:
+        missing = _UNSUPPORTED.search(" ".join(str(exc).split()))
+        if missing and "added in version" not in str(exc):
+            raise CaptureError(
+                f"the TorchScript exporter has no ONNX translation for {missing[1]} (at opset {job.opset} or any)",
+                "use --exporter dynamo (it decomposes the op), or register one with "
+                "torch.onnx.register_custom_op_symbolic",
+            ) from exc
         raise CaptureError(
             f"the TorchScript exporter failed on the {what} model: {first_line(exc)}",
             "try another --exporter, or a different --opset",

@@ -85,8 +85,9 @@ def test_clean_export_has_no_errors_and_shows_its_loop(tmp_path: Path, capsys: p
     from modelport.export import export
     from modelport.spec import parse_input
 
-    result = export("tests.models.control_flow:range_loop", tmp_path / "b", [parse_input("x:batch,4"),
-                    parse_input("n::int64:0..5")])
+    result = export(
+        "tests.models.control_flow:range_loop", tmp_path / "b", [parse_input("x:batch,4"), parse_input("n::int64:0..5")]
+    )
     report = doctor(result.bundle.path)
     assert report.ok, report.codes()
     assert [f.code for f in report.findings] == ["control-flow"]
@@ -107,6 +108,7 @@ def test_graph_summary(corpus: dict[str, Path], capsys: pytest.CaptureFixture[st
 def test_bundle_with_altered_weights_is_an_error(tmp_path: Path) -> None:
     from modelport.export import export
     from tests.conftest import zoo_specs
+
     result = export("tests.models.zoo:dynamic_cnn", tmp_path / "b", *zoo_specs("dynamic_cnn"))
     import onnx
 

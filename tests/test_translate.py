@@ -95,8 +95,15 @@ def test_low_opset_is_raised_and_the_model_answers_right(tmp_path: Path, exporte
 @pytest.mark.slow
 def test_strict_opset_refuses_and_names_the_minimum(tmp_path: Path) -> None:
     proc = run_cli(
-        "export", *zoo_cli_args("upsample"), "--opset", "9", "--exporter", "trace", "--strict-opset",
-        "-o", str(tmp_path / "b"),
+        "export",
+        *zoo_cli_args("upsample"),
+        "--opset",
+        "9",
+        "--exporter",
+        "trace",
+        "--strict-opset",
+        "-o",
+        str(tmp_path / "b"),
     )
     assert proc.returncode == 1
     line = error_lines(proc)[-1]

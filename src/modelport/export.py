@@ -25,10 +25,12 @@ from modelport.capture import DEFAULT_OPSET, Attempt, ExportJob
 from modelport.capture.auto import EXPORTERS, CaptureOutcome, capture
 from modelport.capture.check import graph_summary
 from modelport.errors import UsageError
+from modelport.runtime.ort import OPT_LEVELS
+from modelport.runtime.registry import create, parse_backend
 from modelport.sources import LoadedModel, load_model
 from modelport.spec import Dim, InputSpec, Signature
 from modelport.verify.feeds import make_feed
-from modelport.verify.parity import DEFAULT_ATOL, DEFAULT_RTOL, ParityReport, Reference, check_parity
+from modelport.verify.parity import DEFAULT_ATOL, DEFAULT_RTOL, ParityReport, Reference, check_runners
 
 __all__ = ["export", "verify", "ExportResult", "resolve_signature"]
 
@@ -119,9 +121,7 @@ def export(
     finally:
         bundles.discard(staging)  # no-op once committed
     assert outcome.report is not None
-    return ExportResult(
-        result_bundle, outcome.report, outcome.attempts, notes, total - verify_seconds, verify_seconds
-    )
+    return ExportResult(result_bundle, outcome.report, outcome.attempts, notes, total - verify_seconds, verify_seconds)
 
 
 def verify(
@@ -130,9 +130,15 @@ def verify(
     atol: float | None = None,
     rtol: float | None = None,
     progress: Progress | None = None,
+    *,
+    backend: str = "ort:cpu",
+    threads: int | None = None,
+    fallback: str = "refuse",
 ) -> ParityReport:
-    """Re-check a bundle against PyTorch (the recorded source, or ``model``). Raises ParityError on mismatch."""
+    """Re-check a bundle against PyTorch (the recorded source, or ``model``) on ``backend`` (ort:cpu is
+    checked at both optimization levels, as at export). Raises ParityError on mismatch."""
     say = progress or (lambda _msg: None)
+    canonical = parse_backend(backend).canonical
     bundle = Bundle.open(bundle_dir)
     source = model or bundle.source
     if not source:
@@ -144,8 +150,13 @@ def verify(
     atol = recorded.get("atol", DEFAULT_ATOL) if atol is None else atol
     rtol = recorded.get("rtol", DEFAULT_RTOL) if rtol is None else rtol
     ref = Reference(loaded.module, plan_call(loaded.module, sig, loaded.positional), sig)
-    say("comparing ONNX Runtime with PyTorch")
-    report = check_parity(bundle.model_path, ref, atol, rtol)
+    options: dict[str, Any] = {"threads": threads, "fallback": fallback}
+    if canonical in ("torch", "torchscript", "torch-compile"):
+        options["model"] = loaded
+    levels = OPT_LEVELS if canonical == "ort:cpu" else ("all",)
+    runners = [create(canonical, bundle, optimization=level, **options) for level in levels]
+    say(f"comparing {canonical} with PyTorch")
+    report = check_runners(runners, ref, atol, rtol, canonical)
     report.raise_if_failed()
     return report
 

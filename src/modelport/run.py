@@ -1,19 +1,23 @@
-"""``run``: feed a bundle and get its outputs, with the feed checked against the manifest first."""
+"""``run``: feed a bundle (or any ONNX file) to a backend and get its outputs, with the feed checked first."""
 
 from __future__ import annotations
 
 import difflib
 import zipfile
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from modelport.bundle import Bundle
+from modelport.diagnose.translate import check_names
 from modelport.errors import FeedError, UsageError
-from modelport.runtime.ort import OrtRunner
+from modelport.runtime.placement import PlacementReport
+from modelport.runtime.registry import create, parse_backend
 from modelport.spec import Signature
 
-__all__ = ["run", "load_feeds", "check_feed"]
+__all__ = ["run", "RunResult", "load_feeds", "check_feed"]
 
 
 def load_feeds(pairs: list[str]) -> dict[str, np.ndarray]:
@@ -86,20 +90,59 @@ def check_feed(sig: Signature, feeds: dict[str, np.ndarray]) -> list[str]:
     return [f"{w} lies outside the verified range (re-export with a wider --dim to check it)" for w in warnings]
 
 
-def run(target: Bundle | str | Path, feeds: dict[str, np.ndarray]) -> tuple[dict[str, np.ndarray], list[str]]:
-    """Outputs by name, and warnings for sizes outside the verified range.
+@dataclass
+class RunResult:
+    outputs: dict[str, np.ndarray]
+    warnings: list[str]  # sizes outside the verified range, providers dropped under --fallback allow
+    runner: dict[str, Any]  # what the backend really got: runner.describe()
+    placement: PlacementReport | None = None
+    fed: str = "given"  # "given", or "example" when no feed was passed and a random one was made
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "backend": self.runner,
+            "feed": self.fed,
+            "warnings": self.warnings,
+            "placement": self.placement.to_json() if self.placement else None,
+        }
+
+
+def run(
+    target: Bundle | str | Path,
+    feeds: dict[str, np.ndarray],
+    backend: str = "ort:cpu",
+    *,
+    threads: int | None = None,
+    fallback: str = "refuse",
+    placement: bool = False,
+    strict: bool = False,
+) -> RunResult:
+    """Outputs by name, with what the backend really got.
 
     ``target`` is a bundle (feeds checked against its manifest first) or a bare ``.onnx`` file from
-    anywhere (checked by ONNX Runtime, whose errors come back translated into fixes)."""
-    if not isinstance(target, Bundle) and Path(target).is_file():
+    anywhere (checked by the runtime, whose errors come back translated into fixes). No feeds: a random
+    feed at the example sizes. ``placement`` (ONNX Runtime only) adds where each node ran; ``strict``
+    fails when any node left the first-choice provider."""
+    if (placement or strict) and parse_backend(backend).family != "ort":
+        raise UsageError(
+            f"node placement is an ONNX Runtime report; backend {backend} has none", "use an ort:PROVIDERS backend"
+        )
+    warnings: list[str] = []
+    if isinstance(target, Bundle) or not Path(target).is_file():
+        target = target if isinstance(target, Bundle) else Bundle.open(target)
+        if feeds:
+            warnings = check_feed(target.signature, feeds)
+    else:
         from modelport.diagnose.load import open_onnx
-        from modelport.diagnose.translate import check_names
 
-        path, _ = open_onnx(target)  # a file that is not ONNX gets its one line here
-        with OrtRunner(path) as runner:
+        target, _ = open_onnx(target)  # a file that is not ONNX gets its one line here
+    runner = create(backend, target, threads=threads, fallback=fallback)
+    with runner:
+        if feeds:
             check_names(runner.inputs(), feeds)
-            return runner.infer(feeds), []
-    bundle = target if isinstance(target, Bundle) else Bundle.open(target)
-    warnings = check_feed(bundle.signature, feeds)
-    with OrtRunner(bundle.model_path) as runner:
-        return runner.infer(feeds), warnings
+        feed = feeds or runner.example_feed()
+        outputs = runner.infer(feed)
+        report = runner.placement(feed, strict=strict) if placement or strict else None  # type: ignore[attr-defined]
+        return RunResult(
+            outputs, runner.warnings + warnings, runner.describe(), report, "given" if feeds else "example"
+        )

@@ -45,17 +45,32 @@ def torch_export(folder: Path, name: str, model: nn.Module | None = None, **kwar
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         torch.onnx.export(
-            module, (torch.randn(1, 3, 16, 16),), str(path), dynamo=False, input_names=["x"], output_names=["y"],
+            module,
+            (torch.randn(1, 3, 16, 16),),
+            str(path),
+            dynamo=False,
+            input_names=["x"],
+            output_names=["y"],
             **kwargs,
         )
     return path
 
 
-def tiny(folder: Path, name: str, nodes, inputs, outputs, initializers=(), opset: int = 17, ir: int = 8,
-         domains: tuple[tuple[str, int], ...] = ()) -> Path:
+def tiny(
+    folder: Path,
+    name: str,
+    nodes,
+    inputs,
+    outputs,
+    initializers=(),
+    opset: int = 17,
+    ir: int = 8,
+    domains: tuple[tuple[str, int], ...] = (),
+) -> Path:
     graph = helper.make_graph(nodes, name, inputs, outputs, initializer=list(initializers))
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset), *(
-        helper.make_opsetid(d, v) for d, v in domains)])
+    model = helper.make_model(
+        graph, opset_imports=[helper.make_opsetid("", opset), *(helper.make_opsetid(d, v) for d, v in domains)]
+    )
     model.ir_version = ir
     path = folder / f"{name}.onnx"
     path.write_bytes(model.SerializeToString())
@@ -67,8 +82,9 @@ def vec(name: str, dtype: int = T.FLOAT, dims=("n",)) -> onnx.ValueInfoProto:
 
 
 def relu(folder: Path, name: str, opset: int = 17, ir: int = 8) -> Path:
-    return tiny(folder, name, [helper.make_node("Relu", ["a"], ["b"], name="relu")], [vec("a")], [vec("b")],
-                opset=opset, ir=ir)
+    return tiny(
+        folder, name, [helper.make_node("Relu", ["a"], ["b"], name="relu")], [vec("a")], [vec("b")], opset=opset, ir=ir
+    )
 
 
 def static_dims(folder: Path) -> Path:
@@ -76,30 +92,48 @@ def static_dims(folder: Path) -> Path:
 
 
 def weights_as_inputs(folder: Path) -> Path:
-    return torch_export(folder, "weights_as_inputs", export_params=False,
-                        dynamic_axes={"x": {0: "batch", 2: "h", 3: "w"}})
+    return torch_export(
+        folder, "weights_as_inputs", export_params=False, dynamic_axes={"x": {0: "batch", 2: "h", 3: "w"}}
+    )
 
 
 def initializers_as_inputs(folder: Path) -> Path:
-    return torch_export(folder, "initializers_as_inputs", keep_initializers_as_inputs=True,
-                        dynamic_axes={"x": {0: "batch", 2: "h", 3: "w"}})
+    return torch_export(
+        folder,
+        "initializers_as_inputs",
+        keep_initializers_as_inputs=True,
+        dynamic_axes={"x": {0: "batch", 2: "h", 3: "w"}},
+    )
 
 
 def live_dropout(folder: Path) -> Path:
     model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.Dropout(0.5)).train()
-    return torch_export(folder, "live_dropout", model, training=torch.onnx.TrainingMode.TRAINING,
-                        do_constant_folding=False, dynamic_axes={"x": {0: "batch", 2: "h", 3: "w"}})
+    return torch_export(
+        folder,
+        "live_dropout",
+        model,
+        training=torch.onnx.TrainingMode.TRAINING,
+        do_constant_folding=False,
+        dynamic_axes={"x": {0: "batch", 2: "h", 3: "w"}},
+    )
 
 
 def training_batchnorm(folder: Path) -> Path:
     model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4)).train()
-    return torch_export(folder, "training_batchnorm", model, training=torch.onnx.TrainingMode.TRAINING,
-                        do_constant_folding=False, dynamic_axes={"x": {0: "batch", 2: "h", 3: "w"}})
+    return torch_export(
+        folder,
+        "training_batchnorm",
+        model,
+        training=torch.onnx.TrainingMode.TRAINING,
+        do_constant_folding=False,
+        dynamic_axes={"x": {0: "batch", 2: "h", 3: "w"}},
+    )
 
 
 def opset9_resize(folder: Path) -> Path:
-    return torch_export(folder, "opset9_resize", Bilinear(), opset_version=9,
-                        dynamic_axes={"x": {0: "batch", 2: "h", 3: "w"}})
+    return torch_export(
+        folder, "opset9_resize", Bilinear(), opset_version=9, dynamic_axes={"x": {0: "batch", 2: "h", 3: "w"}}
+    )
 
 
 def dangling_input(folder: Path) -> Path:

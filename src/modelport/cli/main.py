@@ -12,6 +12,7 @@ import typer
 from rich.console import Console
 
 from modelport.errors import ModelportError, first_line
+from modelport.runtime.registry import backend_help, backend_names
 
 app = typer.Typer(
     name="modelport",
@@ -92,20 +93,41 @@ def export(
         show.export_table(out, result)
 
 
+Backend = typer.Option(
+    "ort:cpu", "--backend", "-b", help="where to run it; one of: " + ", ".join(backend_names()) + ". " + backend_help()
+)
+Threads = typer.Option(None, "--threads", help="intra-op threads (default: physical cores)")
+Fallback = typer.Option(
+    "refuse", "--fallback", help="refuse (default): a missing provider is an error; allow: warn and run on the next"
+)
+
+
 @app.command()
 def verify(
     bundle: Path = typer.Argument(..., help="bundle directory"),
     model: str = typer.Option(None, help="MODEL to compare against (default: the one recorded in the bundle)"),
     atol: float = typer.Option(None, help="absolute tolerance (default: the bundle's)"),
     rtol: float = typer.Option(None, help="relative tolerance (default: the bundle's)"),
+    backend: str = Backend,
+    threads: int = Threads,
+    fallback: str = Fallback,
     as_json: bool = typer.Option(False, "--json", help="print the parity report as JSON"),
 ) -> None:
-    """Re-check a bundle against PyTorch; exit 1 on a mismatch."""
+    """Re-check a bundle against PyTorch on a backend (tolerances per its precision); exit 1 on a mismatch."""
     from modelport.cli import show
     from modelport.export import verify as do_verify
 
     with err.status("verifying") as status:
-        report = do_verify(bundle, model, atol, rtol, progress=lambda msg: status.update(msg))
+        report = do_verify(
+            bundle,
+            model,
+            atol,
+            rtol,
+            lambda msg: status.update(msg),
+            backend=backend,
+            threads=threads,
+            fallback=fallback,
+        )
     if as_json:
         emit_json(report.to_json())
     else:
@@ -115,26 +137,44 @@ def verify(
 @app.command()
 def run(
     bundle: Path = typer.Argument(..., help="bundle directory, or any .onnx file"),
-    feed: list[str] = typer.Option(None, "--feed", help="NAME=FILE.npy (one per input)"),
+    feed: list[str] = typer.Option(None, "--feed", help="NAME=FILE.npy (one per input; none: a random example feed)"),
+    backend: str = Backend,
+    threads: int = Threads,
+    fallback: str = Fallback,
+    show_placement: bool = typer.Option(
+        False, "--show-placement", help="where ONNX Runtime ran each node: per provider and per op type"
+    ),
+    strict: bool = typer.Option(False, "--strict", help="fail when any node leaves the first-choice provider"),
     save: Path = typer.Option(None, help="write the outputs to this .npz file"),
-    as_json: bool = typer.Option(False, "--json", help="print output stats as JSON"),
+    as_json: bool = typer.Option(False, "--json", help="print output stats, the backend and placement as JSON"),
 ) -> None:
-    """Run a bundle on ONNX Runtime with inputs from .npy files."""
+    """Run a bundle (or an .onnx file) on a backend with inputs from .npy files."""
     from modelport.bundle import Bundle
     from modelport.cli import show
     from modelport.run import load_feeds
     from modelport.run import run as do_run
 
     target = bundle if bundle.is_file() else Bundle.open(bundle)  # a bad bundle is reported before the feeds
-    outputs, warnings = do_run(target, load_feeds(feed or []))
-    for warning in warnings:
-        err.print(f"warning: {warning}", highlight=False)
+    result = do_run(
+        target,
+        load_feeds(feed or []),
+        backend,
+        threads=threads,
+        fallback=fallback,
+        placement=show_placement or as_json and backend.startswith("ort"),
+        strict=strict,
+    )
+    for warning in result.warnings:
+        err.print(f"warning: {warning}", highlight=False, soft_wrap=True)
     if save is not None:
-        show.save_npz(save, outputs)
+        show.save_npz(save, result.outputs)
     if as_json:
-        emit_json({"outputs": show.output_stats(outputs), "warnings": warnings})
-    else:
-        show.outputs_table(out, outputs)
+        emit_json({"outputs": show.output_stats(result.outputs), **result.to_json()})
+        return
+    show.outputs_table(out, result.outputs)
+    show.ran_on(out, result)
+    if show_placement and result.placement is not None:
+        show.placement_table(out, result.placement)
 
 
 @app.command()

@@ -40,10 +40,10 @@ def io_table(manifest: dict[str, Any]) -> Table:
 
 def parity_table(console: Console, report: ParityReport) -> None:
     table = Table(
-        title=f"parity vs PyTorch eager on {report.backend} (atol {report.atol:g}, rtol {report.rtol:g})",
+        title=f"parity vs PyTorch eager on {report.backend} ({report.tolerance_text()})",
         title_justify="left",
     )
-    for col in ("feed", "ORT opt", "worst output", "max abs", "max rel", "ok"):
+    for col in ("feed", "setting", "worst output", "max abs", "max rel", "ok"):
         table.add_column(col)
     for r in report.results:
         worst = max(r.outputs, key=lambda o: (not o.passed, o.max_abs), default=None)
@@ -136,3 +136,29 @@ def demo_tables(console: Console, report: Any) -> None:
     console.print(table)
     verdict = "PASS" if report.passed else "FAIL"
     console.print(f"min cosine {min(report.cosines):.6f} (needs >= {report.threshold}): {verdict}", highlight=False)
+
+
+def ran_on(console: Console, result: Any) -> None:
+    """One line: the backend, what it really got (providers, precision, threads), and the feed."""
+    info = result.runner
+    got = info.get("providers") or info.get("how") or info.get("device")
+    details = [f"precision {info['precision']}"]
+    for key in ("intra_op_threads", "threads", "inference_precision"):
+        if key in info:
+            details.append(f"{key.replace('_', ' ')} {info[key]}")
+    where = f" on {', '.join(got) if isinstance(got, list) else got}" if got else ""
+    fed = " (no --feed: a random feed at the example sizes)" if result.fed == "example" else ""
+    console.print(f"ran {info['backend']}{where}: {', '.join(details)}{fed}", highlight=False, soft_wrap=True)
+
+
+def placement_table(console: Console, report: Any) -> None:
+    providers = list(report.by_provider)
+    table = Table(title="node placement", title_justify="left")
+    table.add_column("op")
+    for provider in providers:
+        table.add_column(provider, justify="right")
+    for op, per in report.by_op.items():
+        table.add_row(op, *(str(per.get(p, "")) for p in providers))
+    table.add_row("total", *(str(report.by_provider[p]) for p in providers), style="bold")
+    console.print(table)
+    console.print(f"placement: {report.summary()}", highlight=False)

@@ -22,7 +22,6 @@ _MISSING = re.compile(r"Required inputs \((\[.*?\])\) are missing")
 _REQUIRES = re.compile(r"Model requires (\d+) inputs\. Input Feed contains (\d+)")
 _DTYPE = re.compile(r"Unexpected input data type\. Actual: \((tensor\(\w+\))\) , expected: \((tensor\(\w+\))\)")
 _RANK = re.compile(r"Invalid rank for input: (\S+) Got: (\d+) Expected: (\d+)")
-_EXTERNAL = re.compile(r"(?:GetFileLength for |External data path |open file |location )(\S+?)(?: failed|\s|$)")
 _PARAM = re.compile(r"(^onnx::)|(\.(weight|bias|running_mean|running_var)$)")
 _SYMBOL = {0: "batch", 1: "seq", 2: "h", 3: "w"}
 
@@ -58,10 +57,9 @@ def ort_run_error(exc: BaseException, inputs: list[Any], feed: dict[str, np.ndar
         return FeedError(f"no feed for input(s) {', '.join(missing)}", f"add --feed {missing[0]}=FILE.npy")
     if match := _DTYPE.search(text):
         culprit = next((n for n, a in feed.items() if n in by_name and _ort_type(a) == match[1]), None)
-        want = match[2][7:-1]
+        got, want = _numpy_name(match[1][7:-1]), _numpy_name(match[2][7:-1])
         return FeedError(
-            f"input {culprit or '?'!r} is {match[1][7:-1]}, the model expects {want}",
-            f"convert it: array.astype('{_numpy_name(want)}')",
+            f"input {culprit or '?'!r} is {got}, the model expects {want}", f"convert it: array.astype('{want}')"
         )
     if match := _RANK.search(text):
         shape = list(by_name[match[1]].shape) if match[1] in by_name else "?"
@@ -75,14 +73,13 @@ def ort_run_error(exc: BaseException, inputs: list[Any], feed: dict[str, np.ndar
 
 
 def ort_load_error(exc: BaseException, path: Path) -> ModelportError:
+    """``exc`` raised while creating a session. External data problems are named from the model itself
+    (ONNX Runtime's wording changes between versions; the model's own locations do not)."""
     text = " ".join(str(exc).split())
-    if ("external" in text.lower() or ".data" in text) and (match := _EXTERNAL.search(text)):
-        file = Path(match[1].strip("'\""))
-        return BundleError(
-            f"the weights file {file.name!r} is missing or unreadable: ONNX Runtime looks for it at "
-            f"{path.parent / file.name}",
-            "keep the .data file next to the .onnx file (they travel together)",
-        )
+    if "external" in text.lower() or ".data" in text:
+        finding = _external_data_finding(path)
+        if finding is not None:
+            return BundleError(finding.message, finding.fix)
     return BundleError(
         f"ONNX Runtime cannot load {path.name}: {first_line(exc)}", f"run `modelport doctor {path}` for the cause"
     )
@@ -118,3 +115,15 @@ def _ort_type(array: np.ndarray) -> str:
 
 def _numpy_name(ort_name: str) -> str:
     return {"float": "float32", "double": "float64"}.get(ort_name, ort_name)
+
+
+def _external_data_finding(path: Path) -> Any:
+    import onnx
+
+    from modelport.diagnose.checks import check_external_data
+
+    try:
+        model = onnx.load(str(path), load_external_data=False)
+    except Exception:  # unreadable model: the generic message below says so
+        return None
+    return next(iter(check_external_data(model, path.parent)), None)

@@ -1,74 +1,258 @@
-"""ONNX Runtime on the CPU: the runtime that verification trusts.
+"""ONNX Runtime: on the CPU, the runtime that verification trusts; with providers, CUDA, TensorRT,
+OpenVINO or DirectML.
 
 Sessions are always created from the file path (so external data resolves next to the model),
-never from bytes.
+never from bytes. ``OrtRunner(path, optimization=..., threads=...)`` stays the CPU runner that
+verification uses; everything else is keyword-only.
 """
 
 from __future__ import annotations
 
+import json
+import os
+import tempfile
+import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from modelport.errors import BundleError, FeedError, first_line
+from modelport.errors import UsageError
+from modelport.runtime import providers as prov
+from modelport.runtime.base import Runner, TensorInfo, cache_folder
+from modelport.runtime.placement import PlacementReport, from_profile, heavy_ops_in_graph, read_profile
+from modelport.spec import Signature
 
-__all__ = ["OrtRunner", "OPT_LEVELS"]
+__all__ = ["OrtRunner", "OPT_LEVELS", "OPTIMIZATIONS", "physical_cores"]
 
+# the levels parity checks with: ALL can fold a live Dropout into something that looks right
 OPT_LEVELS = ("all", "disabled")
+OPTIMIZATIONS = ("all", "extended", "basic", "disabled")
+_GPU = ("CUDAExecutionProvider", "TensorrtExecutionProvider")
+_TYPES = {"float": "float32", "double": "float64", "string": "str"}
 
 
-class OrtRunner:
+class OrtRunner(Runner):
     """``load()`` creates the session; ``infer(feed)`` returns outputs by name."""
 
-    def __init__(self, path: str | Path, optimization: str = "all", threads: int | None = None) -> None:
+    def __init__(
+        self,
+        path: str | Path,
+        optimization: str = "all",
+        threads: int | None = None,
+        *,
+        providers: str | Sequence[str] = "cpu",
+        fallback: str = "refuse",
+        signature: Signature | None = None,
+        cache_dir: str | Path | None = None,
+        fp16: bool = False,
+        inter_threads: int | None = None,
+        warmup: int = 0,
+        io_binding: bool | None = None,
+        device_id: int = 0,
+        provider_options: dict[str, dict[str, Any]] | None = None,
+    ) -> None:
+        super().__init__()
+        if optimization not in OPTIMIZATIONS:
+            raise UsageError(
+                f"unknown optimization level {optimization!r}", f"choose one of: {', '.join(OPTIMIZATIONS)}"
+            )
         self.path = Path(path)
         self.optimization = optimization
         self.threads = threads
+        self.requested = prov.parse_providers(providers)
+        self.fallback = fallback
+        self.signature = signature
+        self.cache_dir = Path(cache_dir) if cache_dir else cache_folder(self.path)
+        self.fp16 = fp16
+        if fp16 and "TensorrtExecutionProvider" not in self.requested:
+            raise UsageError("fp16 applies to the TensorRT provider only", "use ort:tensorrt,cuda,cpu with fp16")
+        self.inter_threads = inter_threads
+        self.warmup = warmup
+        self.io_binding = io_binding
+        self.device_id = device_id
+        self.provider_options = {prov.parse_providers(k)[0]: v for k, v in (provider_options or {}).items()}
+        self.name = "ort:" + ",".join(prov.short_name(p) for p in self.requested)
+        self.precision = "fp16" if fp16 else "fp32"
         self.session: Any = None
+        self._providers: list[str] = []
+        self._binding = False
 
+    # -- session ---------------------------------------------------------------------------------
     def load(self) -> OrtRunner:
+        from modelport.diagnose.translate import ort_load_error
+
+        start = time.perf_counter()
+        self._providers, self.warnings = prov.check_available(self.requested, self.fallback)
+        try:
+            self.session = self._create_session()
+        except Exception as exc:
+            raise ort_load_error(exc, self.path) from exc
+        actual = self.session.get_providers()
+        self.warnings += prov.check_session(self._providers, actual, self.fallback)
+        if self.fp16 and "TensorrtExecutionProvider" not in actual:
+            self.precision = "fp32"
+        self._binding = actual[0] in _GPU if self.io_binding is None else bool(self.io_binding)
+        self.timings["load_s"] = time.perf_counter() - start
+        if self.warmup:
+            self.warm_up(self.warmup)
+        return self
+
+    def _create_session(self, profile_prefix: str | None = None) -> Any:
         import onnxruntime as ort
 
         options = ort.SessionOptions()
         options.graph_optimization_level = {
             "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
+            "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
+            "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
             "disabled": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
         }[self.optimization]
         options.log_severity_level = 3
-        if self.threads:
-            options.intra_op_num_threads = self.threads
+        options.intra_op_num_threads = self.intra_threads
+        if self.inter_threads:  # inter-op threads only run when independent branches may run in parallel
+            options.inter_op_num_threads = self.inter_threads
+            options.execution_mode = ort.ExecutionMode.ORT_PARALLEL
+        if profile_prefix:
+            options.enable_profiling = True
+            options.profile_file_prefix = profile_prefix
+        return ort.InferenceSession(
+            str(self.path), options, providers=self._providers, provider_options=self._options_for(self._providers)
+        )
+
+    @property
+    def intra_threads(self) -> int:
+        return self.threads or physical_cores()
+
+    def _options_for(self, providers: list[str]) -> list[dict[str, str]]:
+        out = []
+        for provider in providers:
+            options: dict[str, Any] = {}
+            if provider in _GPU:
+                options["device_id"] = self.device_id
+            if provider == "TensorrtExecutionProvider":
+                options.update(prov.tensorrt_options(self.signature, self.cache_dir / "trt", self.fp16))
+            options.update(self.provider_options.get(provider, {}))
+            out.append({k: str(v) for k, v in options.items()})
+        return out
+
+    # -- the contract ----------------------------------------------------------------------------
+    def inputs(self) -> list[TensorInfo]:
+        return [_info(i) for i in self._need().get_inputs()]
+
+    def outputs(self) -> list[TensorInfo]:
+        return [_info(o) for o in self._need().get_outputs()]
+
+    def infer(self, feed: dict[str, Any]) -> dict[str, np.ndarray]:
+        session = self._need()
+        names = [o.name for o in session.get_outputs()]
+        start = time.perf_counter()
         try:
-            self.session = ort.InferenceSession(str(self.path), options, providers=["CPUExecutionProvider"])
+            values = self._run_bound(feed, names) if self._binding else session.run(names, feed)
         except Exception as exc:
-            raise BundleError(
-                f"ONNX Runtime cannot load {self.path.name}: {first_line(exc)}",
-                "run `modelport doctor` on the file, or re-export it",
-            ) from exc
-        return self
+            from modelport.diagnose.translate import ort_run_error
 
-    def inputs(self) -> list[tuple[str, list[Any], str]]:
-        return [(i.name, list(i.shape), i.type) for i in self.session.get_inputs()]
-
-    def outputs(self) -> list[tuple[str, list[Any], str]]:
-        return [(o.name, list(o.shape), o.type) for o in self.session.get_outputs()]
-
-    def infer(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        names = [o.name for o in self.session.get_outputs()]
-        try:
-            values = self.session.run(names, feed)
-        except Exception as exc:
-            raise FeedError(
-                f"ONNX Runtime failed: {first_line(exc)}",
-                "check the feed's names, shapes and dtypes against `modelport run --help`",
-            ) from exc
+            raise ort_run_error(exc, self.inputs(), feed, self.path) from exc
+        self._record_run(time.perf_counter() - start)
         return dict(zip(names, values, strict=True))
+
+    def device_feed(self, feed: dict[str, np.ndarray]) -> dict[str, Any]:
+        """The feed copied to the GPU once (OrtValues), so timed runs skip the host-to-device copy."""
+        import onnxruntime as ort
+
+        return {
+            k: ort.OrtValue.ortvalue_from_numpy(np.ascontiguousarray(v), "cuda", self.device_id)
+            for k, v in feed.items()
+        }
+
+    def _run_bound(self, feed: dict[str, Any], names: list[str]) -> list[np.ndarray]:
+        """IO binding on the GPU: inputs live on the device (given as OrtValues or copied there once per
+        call) and outputs are allocated there, so ONNX Runtime adds no copies of its own inside the run."""
+        import onnxruntime as ort
+
+        binding = self.session.io_binding()
+        keep = []  # the OrtValues must outlive the run
+        for name, value in feed.items():
+            if not isinstance(value, ort.OrtValue):
+                value = ort.OrtValue.ortvalue_from_numpy(np.ascontiguousarray(value), "cuda", self.device_id)
+            keep.append(value)
+            binding.bind_ortvalue_input(name, value)
+        for name in names:
+            binding.bind_output(name, "cuda", self.device_id)
+        binding.synchronize_inputs()
+        self.session.run_with_iobinding(binding)
+        binding.synchronize_outputs()
+        return list(binding.copy_outputs_to_cpu())
 
     def close(self) -> None:
         self.session = None
 
-    def __enter__(self) -> OrtRunner:
-        return self.load()
+    def describe(self) -> dict[str, Any]:
+        import onnxruntime as ort
 
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+        info = super().describe()
+        info.update(
+            onnxruntime=ort.__version__,
+            providers_requested=self.requested,
+            providers=self.session.get_providers() if self.session is not None else None,
+            optimization=self.optimization,
+            intra_op_threads=self.intra_threads,
+            inter_op_threads=self.inter_threads or 1,
+            io_binding=self._binding,
+        )
+        if "TensorrtExecutionProvider" in self.requested:
+            info["tensorrt_options"] = prov.tensorrt_options(self.signature, self.cache_dir / "trt", self.fp16)
+        return info
+
+    # -- placement -------------------------------------------------------------------------------
+    def placement(self, feed: dict[str, np.ndarray] | None = None, strict: bool = False) -> PlacementReport:
+        """Where each node ran, from one profiled run of a second session with the same settings.
+        ``strict`` raises ProviderError when any node left the first-choice provider."""
+        session = self._need()
+        feed = feed if feed is not None else self.example_feed()
+        with tempfile.TemporaryDirectory(prefix="modelport-profile-") as tmp:
+            profiled = self._create_session(profile_prefix=os.path.join(tmp, "ort"))
+            profiled.run(None, feed)
+            try:
+                events = read_profile(profiled.end_profiling())
+            except (OSError, json.JSONDecodeError) as exc:  # a profile we cannot read is our bug, not the user's
+                raise RuntimeError(f"cannot read ONNX Runtime's profile: {exc}") from exc
+            del profiled
+        report = PlacementReport(
+            self._providers, session.get_providers(), from_profile(events), heavy_ops_in_graph(self.path)
+        )
+        if strict:
+            report.raise_if_fallbacks()
+        return report
+
+    def _need(self) -> Any:
+        if self.session is None:
+            raise RuntimeError("OrtRunner used before load(); use `with runner:` or call load() first")
+        return self.session
+
+
+def physical_cores() -> int:
+    """Physical cores this process may use: ONNX Runtime's own default, made explicit so reports show
+    it. Hyper-threads share a core's FPU and slow matrix kernels down, so they are not counted."""
+    allowed = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else set(range(os.cpu_count() or 1))
+    cores: set[tuple[str, str]] = set()
+    processor, package = -1, "0"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            key, _, value = (part.strip() for part in line.partition(":"))
+            if key == "processor":
+                processor = int(value)
+            elif key == "physical id":
+                package = value
+            elif key == "core id" and processor in allowed:
+                cores.add((package, value))
+    except (OSError, ValueError):
+        pass
+    return max(1, min(len(cores) or len(allowed), len(allowed)))
+
+
+def _info(node: Any) -> TensorInfo:
+    kind = str(node.type)
+    inner = kind[kind.find("(") + 1 : kind.rfind(")")] if "(" in kind else kind
+    return TensorInfo(node.name, tuple(node.shape), _TYPES.get(inner, inner))

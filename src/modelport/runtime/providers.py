@@ -1,0 +1,175 @@
+"""ONNX Runtime execution providers: short names, availability, and what to do when one is missing.
+
+ONNX Runtime is lenient in two ways we are not: a provider this build lacks is only a warning, and a
+provider whose libraries fail to load (CUDA, cuDNN, TensorRT) is dropped from the session without a
+word. Either way the model then runs on the CPU and a benchmark reports the CPU under a GPU's name.
+So a provider that was asked for and is missing is an error (one line: which provider, which exist,
+which pip package brings it) unless the caller allows the fallback, which is then recorded as a
+warning on the runner.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Sequence
+from pathlib import Path
+
+from modelport.errors import ModelportError, UsageError
+from modelport.runtime.base import profile_shapes
+from modelport.spec import Signature
+
+__all__ = [
+    "SHORT_NAMES",
+    "PACKAGES",
+    "FALLBACKS",
+    "ProviderError",
+    "parse_providers",
+    "short_name",
+    "available_providers",
+    "check_available",
+    "check_session",
+    "tensorrt_options",
+]
+
+SHORT_NAMES = {
+    "cpu": "CPUExecutionProvider",
+    "cuda": "CUDAExecutionProvider",
+    "tensorrt": "TensorrtExecutionProvider",
+    "openvino": "OpenVINOExecutionProvider",
+    "dml": "DmlExecutionProvider",
+}
+_FULL_TO_SHORT = {full: short for short, full in SHORT_NAMES.items()}
+
+# the pip package whose onnxruntime build has the provider (each replaces the plain `onnxruntime`)
+PACKAGES = {
+    "CUDAExecutionProvider": "onnxruntime-gpu",
+    "TensorrtExecutionProvider": "onnxruntime-gpu",
+    "OpenVINOExecutionProvider": "onnxruntime-openvino",
+    "DmlExecutionProvider": "onnxruntime-directml",
+}
+# libraries a provider loads at session creation; missing ones make ONNX Runtime drop it silently
+_LIBRARIES = {
+    "CUDAExecutionProvider": "CUDA 12 and cuDNN 9 libraries (pip install 'onnxruntime-gpu[cuda,cudnn]')",
+    "TensorrtExecutionProvider": "TensorRT libraries (pip install tensorrt) and CUDA/cuDNN",
+}
+FALLBACKS = ("refuse", "allow")
+
+
+class ProviderError(ModelportError):
+    """A provider that was asked for cannot run here, or nodes left it under a strict placement.
+
+    Exit 2: the model is fine (it answers right wherever it runs); the environment or the flags
+    must change."""
+
+
+def parse_providers(spec: str | Sequence[str]) -> list[str]:
+    """``"tensorrt,cuda,cpu"`` or ``["CUDAExecutionProvider", "cpu"]`` → full names in priority order."""
+    import onnxruntime as ort
+
+    items = [p.strip() for p in spec.split(",")] if isinstance(spec, str) else [str(p).strip() for p in spec]
+    known = ort.get_all_providers()
+    out: list[str] = []
+    for item in items:
+        if not item:
+            raise UsageError(f"empty provider name in {spec!r}", "write providers as ort:tensorrt,cuda,cpu")
+        full = SHORT_NAMES.get(item.lower()) or next((k for k in known if k.lower() == item.lower()), None)
+        if full is None:
+            choices = list(SHORT_NAMES) + known
+            close = difflib.get_close_matches(item, choices, n=1, cutoff=0.5)
+            raise UsageError(
+                f"unknown ONNX Runtime provider {item!r}",
+                f"use {', '.join(SHORT_NAMES)} or a full name such as CUDAExecutionProvider"
+                + (f" (did you mean {close[0]!r}?)" if close else ""),
+            )
+        if full not in out:
+            out.append(full)
+    return out
+
+
+def short_name(full: str) -> str:
+    return _FULL_TO_SHORT.get(full, full)
+
+
+def available_providers() -> list[str]:
+    import onnxruntime as ort
+
+    return list(ort.get_available_providers())
+
+
+def check_available(requested: list[str], fallback: str) -> tuple[list[str], list[str]]:
+    """The providers to hand to the session, and warnings for those dropped under ``fallback="allow"``."""
+    _check_policy(fallback)
+    available = available_providers()
+    kept, warnings = [], []
+    for provider in requested:
+        if provider in available:
+            kept.append(provider)
+            continue
+        if fallback == "refuse":
+            raise _unavailable(provider, available)
+        warnings.append(f"{provider} is not available here (available: {', '.join(available)}); skipped it")
+    if not kept:
+        kept = ["CPUExecutionProvider"]
+        warnings.append("none of the requested providers is available; running on CPUExecutionProvider")
+    return kept, warnings
+
+
+def check_session(requested: list[str], actual: list[str], fallback: str) -> list[str]:
+    """After the session exists: providers ONNX Runtime dropped while creating it (libraries failed to load)."""
+    warnings = []
+    for provider in requested:
+        if provider in actual:
+            continue
+        needs = _LIBRARIES.get(provider, "its runtime libraries")
+        if fallback == "refuse":
+            import onnxruntime as ort
+
+            raise ProviderError(
+                f"ONNX Runtime {ort.__version__} dropped {provider} while creating the session "
+                f"(the session got {', '.join(actual)})",
+                f"install {needs} matching this onnxruntime build, or allow the fallback (fallback='allow', "
+                "--fallback allow) to run on the next provider",
+            )
+        warnings.append(
+            f"ONNX Runtime dropped {provider} while creating the session (needs {needs}); "
+            f"running on {', '.join(actual)}"
+        )
+    return warnings
+
+
+def tensorrt_options(signature: Signature | None, cache: Path, fp16: bool) -> dict[str, str]:
+    """TensorRT provider options: one optimization profile spanning each symbol's min/opt/max (without
+    it TensorRT rebuilds the engine whenever a new shape arrives) and an engine cache beside the bundle."""
+    options = {
+        "trt_engine_cache_enable": "True",
+        "trt_engine_cache_path": str(cache),
+        "trt_timing_cache_enable": "True",
+        "trt_timing_cache_path": str(cache),
+        "trt_fp16_enable": str(bool(fp16)),
+    }
+    shapes = profile_shapes(signature) if signature is not None else {}
+    for index, key in enumerate(("min", "opt", "max")):
+        if shapes:
+            text = ",".join(f"{name}:" + "x".join(map(str, s[index])) for name, s in shapes.items())
+            options[f"trt_profile_{key}_shapes"] = text
+    return options
+
+
+def _unavailable(provider: str, available: list[str]) -> ProviderError:
+    import onnxruntime as ort
+
+    package = PACKAGES.get(provider)
+    install = (
+        f"pip uninstall -y onnxruntime && pip install {package} (it replaces onnxruntime)"
+        if package
+        else "install an onnxruntime build that includes it"
+    )
+    return ProviderError(
+        f"{provider} is not available in onnxruntime {ort.__version__} here (available: {', '.join(available)})",
+        f"{install}, or allow the fallback (fallback='allow', --fallback allow) to skip it",
+    )
+
+
+def _check_policy(fallback: str) -> None:
+    if fallback not in FALLBACKS:
+        raise UsageError(f"unknown fallback policy {fallback!r}", f"choose one of: {', '.join(FALLBACKS)}")

@@ -1,0 +1,197 @@
+"""Backends by name: the names ``--backend`` accepts, the runner each becomes, and its help text.
+
+The CLI takes its choices and help from here, so a runtime is added in one place. Names::
+
+    ort[:PROVIDERS]        ONNX Runtime, providers in priority order (ort = ort:cpu)
+    openvino[:f32|:default]   native OpenVINO on the CPU (openvino = openvino:f32)
+    tensorrt[:fp16]        native TensorRT engine on the GPU
+    torch | torchscript | torch-compile   PyTorch from the bundle's recorded source model
+"""
+
+from __future__ import annotations
+
+import difflib
+import inspect
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from modelport.bundle import Bundle
+from modelport.errors import UsageError
+from modelport.runtime import providers as prov
+from modelport.runtime.base import Runner
+
+__all__ = [
+    "create",
+    "parse_backend",
+    "backend_names",
+    "backend_help",
+    "BackendName",
+    "FAMILIES",
+    "tolerance_for",
+    "TOLERANCES",
+]
+
+FAMILIES: dict[str, str] = {
+    "ort": "ONNX Runtime; ort:PROVIDERS in priority order, short (cpu, cuda, tensorrt, openvino, dml) or full "
+    "(CUDAExecutionProvider) names, e.g. ort:tensorrt,cuda,cpu; ort alone is ort:cpu",
+    "openvino": "OpenVINO on the CPU; openvino:f32 (default) computes in fp32, openvino:default lets the CPU "
+    "pick (bf16 on recent Xeons: faster, less exact)",
+    "tensorrt": "a native TensorRT engine on an NVIDIA GPU (tensorrt extra); tensorrt:fp16 allows fp16 kernels",
+    "torch": "PyTorch eager, the bundle's source model (the reference the export was checked against)",
+    "torchscript": "the source model traced (or scripted) with torch.jit",
+    "torch-compile": "the source model through torch.compile (slow first run: it compiles)",
+}
+NAMES = (
+    "ort:cpu", "ort:cuda", "ort:tensorrt", "ort:openvino", "ort:dml", "openvino:f32", "openvino:default",
+    "tensorrt", "tensorrt:fp16", "torch", "torchscript", "torch-compile",
+)  # fmt: skip
+_TORCH = ("torch", "torchscript", "torch-compile")
+_VARIANTS = {"openvino": {"": "f32", "f32": "f32", "fp32": "f32", "default": "default"},
+             "tensorrt": {"": "", "fp32": "", "fp16": "fp16"}}  # fmt: skip
+
+# Tolerance per precision. fp32 runs the graph as exported, so it is held to the bundle's own
+# tolerance. Lower precisions round every intermediate value, and the error an output picks up is
+# proportional to the magnitude of the values that were summed into it, not to the element itself:
+# an element near zero in an output whose other elements reach 20 gets an error of size 20 * eps.
+# So the atol floor is a fraction of the reference output's largest finite magnitude (at least 1),
+# and rtol gets a floor too. Measured with openvino:default on an AVX512-BF16 CPU (bf16 inference)
+# against ort:cpu over the verification feeds (two seeds), max abs error / output scale:
+#   all-MiniLM-L6-v2  token_embeddings (|x| up to 6.3): 0.0126 (max abs 0.075 against PyTorch),
+#                     sentence_embedding: 0.0016, cosine to PyTorch >= 0.99992 (0.99994 sentence);
+#   tests' DynamicCNN (inputs up to x100, outputs up to ~30): 0.0048.
+# (openvino:f32 on the same feeds: max abs 1.1e-5.) The bf16 floor 3e-2 leaves 2.4x margin. fp16
+# keeps 11 significant bits to bf16's 8, so its rounding is 8x smaller: 5e-3 (not measured here: no
+# GPU). "default" is whatever the device picks (bf16 here, f16 on GPUs and ARM): bf16's floor.
+TOLERANCES: dict[str, tuple[float, float]] = {  # precision -> (atol per unit of output scale, rtol)
+    "fp32": (0.0, 0.0),
+    "fp16": (5e-3, 1e-2),
+    "bf16": (3e-2, 2e-2),
+    "default": (3e-2, 2e-2),
+}
+
+
+@dataclass(frozen=True)
+class BackendName:
+    family: str  # ort | openvino | tensorrt | torch | torchscript | torch-compile
+    variant: str  # ort: full provider names joined by ","; openvino: f32|default; tensorrt: ""|fp16
+    canonical: str  # the name runners report, e.g. "ort:tensorrt,cuda,cpu", "openvino:f32"
+
+
+def parse_backend(name: str) -> BackendName:
+    """Validate a backend name and give its canonical form; UsageError with the closest valid name."""
+    family, _, variant = name.strip().partition(":")
+    family = family.lower()
+    if family == "ort":
+        full = prov.parse_providers(variant or "cpu")
+        return BackendName("ort", ",".join(full), "ort:" + ",".join(prov.short_name(p) for p in full))
+    if family in _VARIANTS:
+        choice = _VARIANTS[family].get(variant.lower())
+        if choice is None:
+            variants = dict.fromkeys(v for v in _VARIANTS[family].values() if v)
+            raise _unknown(name, f"{family} takes :{' or :'.join(variants)}")
+        return BackendName(family, choice, f"{family}:{choice}" if choice else family)
+    if family in FAMILIES and not variant:
+        return BackendName(family, "", family)
+    raise _unknown(name, "")
+
+
+def backend_names() -> list[str]:
+    return list(NAMES)
+
+
+def backend_help() -> str:
+    """One line per backend family, for ``--help``."""
+    return "\n".join(f"{family}: {text}" for family, text in FAMILIES.items())
+
+
+def create(
+    name: str,
+    bundle: Bundle | str | Path,
+    *,
+    threads: int | None = None,
+    optimization: str = "all",
+    fallback: str = "refuse",
+    **options: Any,
+) -> Runner:
+    """A runner for ``bundle`` (a bundle, its directory, or a bare ``.onnx`` file for the ONNX backends)
+    on backend ``name``, not yet loaded (use ``with runner:``)."""
+    parsed = parse_backend(name)
+    if fallback not in prov.FALLBACKS:
+        raise UsageError(f"unknown fallback policy {fallback!r}", f"choose one of: {', '.join(prov.FALLBACKS)}")
+    if parsed.family != "ort" and optimization != "all":
+        raise UsageError(f"optimization levels apply to ort backends, not {parsed.canonical}", "drop the option")
+    if isinstance(bundle, Bundle) or not Path(bundle).is_file():
+        b: Bundle | None = bundle if isinstance(bundle, Bundle) else Bundle.open(bundle)
+        model_path, signature = b.model_path, b.signature
+        output_names = [o["name"] for o in b.manifest.get("outputs", [])] or None
+    elif parsed.family in _TORCH:
+        raise UsageError(
+            f"backend {parsed.canonical} runs a bundle's source model; {bundle} is a bare ONNX file",
+            "pass a bundle directory written by `modelport export`, or an ONNX backend (ort, openvino, tensorrt)",
+        )
+    else:
+        b, model_path, signature, output_names = None, Path(bundle), None, None
+    cls: type[Runner]
+    positional: tuple[Any, ...] = (model_path,)
+    if parsed.family == "ort":
+        from modelport.runtime.ort import OrtRunner
+
+        cls = OrtRunner
+        args: dict[str, Any] = dict(optimization=optimization, threads=threads, providers=parsed.variant.split(","),
+                                    fallback=fallback, signature=signature)  # fmt: skip
+    elif parsed.family == "openvino":
+        from modelport.runtime.openvino import OpenVINORunner
+
+        cls = OpenVINORunner
+        args = dict(precision=parsed.variant, threads=threads, signature=signature, output_names=output_names)
+    elif parsed.family == "tensorrt":
+        from modelport.runtime.tensorrt import TensorRTRunner
+
+        cls = TensorRTRunner
+        args = dict(fp16=parsed.variant == "fp16", signature=signature, output_names=output_names)
+    else:
+        from modelport.runtime.torch import TorchRunner
+
+        cls, positional = TorchRunner, (b,)
+        args = dict(mode=parsed.family, threads=threads)
+    _check_options(cls, options, set(args), parsed.canonical)
+    runner = cls(*positional, **args, **options)  # type: ignore[call-arg]
+    runner.name = parsed.canonical
+    return runner
+
+
+def tolerance_for(
+    precision: str | Runner, atol: float, rtol: float, reference: np.ndarray | None = None
+) -> tuple[float, float]:
+    """(atol, rtol) to compare a runner of this precision with, given the bundle's fp32 tolerance and
+    the reference output (its largest finite magnitude scales the low-precision atol floor)."""
+    key = precision.precision if isinstance(precision, Runner) else precision
+    if key not in TOLERANCES:
+        raise ValueError(f"no tolerance known for precision {key!r}; add it to TOLERANCES with a measurement")
+    per_unit, floor_rtol = TOLERANCES[key]
+    scale = 1.0
+    if reference is not None and np.issubdtype(np.asarray(reference).dtype, np.number):
+        finite = np.abs(np.asarray(reference, np.float64))
+        finite = finite[np.isfinite(finite)]
+        scale = max(1.0, float(finite.max())) if finite.size else 1.0
+    return max(atol, per_unit * scale), max(rtol, floor_rtol)
+
+
+def _check_options(cls: type, options: dict[str, Any], taken: set[str], backend: str) -> None:
+    accepted = [p for p in inspect.signature(cls).parameters if p not in ("path", "bundle")]
+    for key in options:
+        if key not in accepted or key in taken:
+            free = [p for p in accepted if p not in taken]
+            raise UsageError(f"option {key!r} does not apply to backend {backend}", f"its options: {', '.join(free)}")
+
+
+def _unknown(name: str, detail: str) -> UsageError:
+    choices = list(NAMES) + list(FAMILIES)
+    close = difflib.get_close_matches(name.strip().lower(), choices, n=1, cutoff=0.5)
+    return UsageError(
+        f"unknown backend {name!r}" + (f" ({detail})" if detail else ""),
+        f"valid backends: {', '.join(NAMES)}" + (f" (did you mean {close[0]!r}?)" if close else ""),
+    )

@@ -1,0 +1,76 @@
+"""Native OpenVINO on the CPU: fp32 agrees with ONNX Runtime at the bundle's tolerance across dynamic
+shapes; the device's default precision says what it is and stays inside its looser tolerance."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from modelport.bundle import Bundle
+from modelport.export import export
+from modelport.runtime.registry import create, tolerance_for
+from modelport.verify.compare import cosine
+from modelport.verify.feeds import make_feeds
+from tests.conftest import ZOO, zoo_specs
+
+pytestmark = pytest.mark.openvino
+pytest.importorskip("openvino")
+
+
+@pytest.fixture(scope="module")
+def bundles(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Bundle]:
+    folder = tmp_path_factory.mktemp("openvino")
+    out = {}
+    for name in ("dynamic_cnn", "multi_output"):
+        inputs, dims = zoo_specs(name)
+        out[name] = export(f"{ZOO}:{name}", folder / name, inputs, dims).bundle
+    return out
+
+
+def compare_with_ort(backend: str, bundle: Bundle, **options: object) -> dict[str, float]:
+    """Max abs difference per output over the verification feeds; asserts the precision's tolerance."""
+    worst: dict[str, float] = {}
+    with create("ort:cpu", bundle) as ref, create(backend, bundle, **options) as runner:
+        for feed in make_feeds(bundle.signature):
+            expected, got = ref.infer(feed.arrays), runner.infer(feed.arrays)
+            assert list(got) == list(expected), "outputs by the ONNX names, in order"
+            for name, want in expected.items():
+                assert got[name].shape == want.shape and got[name].dtype == want.dtype, (feed.label, name)
+                atol, rtol = tolerance_for(runner, 1e-4, 1e-3, want)
+                np.testing.assert_allclose(got[name], want, atol=atol, rtol=rtol, err_msg=f"{feed.label} {name}")
+                worst[name] = max(worst.get(name, 0.0), float(np.abs(got[name].astype(float) - want).max()))
+    return worst
+
+
+@pytest.mark.parametrize("model", ["dynamic_cnn", "multi_output"])
+def test_f32_agrees_with_ort_at_every_size(bundles: dict[str, Bundle], model: str) -> None:
+    compare_with_ort("openvino", bundles[model])
+
+
+def test_f32_pins_the_precision_and_threads(bundles: dict[str, Bundle]) -> None:
+    with create("openvino:f32", bundles["dynamic_cnn"], threads=1, warmup=1) as runner:
+        info = runner.describe()
+        assert runner.precision == "fp32" and info["inference_precision"] == "f32"
+        assert info["threads"] == 1 and "cold_start_s" in info["timings"]
+        assert [i.name for i in runner.inputs()] == ["x"] and [o.name for o in runner.outputs()] == ["output"]
+
+
+def test_default_says_it_is_not_fp32_and_keeps_its_tolerance(bundles: dict[str, Bundle]) -> None:
+    with create("openvino:default", bundles["dynamic_cnn"]) as runner:
+        assert runner.precision == "default"
+        assert runner.describe()["inference_precision"] in ("bf16", "f16", "f32")
+    compare_with_ort("openvino:default", bundles["dynamic_cnn"])
+
+
+@pytest.mark.slow
+@pytest.mark.hf
+def test_minilm_default_precision_stays_within_its_tolerance(minilm_bundle) -> None:
+    bundle = Bundle.open(minilm_bundle)
+    exact = compare_with_ort("openvino:f32", bundle)
+    assert max(exact.values()) < 1e-4
+    compare_with_ort("openvino:default", bundle)
+    with create("ort:cpu", bundle) as ref, create("openvino:default", bundle) as runner:
+        for feed in make_feeds(bundle.signature):
+            want = ref.infer(feed.arrays)["sentence_embedding"]
+            got = runner.infer(feed.arrays)["sentence_embedding"]
+            assert min(cosine(a, b) for a, b in zip(got, want, strict=True)) > 0.9999, feed.label

@@ -1,0 +1,252 @@
+"""The runtime layer on this machine: backend names, provider policy, ONNX Runtime settings, the
+placement report read from real profiles, and the PyTorch runners agreeing with ort:cpu."""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+
+from modelport.bundle import Bundle
+from modelport.errors import FeedError, UsageError
+from modelport.export import export
+from modelport.runtime.base import Runner, TensorInfo, cache_folder
+from modelport.runtime.ort import OrtRunner, physical_cores
+from modelport.runtime.providers import ProviderError, tensorrt_options
+from modelport.runtime.registry import backend_help, backend_names, create, parse_backend, tolerance_for
+from modelport.verify.feeds import make_feeds
+from tests.conftest import ZOO, zoo_specs
+
+HAS_CUDA = "CUDAExecutionProvider" in ort.get_available_providers()
+
+
+@pytest.fixture(scope="module")
+def bundles(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Bundle]:
+    folder = tmp_path_factory.mktemp("runtime")
+    out = {}
+    for name in ("dynamic_cnn", "multi_output", "two_inputs"):
+        inputs, dims = zoo_specs(name)
+        out[name] = export(f"{ZOO}:{name}", folder / name, inputs, dims).bundle
+    return out
+
+
+def reference(bundle: Bundle) -> list[tuple[dict[str, np.ndarray], dict[str, np.ndarray]]]:
+    """ort:cpu's answers on the verification feeds (every symbol at min, max, mid)."""
+    feeds = [f.arrays for f in make_feeds(bundle.signature)]
+    with create("ort:cpu", bundle) as runner:
+        return [(feed, runner.infer(feed)) for feed in feeds]
+
+
+def assert_agree(runner: Runner, bundle: Bundle, atol: float = 1e-4, rtol: float = 1e-3) -> None:
+    for feed, expected in reference(bundle):
+        got = runner.infer(feed)
+        assert list(got) == list(expected)  # ONNX output names, in order
+        for name, want in expected.items():
+            assert got[name].dtype == want.dtype, name
+            tol_a, tol_r = tolerance_for(runner, atol, rtol, want)
+            np.testing.assert_allclose(got[name], want, atol=tol_a, rtol=tol_r, err_msg=f"{runner.name} {name}")
+
+
+# -- names -----------------------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("name", "canonical"),
+    [
+        ("ort", "ort:cpu"),
+        ("ORT:CPUExecutionProvider", "ort:cpu"),
+        ("ort:TensorrtExecutionProvider,cuda,CPU", "ort:tensorrt,cuda,cpu"),
+        ("ort:cuda,cuda,cpu", "ort:cuda,cpu"),
+        ("openvino", "openvino:f32"),
+        ("openvino:default", "openvino:default"),
+        ("tensorrt", "tensorrt"),
+        ("tensorrt:fp16", "tensorrt:fp16"),
+        ("torch", "torch"),
+        ("torchscript", "torchscript"),
+        ("torch-compile", "torch-compile"),
+    ],
+)
+def test_backend_names_are_canonicalised(name: str, canonical: str) -> None:
+    assert parse_backend(name).canonical == canonical
+
+
+def test_every_listed_name_parses_and_help_covers_each_family() -> None:
+    for name in backend_names():
+        assert parse_backend(name).canonical == name
+    text = backend_help()
+    for family in ("ort:", "openvino:", "tensorrt:", "torch:", "torchscript:", "torch-compile:"):
+        assert family in text
+
+
+@pytest.mark.parametrize(
+    ("name", "closest"),
+    [("opnevino", "'openvino'"), ("torchscrpt", "'torchscript'"), ("openvino:bf16", "'openvino:f32'")],
+)
+def test_unknown_backend_lists_valid_names_and_the_closest(name: str, closest: str) -> None:
+    with pytest.raises(UsageError, match=f"unknown backend '{name}'") as info:
+        parse_backend(name)
+    assert "valid backends: ort:cpu, ort:cuda" in str(info.value)
+    assert f"did you mean {closest}?" in str(info.value)
+
+
+def test_unknown_provider_names_the_closest_short_name() -> None:
+    with pytest.raises(UsageError, match="unknown ONNX Runtime provider 'cdua'.*did you mean 'cuda'"):
+        parse_backend("ort:cdua,cpu")
+
+
+def test_create_sets_the_canonical_name_and_refuses_foreign_options(bundles: dict[str, Bundle]) -> None:
+    bundle = bundles["multi_output"]
+    assert create("ort:CPUExecutionProvider", bundle).name == "ort:cpu"
+    assert create("openvino", bundle.path).name == "openvino:f32"  # a path works as well as a Bundle
+    with pytest.raises(UsageError, match="option 'fp16' does not apply to backend openvino:f32"):
+        create("openvino", bundle, fp16=True)
+    with pytest.raises(UsageError, match="optimization levels apply to ort backends, not torch"):
+        create("torch", bundle, optimization="disabled")
+    with pytest.raises(UsageError, match="unknown fallback policy 'maybe'"):
+        create("ort", bundle, fallback="maybe")
+    with pytest.raises(UsageError, match="fp16 applies to the TensorRT provider only"):
+        create("ort:cpu", bundle, fp16=True)
+
+
+# -- providers -------------------------------------------------------------------------------------
+@pytest.mark.skipif(HAS_CUDA, reason="this onnxruntime has CUDA")
+def test_missing_cuda_names_provider_available_ones_and_the_package(bundles: dict[str, Bundle]) -> None:
+    runner = create("ort:cuda", bundles["multi_output"])
+    with pytest.raises(ProviderError) as info:
+        runner.load()
+    line = str(info.value)
+    assert info.value.exit_code == 2 and "\n" not in line
+    assert line.startswith("CUDAExecutionProvider is not available in onnxruntime")
+    assert "available: " + ", ".join(ort.get_available_providers()) in line
+    assert "pip install onnxruntime-gpu" in line and "--fallback allow" in line
+
+
+@pytest.mark.skipif(HAS_CUDA, reason="this onnxruntime has CUDA")
+def test_fallback_allow_runs_on_cpu_and_says_so(bundles: dict[str, Bundle]) -> None:
+    bundle = bundles["multi_output"]
+    with create("ort:tensorrt,cuda,cpu", bundle, fallback="allow") as runner:
+        assert runner.session.get_providers() == ["CPUExecutionProvider"]
+        assert len(runner.warnings) == 2
+        assert runner.warnings[0].startswith("TensorrtExecutionProvider is not available here")
+        assert runner.describe()["warnings"] == runner.warnings
+        assert_agree(runner, bundle)
+
+
+# -- ONNX Runtime settings -------------------------------------------------------------------------
+def test_ort_settings_warmup_and_cold_start(bundles: dict[str, Bundle]) -> None:
+    bundle = bundles["dynamic_cnn"]
+    with create("ort", bundle, optimization="extended", inter_threads=2, warmup=2) as runner:
+        info = runner.describe()
+        assert info["intra_op_threads"] == physical_cores() >= 1
+        assert info["inter_op_threads"] == 2 and info["optimization"] == "extended"
+        assert info["providers"] == ["CPUExecutionProvider"] and info["io_binding"] is False
+        timings = info["timings"]
+        assert timings["cold_start_s"] == pytest.approx(timings["load_s"] + timings["first_run_s"], abs=1e-3)
+        assert runner.inputs() == [TensorInfo("x", ("batch", 3, "h", "w"), "float32")]
+        assert [o.name for o in runner.outputs()] == ["output"]
+        assert_agree(runner, bundle)
+    with create("ort", bundle, threads=1) as runner:
+        assert runner.describe()["intra_op_threads"] == 1
+
+
+def test_the_verification_constructor_still_works(bundles: dict[str, Bundle]) -> None:
+    bundle = bundles["multi_output"]
+    feed = {"x": np.ones((3, 4), np.float32)}
+    with OrtRunner(bundle.model_path, optimization="disabled", threads=1) as slow, OrtRunner(bundle.model_path) as fast:
+        assert slow.name == "ort:cpu"
+        a, b = slow.infer(feed), fast.infer(feed)
+    assert list(a) == ["logits", "probs", "top"]
+    np.testing.assert_allclose(a["probs"], b["probs"], rtol=1e-5)
+
+
+def test_run_errors_come_back_translated(bundles: dict[str, Bundle]) -> None:
+    with create("ort", bundles["multi_output"]) as runner:
+        with pytest.raises(FeedError, match="input 'x'") as info:  # the wording is diagnose.translate's
+            runner.infer({"x": np.ones((2, 4), np.float64)})
+    assert "\n" not in str(info.value) and "ONNXRuntimeError" not in str(info.value)
+
+
+def test_tensorrt_profile_and_cache_options_come_from_the_signature(bundles: dict[str, Bundle]) -> None:
+    bundle = bundles["two_inputs"]
+    cache = cache_folder(bundle.model_path)
+    assert cache == bundle.path.parent / ".modelport-cache" / bundle.path.name
+    options = tensorrt_options(bundle.signature, cache / "trt", fp16=True)
+    # tokens:m,seq image:n,patches,6 with m=1..6 n=1..9 seq=1..12 patches=1..5
+    assert options["trt_profile_min_shapes"] == "tokens:1x1,image:1x1x6"
+    assert options["trt_profile_max_shapes"] == "tokens:6x12,image:9x5x6"
+    opt = {d.name: d.opt for d in bundle.signature.dims.values()}
+    assert options["trt_profile_opt_shapes"] == f"tokens:{opt['m']}x{opt['seq']},image:{opt['n']}x{opt['patches']}x6"
+    assert options["trt_engine_cache_enable"] == "True" and options["trt_fp16_enable"] == "True"
+    assert options["trt_engine_cache_path"] == str(cache / "trt")
+
+
+# -- placement -------------------------------------------------------------------------------------
+def test_placement_on_cpu_counts_nodes_and_leaves_no_profile_behind(bundles: dict[str, Bundle]) -> None:
+    before = set(Path(tempfile.gettempdir()).glob("modelport-profile-*"))
+    with create("ort", bundles["dynamic_cnn"]) as runner:
+        report = runner.placement(strict=True)
+    assert set(Path(tempfile.gettempdir()).glob("modelport-profile-*")) == before
+    assert not list(Path.cwd().glob("onnxruntime_profile*"))
+    assert report.first_choice == "CPUExecutionProvider"
+    assert report.by_provider == {"CPUExecutionProvider": len(report.compute_nodes)}
+    assert report.by_op["Conv"] == {"CPUExecutionProvider": 2}
+    assert report.heavy_in_graph == 2 and report.heavy_share_on_first == 1.0
+    assert report.fallbacks == [] and report.memcpy == 0
+    data = json.loads(json.dumps(report.to_json()))
+    assert data["summary"].endswith("100% of compute-heavy ops on CPUExecutionProvider; 0 Memcpy")
+
+
+def test_strict_placement_names_the_ops_that_left_the_first_choice(bundles: dict[str, Bundle]) -> None:
+    # the Azure provider ships in every onnxruntime wheel and runs no ordinary op: a real fallback
+    with create("ort:AzureExecutionProvider,cpu", bundles["dynamic_cnn"]) as runner:
+        report = runner.placement()
+        assert report.first_choice == "AzureExecutionProvider"
+        assert report.heavy_share_on_first == 0.0
+        assert {n.op for n in report.fallbacks} >= {"Conv"}
+        with pytest.raises(ProviderError) as info:
+            runner.placement(strict=True)
+    line = str(info.value)
+    assert info.value.exit_code == 2 and "\n" not in line
+    n = len(report.fallbacks)
+    assert line.startswith(f"{n} of {n} nodes left AzureExecutionProvider: ")
+    assert "2 Conv on CPUExecutionProvider" in line
+
+
+# -- PyTorch runners -------------------------------------------------------------------------------
+@pytest.mark.parametrize("backend", ["torch", "torchscript"])
+@pytest.mark.parametrize("model", ["multi_output", "two_inputs", "dynamic_cnn"])
+def test_torch_runners_agree_with_ort(bundles: dict[str, Bundle], backend: str, model: str) -> None:
+    bundle = bundles[model]
+    with create(backend, bundle, threads=2) as runner:
+        assert runner.describe()["threads"] == 2
+        assert [i.name for i in runner.inputs()] == [s.name for s in bundle.signature.inputs]
+        assert_agree(runner, bundle)
+
+
+@pytest.mark.slow
+def test_torch_compile_agrees_with_ort(bundles: dict[str, Bundle]) -> None:
+    bundle = bundles["multi_output"]
+    with create("torch-compile", bundle, warmup=1) as runner:
+        assert runner.describe()["how"].startswith("torch.compile")
+        assert_agree(runner, bundle)
+
+
+def test_torch_runner_wants_every_input(bundles: dict[str, Bundle]) -> None:
+    with create("torch", bundles["two_inputs"]) as runner:
+        with pytest.raises(FeedError, match="no feed for input\\(s\\) image — feed every input: tokens, image"):
+            runner.infer({"tokens": np.zeros((1, 2), np.int64)})
+
+
+# -- tolerance -------------------------------------------------------------------------------------
+def test_tolerance_per_precision() -> None:
+    assert tolerance_for("fp32", 1e-4, 1e-3, np.full(3, 50.0)) == (1e-4, 1e-3)
+    assert tolerance_for("fp16", 1e-4, 1e-3) == (5e-3, 1e-2)
+    assert tolerance_for("default", 1e-4, 1e-3) == (3e-2, 2e-2)
+    # the atol floor grows with the output's largest finite magnitude, never below scale 1
+    assert tolerance_for("bf16", 1e-4, 1e-3, np.array([0.2, -20.0, np.inf])) == pytest.approx((0.6, 2e-2))
+    assert tolerance_for("bf16", 1e-4, 1e-3, np.array([0.2, 0.1])) == (3e-2, 2e-2)
+    assert tolerance_for("default", 0.5, 0.5) == (0.5, 0.5)  # never tighter than the user asked
+    with pytest.raises(ValueError, match="no tolerance known for precision 'int3'"):
+        tolerance_for("int3", 1e-4, 1e-3)

@@ -11,6 +11,7 @@ from typing import Any
 import typer
 from rich.console import Console
 
+from modelport.bench.method import DEFAULT_BACKENDS
 from modelport.errors import ModelportError, first_line
 from modelport.runtime.registry import backend_help, backend_names
 
@@ -221,6 +222,36 @@ def graph(
 
 
 @app.command()
+def bench(
+    model: str = typer.Argument(None, help="a bundle directory, or a MODEL to export first (as for export)"),
+    backends: str = typer.Option(
+        ",".join(DEFAULT_BACKENDS),
+        "--backends",
+        help="comma-separated: eager, torchscript, torch-compile, ort:PROVIDERS[@all|@disabled|...], "
+        "openvino:f32, openvino:default, tensorrt (default: eager, ort:cpu and both OpenVINO precisions "
+        "when openvino is installed)",
+    ),
+    batch: str = typer.Option(None, "--batch", help="sizes of the batch dimension, e.g. 1,8"),
+    seq: str = typer.Option(None, "--seq", help="sizes of the sequence dimension, e.g. 32,128"),
+    shape: list[str] = typer.Option(None, "--shape", help="NAME=SIZE[,SIZE...] for any dimension (repeatable)"),
+    threads: int = Threads,
+    warmup: int = typer.Option(3, help="untimed runs per backend before timing"),
+    min_runs: int = typer.Option(20, "--min-runs", help="timed runs per backend, at least"),
+    min_seconds: float = typer.Option(2.0, "--min-seconds", help="seconds of timed runs per backend, at least"),
+    peak: bool = typer.Option(False, "--peak", help="measure this machine's fp32 sgemm peak (GFLOP/s) first"),
+    json_file: Path = typer.Option(None, "--json", help="write the records (one per backend x shape) to this file"),
+    report: Path = typer.Option(None, "--report", help="write a Markdown report (and a PNG plot beside it)"),
+    input: list[str] = Inputs,  # noqa: A002 - the flag is --input
+    dim: list[str] = Dims,
+) -> None:
+    """Time backends side by side on the same feeds, with parity against eager and GFLOP/s."""
+    from modelport.cli.show_bench import bench_command
+
+    bench_command(out, err, model, backends, batch, seq, shape, threads, warmup, min_runs, min_seconds, peak,
+                  json_file, report, input, dim)  # fmt: skip
+
+
+@app.command()
 def demo(
     output: Path = typer.Option(Path("build/minilm"), "--output", "-o", help="where to write the demo bundle"),
 ) -> None:
@@ -237,7 +268,7 @@ def main(argv: list[str] | None = None) -> None:
     args = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in args
     args = [a for a in args if a != "--debug"]
-    as_json = "--json" in args
+    as_json = "--json" in args and "bench" not in args[:1]  # bench --json names a file
     try:
         app(args=args, prog_name="modelport", standalone_mode=False)
     except ModelportError as exc:

@@ -1,0 +1,334 @@
+"""The benchmark method: same feeds for every backend, cold start apart, warm-up, then timed runs
+interleaved across backends until each has enough runs and enough seconds, parity against eager.
+
+Why each step:
+- the same feed (one per shape, fixed seed) for every backend, so a difference is the runtime's;
+- cold start (load + first run) and peak RSS growth are read once per backend before any warm-up,
+  because that is what a service pays on start;
+- warm-up runs are not timed: lazy allocations, kernel choice and compilation happen there;
+- timed runs go round-robin (A B C, B C A, ...), so thermal or neighbour drift hits all backends
+  alike; a backend leaves the rotation once it has ``min_runs`` runs and ``min_seconds`` of them;
+- threads are fixed for every backend (PyTorch's are process-wide) and recorded;
+- every backend's output on the feed is compared with PyTorch eager's (max abs diff, cosine), so a
+  fast answer that is wrong shows up next to its speed.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import statistics
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from modelport.bench import machine
+from modelport.bundle import Bundle
+from modelport.errors import UsageError
+from modelport.runtime.base import Runner
+from modelport.runtime.registry import create, parse_backend
+from modelport.spec import Signature
+from modelport.verify.compare import cosine
+from modelport.verify.feeds import make_feed
+
+__all__ = ["BenchConfig", "BenchResult", "bench", "shape_grid", "parse_sizes", "backend_label", "DEFAULT_BACKENDS"]
+
+DEFAULT_BACKENDS = ("eager", "ort:cpu", "openvino:f32", "openvino:default")
+Progress = Callable[[str, float], None]  # what is happening, overall fraction done
+
+
+@dataclass
+class BenchConfig:
+    backends: list[str] = field(default_factory=lambda: list(DEFAULT_BACKENDS))
+    shapes: list[dict[str, int]] = field(default_factory=list)  # empty: the signature's example sizes
+    threads: int | None = None  # None: physical cores
+    warmup: int = 3
+    min_runs: int = 20
+    min_seconds: float = 2.0
+    peak_gflops: float | None = None  # measured sgemm peak, for the roofline columns
+
+
+@dataclass
+class BenchResult:
+    model: str
+    machine: dict[str, Any]
+    config: BenchConfig
+    records: list[dict[str, Any]]
+    notes: list[str] = field(default_factory=list)
+
+
+@dataclass
+class _Slot:
+    label: str
+    runner: Runner
+    times: list[float] = field(default_factory=list)
+    cold: dict[str, float] = field(default_factory=dict)
+    outputs: dict[str, np.ndarray] = field(default_factory=dict)
+
+    def satisfied(self, config: BenchConfig) -> bool:
+        return len(self.times) >= config.min_runs and sum(self.times) >= config.min_seconds
+
+
+def backend_label(name: str) -> str:
+    """The name a record carries: ``eager`` for PyTorch eager, ``ort:cpu@disabled`` for an ONNX Runtime
+    optimization level other than the default."""
+    base, _, level = name.partition("@")
+    canonical = parse_backend("torch" if base.strip() == "eager" else base).canonical
+    canonical = "eager" if canonical == "torch" else canonical
+    if level:
+        from modelport.runtime.ort import OPTIMIZATIONS
+
+        if not canonical.startswith("ort") or level not in OPTIMIZATIONS:
+            raise UsageError(
+                f"bad backend {name!r}", f"@LEVEL applies to ort backends; levels: {', '.join(OPTIMIZATIONS)}"
+            )
+        if level != "all":
+            return f"{canonical}@{level}"
+    return canonical
+
+
+def shape_grid(
+    sig: Signature, batch: list[int] | None = None, seq: list[int] | None = None, shape: list[str] | None = None
+) -> list[dict[str, int]]:
+    """Every combination of the requested sizes; symbols not named keep their example size.
+    ``batch`` sets axis 0 of the first input, ``seq`` the symbol named ``seq`` (or axis 1 of the first
+    integer input), ``shape`` takes ``NAME=SIZE[,SIZE...]`` for any symbol."""
+    axes: dict[str, list[int]] = {}
+    if batch:
+        axes[_batch_symbol(sig, "--batch")] = batch
+    if seq:
+        axes[_seq_symbol(sig)] = seq
+    for text in shape or []:
+        name, sep, values = text.partition("=")
+        name = name.strip()
+        if not sep or name not in sig.dims:
+            raise UsageError(
+                f"bad --shape {text!r}", f"write NAME=SIZE[,SIZE...] with NAME one of: {', '.join(sig.dims) or 'none'}"
+            )
+        axes[name] = parse_sizes(values, f"--shape {name}")
+    base = sig.example_sizes()
+    return [{**base, **dict(zip(axes, combo, strict=True))} for combo in itertools.product(*axes.values())]
+
+
+def bench(bundle: Bundle, config: BenchConfig, progress: Progress | None = None) -> BenchResult:
+    say = progress or (lambda _text, _done: None)
+    if config.min_runs < 2 or config.min_seconds < 0 or config.warmup < 0:
+        raise UsageError("bench needs --min-runs >= 2, --min-seconds >= 0 and --warmup >= 0", "fix the numbers")
+    threads = config.threads or _physical_cores()
+    labels = [backend_label(name) for name in config.backends]
+    if len(set(labels)) != len(labels):
+        raise UsageError(f"a backend is listed twice in {', '.join(config.backends)}", "list each backend once")
+    sig = bundle.signature
+    shapes = config.shapes or [sig.example_sizes()]
+    result = BenchResult(bundle.source or str(bundle.path), machine.fingerprint(threads), config, [])
+    if not bundle.source:
+        result.notes.append("the bundle records no source model: no eager parity, FLOPs or PyTorch backends")
+    if config.peak_gflops:
+        result.machine["sgemm_peak_gflops"] = config.peak_gflops
+    for index, sizes in enumerate(shapes):
+        part = (index / len(shapes), 1 / len(shapes))
+        result.records += _bench_shape(bundle, sizes, labels, threads, config, part, say)
+    return result
+
+
+def _bench_shape(
+    bundle: Bundle,
+    sizes: dict[str, int],
+    labels: list[str],
+    threads: int,
+    config: BenchConfig,
+    part: tuple[float, float],
+    say: Progress,
+) -> list[dict[str, Any]]:
+    sig = bundle.signature
+    shape = _shape_text(sizes)
+    feed = make_feed(sig, sizes, np.random.default_rng(0)).arrays
+    slots: list[_Slot] = []
+    try:
+        for i, label in enumerate(labels):
+            say(f"{shape}: loading {label}", part[0] + part[1] * 0.3 * i / len(labels))
+            slots.append(_load(bundle, label, threads, feed))
+        reference = next((s for s in slots if s.label == "eager"), None)
+        extra = None
+        if reference is None and bundle.source:
+            extra = _load(bundle, "eager", threads, feed)
+            reference = extra
+        flops = _count_flops(reference.runner, feed) if reference is not None else None
+        if extra is not None:
+            extra.runner.close()
+        for _ in range(config.warmup):
+            for slot in slots:
+                slot.runner.infer(feed)
+        _timed_rounds(slots, feed, config, lambda f: say(f"{shape}: timing", part[0] + part[1] * (0.3 + 0.7 * f)))
+        records = [_record(slot, sig, sizes, reference, flops, threads, config) for slot in slots]
+    finally:
+        for slot in slots:
+            slot.runner.close()
+    eager = next((r for r in records if r["backend"] == "eager"), None)
+    for record in records:
+        record["speedup_vs_eager"] = round(eager["p50_ms"] / record["p50_ms"], 3) if eager else None
+    return records
+
+
+def _load(bundle: Bundle, label: str, threads: int, feed: dict[str, np.ndarray]) -> _Slot:
+    base, _, level = label.partition("@")
+    runner = create("torch" if base == "eager" else base, bundle, threads=threads, optimization=level or "all")
+    runner.name = label
+    tracked = machine.reset_peak_rss()
+    before = machine.rss_mb()
+    start = time.perf_counter()
+    runner.load()
+    loaded = time.perf_counter()
+    outputs = runner.infer(feed)
+    end = time.perf_counter()
+    peak = machine.peak_rss_mb() if tracked else machine.rss_mb()
+    cold = {
+        "load_ms": (loaded - start) * 1e3,
+        "first_run_ms": (end - loaded) * 1e3,
+        "cold_start_ms": (end - start) * 1e3,
+        "peak_rss_mb": max(0.0, peak - before),
+    }
+    return _Slot(label, runner, cold=cold, outputs=outputs)
+
+
+def _timed_rounds(
+    slots: list[_Slot], feed: dict[str, np.ndarray], config: BenchConfig, say: Callable[[float], None]
+) -> None:
+    for round_index in itertools.count():
+        active = [s for s in slots if not s.satisfied(config)]
+        if not active:
+            return
+        shift = round_index % len(active)
+        for slot in active[shift:] + active[:shift]:
+            start = time.perf_counter()
+            slot.runner.infer(feed)
+            slot.times.append(time.perf_counter() - start)
+        say(min(_fraction(s, config) for s in slots))
+
+
+def _fraction(slot: _Slot, config: BenchConfig) -> float:
+    if slot.satisfied(config):
+        return 1.0
+    runs = len(slot.times) / config.min_runs
+    return min(runs, sum(slot.times) / config.min_seconds if config.min_seconds > 0 else 1.0, 1.0)
+
+
+def _record(
+    slot: _Slot,
+    sig: Signature,
+    sizes: dict[str, int],
+    reference: _Slot | None,
+    flops: int | None,
+    threads: int,
+    config: BenchConfig,
+) -> dict[str, Any]:
+    ms = sorted(t * 1e3 for t in slot.times)
+    p50 = _percentile(ms, 50)
+    batch = sizes.get(_batch_symbol(sig, ""), 1) if _first_dim_is_symbol(sig) else 1
+    record: dict[str, Any] = {
+        "backend": slot.label,
+        "shape": _shape_text(sizes),
+        "sizes": sizes,
+        "runs": len(ms),
+        "p50_ms": round(p50, 3),
+        "p90_ms": round(_percentile(ms, 90), 3),
+        "p99_ms": round(_percentile(ms, 99), 3),
+        "mean_ms": round(statistics.fmean(ms), 3),
+        "stdev_ms": round(statistics.stdev(ms), 3) if len(ms) > 1 else 0.0,
+        "min_ms": round(ms[0], 3),
+        "throughput": round(batch * 1e3 / p50, 2),  # samples per second at the median latency
+        **{k: round(v, 1) for k, v in slot.cold.items()},
+        "threads": threads,
+        "precision": slot.runner.precision,
+        **_parity(slot, reference),
+        "flops": flops,
+        "gflops": round(flops / p50 / 1e6, 2) if flops else None,
+        "fraction_of_peak": None,
+        "runtime": slot.runner.describe(),
+        "warnings": list(slot.runner.warnings) + _outside(sig, sizes),
+    }
+    if record["gflops"] and config.peak_gflops:
+        record["fraction_of_peak"] = round(record["gflops"] / config.peak_gflops, 4)
+    return record
+
+
+def _parity(slot: _Slot, reference: _Slot | None) -> dict[str, float | None]:
+    """Worst output: the largest abs diff and the lowest cosine against eager on the same feed."""
+    if reference is None:
+        return {"max_abs_diff": None, "cosine": None}
+    worst_abs, worst_cos = 0.0, 1.0
+    for name, want in reference.outputs.items():
+        got = slot.outputs.get(name)
+        if got is None or got.shape != want.shape:
+            return {"max_abs_diff": math.inf, "cosine": None}
+        if want.size:
+            worst_abs = max(worst_abs, float(np.max(np.abs(got.astype(np.float64) - want.astype(np.float64)))))
+            worst_cos = min(worst_cos, cosine(want, got))
+    return {"max_abs_diff": worst_abs, "cosine": round(worst_cos, 7)}
+
+
+def _count_flops(runner: Runner, feed: dict[str, np.ndarray]) -> int | None:
+    """FLOPs of one inference, counted by PyTorch's FlopCounterMode on the eager model (matmuls,
+    convolutions, attention; elementwise ops are not counted)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    counter = FlopCounterMode(display=False)
+    with counter:
+        runner.infer(feed)
+    return int(counter.get_total_flops()) or None
+
+
+def _percentile(sorted_ms: list[float], q: float) -> float:
+    return float(np.percentile(sorted_ms, q, method="linear"))
+
+
+def _shape_text(sizes: dict[str, int]) -> str:
+    return ",".join(f"{k}={v}" for k, v in sizes.items())
+
+
+def _outside(sig: Signature, sizes: dict[str, int]) -> list[str]:
+    return [
+        f"{name}={size} lies outside the verified range {sig.dims[name].min}..{sig.dims[name].max}"
+        for name, size in sizes.items()
+        if name in sig.dims and not sig.dims[name].min <= size <= sig.dims[name].max
+    ]
+
+
+def _first_dim_is_symbol(sig: Signature) -> bool:
+    return bool(sig.inputs and sig.inputs[0].dims and isinstance(sig.inputs[0].dims[0], str))
+
+
+def _batch_symbol(sig: Signature, flag: str) -> str:
+    if _first_dim_is_symbol(sig):
+        return str(sig.inputs[0].dims[0])
+    raise UsageError(f"{flag}: the first input's axis 0 is not a dynamic dimension", "use --shape NAME=SIZE")
+
+
+def _seq_symbol(sig: Signature) -> str:
+    if "seq" in sig.dims:
+        return "seq"
+    for spec in sig.inputs:
+        if spec.is_integer and len(spec.dims) > 1 and isinstance(spec.dims[1], str):
+            return str(spec.dims[1])
+    raise UsageError(
+        "--seq: the model has no sequence dimension", f"use --shape NAME=SIZE with NAME one of: {', '.join(sig.dims)}"
+    )
+
+
+def parse_sizes(text: str, flag: str) -> list[int]:
+    try:
+        values = [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        values = []
+    if not values or min(values) < 1:
+        raise UsageError(f"bad {flag} {text!r}", "give positive sizes separated by commas, e.g. 1,8")
+    return values
+
+
+def _physical_cores() -> int:
+    from modelport.runtime.ort import physical_cores
+
+    return physical_cores()

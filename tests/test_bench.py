@@ -1,0 +1,169 @@
+"""The benchmark method, not its timings: complete records, interleaved timed runs, parity against
+eager in the same run, shapes from the flags, and the files a report promises. No time is asserted."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from modelport.bench import BenchConfig, bench, shape_grid
+from modelport.bench import method as bench_method
+from modelport.bench.report import write_json, write_report
+from modelport.bundle import Bundle
+from modelport.errors import UsageError
+from modelport.export import export
+from modelport.spec import Signature, parse_dim, parse_input
+from tests.conftest import ZOO, error_lines, run_cli, zoo_specs
+
+FIELDS = {
+    "backend", "shape", "p50_ms", "p90_ms", "p99_ms", "mean_ms", "throughput", "cold_start_ms", "peak_rss_mb",
+    "max_abs_diff", "cosine", "gflops", "fraction_of_peak", "runs", "threads", "precision", "speedup_vs_eager",
+}  # fmt: skip
+QUICK = dict(warmup=1, min_runs=4, min_seconds=0.05)
+
+
+@pytest.fixture(scope="module")
+def cnn(tmp_path_factory: pytest.TempPathFactory) -> Bundle:
+    inputs, dims = zoo_specs("dynamic_cnn")
+    return export(f"{ZOO}:dynamic_cnn", tmp_path_factory.mktemp("bench") / "cnn", inputs, dims).bundle
+
+
+def test_records_are_complete_and_parity_is_against_eager(cnn: Bundle) -> None:
+    config = BenchConfig(backends=["eager", "ort:cpu", "ort:cpu@disabled", "torchscript"], threads=1, **QUICK)
+    result = bench(cnn, config)
+    assert [r["backend"] for r in result.records] == ["eager", "ort:cpu", "ort:cpu@disabled", "torchscript"]
+    for record in result.records:
+        assert FIELDS <= set(record), FIELDS - set(record)
+        assert record["runs"] >= 4 and record["threads"] == 1
+        assert record["p50_ms"] <= record["p90_ms"] <= record["p99_ms"]
+        assert record["cold_start_ms"] >= record["first_run_ms"] > 0
+        assert record["flops"] > 0 and record["gflops"] > 0  # the CNN's convolutions, counted on eager
+        assert record["max_abs_diff"] < 1e-4 and record["cosine"] > 0.99999
+    eager = result.records[0]
+    assert eager["max_abs_diff"] == 0.0 and eager["speedup_vs_eager"] == 1.0
+    assert result.records[2]["runtime"]["optimization"] == "disabled"
+    assert result.machine["threads"] == 1 and "torch" in result.machine["versions"]
+
+
+def test_timed_runs_are_interleaved_in_rotating_rounds(cnn: Bundle, monkeypatch: pytest.MonkeyPatch) -> None:
+    calls: list[str] = []
+    real_load = bench_method._load
+
+    def logged_load(*args, **kwargs):
+        slot = real_load(*args, **kwargs)
+        infer = slot.runner.infer
+        slot.runner.infer = lambda feed: (calls.append(slot.label), infer(feed))[1]  # type: ignore[method-assign]
+        return slot
+
+    monkeypatch.setattr(bench_method, "_load", logged_load)
+    labels = ["eager", "ort:cpu", "openvino:f32"]
+    bench(cnn, BenchConfig(backends=labels, threads=1, warmup=2, min_runs=6, min_seconds=0.0))
+    # after the logging wrapper: FLOP count on eager (1), warm-up (2 rounds), then the timed rounds
+    timed = calls[1 + 2 * len(labels) :]
+    rounds = [timed[i : i + 3] for i in range(0, len(timed), 3)]
+    assert len(rounds) == 6
+    assert all(sorted(r) == sorted(labels) for r in rounds)  # every backend once per round
+    assert [r[0] for r in rounds] == ["eager", "ort:cpu", "openvino:f32"] * 2  # the order rotates
+
+
+def test_a_backend_stops_once_it_has_enough_runs_and_seconds(cnn: Bundle) -> None:
+    result = bench(cnn, BenchConfig(backends=["ort:cpu"], threads=1, warmup=0, min_runs=3, min_seconds=0.2))
+    [record] = result.records
+    assert record["runs"] >= 3 and record["runs"] * record["mean_ms"] >= 200 * 0.97  # mean_ms is rounded
+    assert record["speedup_vs_eager"] is None  # eager was not timed
+    assert record["max_abs_diff"] is not None  # but it still answered the parity question
+
+
+def test_shape_grid_takes_batch_seq_and_named_dims() -> None:
+    sig = Signature.build(
+        [parse_input("input_ids:batch,seq:int64:0..100"), parse_input("mask:batch,seq:int64:0..2")],
+        [parse_dim("batch=1..8"), parse_dim("seq=1..256")],
+    )
+    assert shape_grid(sig, [1, 8], [32, 128]) == [
+        {"batch": 1, "seq": 32}, {"batch": 1, "seq": 128}, {"batch": 8, "seq": 32}, {"batch": 8, "seq": 128},
+    ]  # fmt: skip
+    assert shape_grid(sig, shape=["seq=64"]) == [{**sig.example_sizes(), "seq": 64}]
+    with pytest.raises(UsageError, match="NAME one of: batch, seq"):
+        shape_grid(sig, shape=["h=224"])
+    image = Signature.build([parse_input("x:n,3,s,s")], [parse_dim("n=1..4"), parse_dim("s=8..64")])
+    assert shape_grid(image, [2], shape=["s=32,64"]) == [{"n": 2, "s": 32}, {"n": 2, "s": 64}]
+    with pytest.raises(UsageError, match="no sequence dimension"):
+        shape_grid(image, seq=[128])
+
+
+@pytest.mark.parametrize(
+    ("name", "label"),
+    [("eager", "eager"), ("torch", "eager"), ("ort", "ort:cpu"), ("ort:cpu@all", "ort:cpu"),
+     ("ort:cpu@disabled", "ort:cpu@disabled"), ("openvino", "openvino:f32")],
+)  # fmt: skip
+def test_backend_labels(name: str, label: str) -> None:
+    assert bench_method.backend_label(name) == label
+
+
+def test_bad_backends_are_refused_with_the_fix(cnn: Bundle) -> None:
+    with pytest.raises(UsageError, match="@LEVEL applies to ort backends"):
+        bench_method.backend_label("openvino@disabled")
+    with pytest.raises(UsageError, match="listed twice"):
+        bench(cnn, BenchConfig(backends=["eager", "torch"]))
+
+
+def test_json_and_report_files(cnn: Bundle, tmp_path: Path) -> None:
+    result = bench(cnn, BenchConfig(backends=["eager", "ort:cpu"], shapes=shape_grid(cnn.signature, [1, 2]), **QUICK))
+    write_json(result, tmp_path / "r.json")
+    records = json.loads((tmp_path / "r.json").read_text())
+    assert isinstance(records, list) and len(records) == 4
+    assert {r["shape"].split(",")[0] for r in records} == {"batch=1", "batch=2"}
+    assert all(r["machine"]["cpu"] and r["model"] for r in records)
+    plot = write_report(result, tmp_path / "r.md", "modelport bench cnn")
+    text = (tmp_path / "r.md").read_text()
+    assert "| backend | p50 ms |" in text and "![latency per backend](r.png)" in text and "**Machine**" in text
+    assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temporary files left
+
+
+@pytest.mark.slow
+def test_bench_cli_prints_tables_and_writes_json_report_and_plot(cnn: Bundle, tmp_path: Path) -> None:
+    proc = run_cli(
+        "bench", str(cnn.path), "--backends", "eager,ort:cpu,openvino:f32", "--batch", "1", "--min-runs", "3",
+        "--min-seconds", "0.05", "--json", str(tmp_path / "r.json"), "--report", str(tmp_path / "r.md"),
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert "latency" in proc.stdout and "cost and accuracy" in proc.stdout and "openvino:f32" in proc.stdout
+    assert len(json.loads((tmp_path / "r.json").read_text())) == 3
+    assert (tmp_path / "r.png").stat().st_size > 1000
+
+
+@pytest.mark.slow
+def test_bench_cli_errors_are_one_line(cnn: Bundle) -> None:
+    proc = run_cli("bench", str(cnn.path), "--seq", "128")
+    assert proc.returncode == 2
+    assert error_lines(proc) == [
+        "error: --seq: the model has no sequence dimension — use --shape NAME=SIZE with NAME one of: batch, h, w"
+    ]
+    proc = run_cli("bench", str(cnn.path), "--backends", "eager,ort:cuda")
+    assert proc.returncode == 2 and "pip install onnxruntime-gpu" in error_lines(proc)[0]
+
+
+@pytest.mark.slow
+def test_peak_alone_measures_sgemm() -> None:
+    proc = run_cli("bench", "--peak", "--threads", "1")
+    assert proc.returncode == 0, proc.stderr
+    gflops = float(proc.stdout.split("fp32 sgemm peak: ")[1].split()[0])
+    assert gflops > 1.0
+
+
+def test_feeds_are_the_same_for_every_backend(cnn: Bundle, monkeypatch: pytest.MonkeyPatch) -> None:
+    seen: dict[str, list[np.ndarray]] = {}
+    real_load = bench_method._load
+
+    def logged_load(bundle, label, threads, feed):
+        seen.setdefault(label, []).append(feed["x"])
+        return real_load(bundle, label, threads, feed)
+
+    monkeypatch.setattr(bench_method, "_load", logged_load)
+    bench(cnn, BenchConfig(backends=["eager", "ort:cpu", "openvino:f32"], threads=1, **QUICK))
+    first = seen["eager"][0]
+    assert all(np.array_equal(first, feeds[0]) for feeds in seen.values())

@@ -48,7 +48,7 @@ def test_records_are_complete_and_parity_is_against_eager(cnn: Bundle) -> None:
     assert result.machine["threads"] == 1 and "torch" in result.machine["versions"]
 
 
-def test_timed_runs_are_interleaved_in_rotating_rounds(cnn: Bundle, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_timed_runs_are_interleaved_in_rotating_rounds_of_blocks(cnn: Bundle, monkeypatch: pytest.MonkeyPatch) -> None:
     calls: list[str] = []
     real_load = bench_method._load
 
@@ -60,13 +60,18 @@ def test_timed_runs_are_interleaved_in_rotating_rounds(cnn: Bundle, monkeypatch:
 
     monkeypatch.setattr(bench_method, "_load", logged_load)
     labels = ["eager", "ort:cpu", "openvino:f32"]
-    bench(cnn, BenchConfig(backends=labels, threads=1, warmup=2, min_runs=6, min_seconds=0.0))
-    # after the logging wrapper: FLOP count on eager (1), warm-up (2 rounds), then the timed rounds
+    config = BenchConfig(labels, threads=1, warmup=2, min_runs=6, min_seconds=0.0, block_seconds=0.0)
+    result = bench(cnn, config)
+    assert [r["runs"] for r in result.records] == [6, 6, 6]
+    # after the logging wrapper: FLOP count on eager (1), warm-up (2 rounds), then rounds of blocks;
+    # a block is one untimed settling run and (block_seconds=0) one timed run
     timed = calls[1 + 2 * len(labels) :]
-    rounds = [timed[i : i + 3] for i in range(0, len(timed), 3)]
+    blocks = [timed[i : i + 2] for i in range(0, len(timed), 2)]
+    assert all(a == b for a, b in blocks)
+    rounds = [[b[0] for b in blocks[i : i + 3]] for i in range(0, len(blocks), 3)]
     assert len(rounds) == 6
     assert all(sorted(r) == sorted(labels) for r in rounds)  # every backend once per round
-    assert [r[0] for r in rounds] == ["eager", "ort:cpu", "openvino:f32"] * 2  # the order rotates
+    assert [r[0] for r in rounds] == labels * 2  # the order rotates
 
 
 def test_a_backend_stops_once_it_has_enough_runs_and_seconds(cnn: Bundle) -> None:

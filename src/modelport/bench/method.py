@@ -6,8 +6,13 @@ Why each step:
 - cold start (load + first run) and peak RSS growth are read once per backend before any warm-up,
   because that is what a service pays on start;
 - warm-up runs are not timed: lazy allocations, kernel choice and compilation happen there;
-- timed runs go round-robin (A B C, B C A, ...), so thermal or neighbour drift hits all backends
-  alike; a backend leaves the rotation once it has ``min_runs`` runs and ``min_seconds`` of them;
+- timed runs go in rounds of short blocks (A B C, B C A, ...), so thermal or neighbour drift hits
+  all backends alike; a backend leaves the rotation once it has ``min_runs`` runs and ``min_seconds``
+  of them. Blocks, not single runs: after a run ONNX Runtime's worker threads spin for tens of ms
+  waiting for more work, and a PyTorch run that starts then shares the cores with them. Measured with
+  all-MiniLM-L6-v2 (1, 128) on 2 cores: eager 27-31 ms alone, 96 ms alternating run by run with
+  ort:cpu (which itself went from 19 to 30 ms); with a 0.1 s pause before a block, eager is back to
+  its alone time. Each block therefore starts with that pause and one untimed run;
 - threads are fixed for every backend (PyTorch's are process-wide) and recorded;
 - every backend's output on the feed is compared with PyTorch eager's (max abs diff, cosine), so a
   fast answer that is wrong shows up next to its speed.
@@ -48,6 +53,8 @@ class BenchConfig:
     warmup: int = 3
     min_runs: int = 20
     min_seconds: float = 2.0
+    block_seconds: float = 0.25  # timed runs per backend per round
+    settle_seconds: float = 0.1  # pause before each block, so the previous backend's threads stop spinning
     peak_gflops: float | None = None  # measured sgemm peak, for the roofline columns
 
 
@@ -197,15 +204,27 @@ def _load(bundle: Bundle, label: str, threads: int, feed: dict[str, np.ndarray])
 def _timed_rounds(
     slots: list[_Slot], feed: dict[str, np.ndarray], config: BenchConfig, say: Callable[[float], None]
 ) -> None:
+    """Rounds of blocks: in each round every backend that still needs runs gets one block, the order
+    rotating from round to round. A block starts with a pause and one untimed run, so what the previous
+    backend left behind (ONNX Runtime's threads spin for tens of ms after a run; caches hold its
+    weights) is not billed to this one, then times runs for ``block_seconds`` (at least one)."""
     for round_index in itertools.count():
         active = [s for s in slots if not s.satisfied(config)]
         if not active:
             return
         shift = round_index % len(active)
         for slot in active[shift:] + active[:shift]:
-            start = time.perf_counter()
-            slot.runner.infer(feed)
-            slot.times.append(time.perf_counter() - start)
+            if len(slots) > 1:
+                time.sleep(config.settle_seconds)
+                slot.runner.infer(feed)
+            block_end = time.perf_counter() + config.block_seconds
+            while True:
+                start = time.perf_counter()
+                slot.runner.infer(feed)
+                end = time.perf_counter()
+                slot.times.append(end - start)
+                if end >= block_end or slot.satisfied(config):
+                    break
         say(min(_fraction(s, config) for s in slots))
 
 

@@ -75,7 +75,9 @@ def markdown(result: BenchResult, command: str, plot_name: str) -> str:
         "",
         f"**Method**: {m['threads']} threads for every backend; the same feed per shape for every backend; "
         f"cold start = load + first run, timed once; {c.warmup} untimed warm-up runs each; then timed runs "
-        f"interleaved across backends (rotating order) until each has at least {c.min_runs} runs and "
+        f"in rounds of {c.block_seconds:g} s blocks, one per backend, in rotating order, each block after a "
+        f"{c.settle_seconds:g} s pause and one untimed run (so one runtime's spinning threads and cache "
+        f"footprint are not billed to the next), until each backend has at least {c.min_runs} runs and "
         f"{c.min_seconds:g} s; percentiles over those runs. Parity against PyTorch eager on the same feed "
         "(worst output: largest abs diff, lowest cosine). FLOPs counted by torch.utils.flop_counter on the "
         "eager model (matmul/conv/attention).",

@@ -74,16 +74,24 @@ def markdown(result: BenchResult, command: str, plot_name: str) -> str:
         "**Versions**: " + ", ".join(f"{k} {v}" for k, v in m["versions"].items()) + ".",
         "",
         f"**Method**: {m['threads']} threads for every backend; the same feed per shape for every backend; "
-        f"cold start = load + first run, timed once; {c.warmup} untimed warm-up runs each; then timed runs "
-        f"in rounds of {c.block_seconds:g} s blocks, one per backend, in rotating order, each block after a "
-        f"{c.settle_seconds:g} s pause and one untimed run (so one runtime's spinning threads and cache "
-        f"footprint are not billed to the next), until each backend has at least {c.min_runs} runs and "
-        f"{c.min_seconds:g} s; percentiles over those runs. Parity against PyTorch eager on the same feed "
-        "(worst output: largest abs diff, lowest cosine). FLOPs counted by torch.utils.flop_counter on the "
-        "eager model (matmul/conv/attention).",
+        "cold start = load + first run, timed once, and peak RSS = how much the process's peak resident memory "
+        f"grew during them (freed heap handed back to the OS first); {c.warmup} untimed warm-up runs each; "
+        f"then timed runs in rounds of {c.block_seconds:g} s blocks, one per backend, in rotating order, "
+        f"each block after a {c.settle_seconds:g} s pause and one untimed run (so one runtime's spinning "
+        f"threads and cache footprint are not billed to the next), until each backend has at least "
+        f"{c.min_runs} runs and {c.min_seconds:g} s; percentiles over those runs. Parity against PyTorch "
+        "eager on the same feed (worst output: largest abs diff, lowest cosine). FLOPs counted by "
+        "torch.utils.flop_counter on the eager model (matmul/conv/attention).",
     ]
     if m.get("sgemm_peak_gflops"):
-        lines += ["", f"**Measured fp32 sgemm peak** (`modelport bench --peak`): {m['sgemm_peak_gflops']} GFLOP/s."]
+        lines += [
+            "",
+            f"**Measured fp32 sgemm peak** (`modelport bench --peak`): {m['sgemm_peak_gflops']} GFLOP/s, the best "
+            "torch.mm of this run, not a datasheet figure. GFLOP/s counts the model's multiply-adds as written; "
+            "above 100% of the peak a backend either computes below fp32 (`default` precision: bf16 on this "
+            "CPU's AVX512-BF16) or does fewer multiplies than the direct count (e.g. Winograd convolutions), "
+            "or the peak run was unlucky.",
+        ]
     for shape in dict.fromkeys(r["shape"] for r in result.records):
         rows = [r for r in result.records if r["shape"] == shape]
         lines += ["", f"## {shape}", "", "| " + " | ".join(h for h, _, _ in MARKDOWN_COLUMNS) + " |"]
@@ -116,8 +124,8 @@ def _write_plot(result: BenchResult, path: Path) -> None:
         ax.set_xlabel("latency, ms (bar: p50, whisker: p90)")
         for bar, r in zip(bars, rows, strict=True):
             text = f" {r['speedup_vs_eager']:.2f}x vs eager" if r.get("speedup_vs_eager") else ""
-            ax.text(bar.get_width(), bar.get_y() + bar.get_height() / 2, text, va="center", fontsize=8)
-        ax.set_xlim(0, max(r["p90_ms"] for r in rows) * 1.35)
+            ax.text(r["p90_ms"], bar.get_y() + bar.get_height() / 2, text, va="center", fontsize=8)
+        ax.set_xlim(0, max(r["p90_ms"] for r in rows) * 1.45)
     fig.suptitle(f"{result.model}, {result.machine['threads']} threads", fontsize=11)
     fig.tight_layout()
     _atomic_write(path, lambda fh: fig.savefig(fh, format="png", dpi=110))

@@ -48,7 +48,7 @@ def bench_command(
     if peak:
         with err.status(f"measuring the fp32 sgemm peak with {threads} threads"):
             peak_gflops = measure_peak(threads)
-        out.print(f"fp32 sgemm peak: {peak_gflops} GFLOP/s ({threads} threads, torch.mm, best of n=1024/2048)")
+        out.print(f"fp32 sgemm peak: {peak_gflops} GFLOP/s ({threads} threads, torch.mm, best of n=512/1024/2048)")
     if model is None:
         return
     names, notes = _backends(backends)

@@ -77,7 +77,7 @@ def test_timed_runs_are_interleaved_in_rotating_rounds_of_blocks(cnn: Bundle, mo
 def test_a_backend_stops_once_it_has_enough_runs_and_seconds(cnn: Bundle) -> None:
     result = bench(cnn, BenchConfig(backends=["ort:cpu"], threads=1, warmup=0, min_runs=3, min_seconds=0.2))
     [record] = result.records
-    assert record["runs"] >= 3 and record["runs"] * record["mean_ms"] >= 200 * 0.97  # mean_ms is rounded
+    assert record["runs"] >= 3 and record["timed_s"] >= 0.2
     assert record["speedup_vs_eager"] is None  # eager was not timed
     assert record["max_abs_diff"] is not None  # but it still answered the parity question
 

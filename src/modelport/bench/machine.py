@@ -17,6 +17,8 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from modelport.runtime.ort import physical_cores
+
 __all__ = ["fingerprint", "measure_peak", "rss_mb", "reset_peak_rss", "peak_rss_mb"]
 
 # the CPU features that decide which kernels the runtimes pick
@@ -25,8 +27,6 @@ LIBRARIES = ("modelport", "torch", "onnxruntime", "openvino", "onnx", "numpy", "
 
 
 def fingerprint(threads: int) -> dict[str, Any]:
-    from modelport.runtime.ort import physical_cores
-
     cpu = _cpuinfo()
     return {
         "cpu": cpu.get("model name", platform.processor() or platform.machine()),
@@ -37,7 +37,7 @@ def fingerprint(threads: int) -> dict[str, Any]:
         "threads": threads,
         "os": platform.platform(terse=True),
         "python": platform.python_version(),
-        "versions": {name: _version(name) for name in LIBRARIES if _version(name)},
+        "versions": {name: version for name in LIBRARIES if (version := _version(name))},
     }
 
 

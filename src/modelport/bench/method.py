@@ -10,9 +10,10 @@ Why each step:
   all backends alike; a backend leaves the rotation once it has ``min_runs`` runs and ``min_seconds``
   of them. Blocks, not single runs: after a run ONNX Runtime's worker threads spin for tens of ms
   waiting for more work, and a PyTorch run that starts then shares the cores with them. Measured with
-  all-MiniLM-L6-v2 (1, 128) on 2 cores: eager 27-31 ms alone, 96 ms alternating run by run with
-  ort:cpu (which itself went from 19 to 30 ms); with a 0.1 s pause before a block, eager is back to
-  its alone time. Each block therefore starts with that pause and one untimed run;
+  all-MiniLM-L6-v2 (1, 128) on 2 cores: eager 27.7 ms alone, 50.5 ms alternating run by run with
+  ort:cpu (``--block-seconds 0 --settle-seconds 0``; 96 ms in another run), 29.1 ms in blocks; with
+  ONNX Runtime's spinning turned off the run-by-run slowdown vanished, which names the cause. So each
+  block starts with a pause (``settle_seconds``) and one untimed run;
 - threads are fixed for every backend (PyTorch's are process-wide) and recorded;
 - every backend's output on the feed is compared with PyTorch eager's (max abs diff, cosine), so a
   fast answer that is wrong shows up next to its speed.
@@ -34,6 +35,7 @@ from modelport.bench import machine
 from modelport.bundle import Bundle
 from modelport.errors import UsageError
 from modelport.runtime.base import Runner
+from modelport.runtime.ort import OPTIMIZATIONS, physical_cores
 from modelport.runtime.registry import create, parse_backend
 from modelport.spec import Signature
 from modelport.verify.compare import cosine
@@ -54,7 +56,7 @@ class BenchConfig:
     min_runs: int = 20
     min_seconds: float = 2.0
     block_seconds: float = 0.25  # timed runs per backend per round
-    settle_seconds: float = 0.1  # pause before each block, so the previous backend's threads stop spinning
+    settle_seconds: float = 0.1  # pause (and one untimed run) before each block; 0: neither
     peak_gflops: float | None = None  # measured sgemm peak, for the roofline columns
 
 
@@ -86,8 +88,6 @@ def backend_label(name: str) -> str:
     canonical = parse_backend("torch" if base.strip() == "eager" else base).canonical
     canonical = "eager" if canonical == "torch" else canonical
     if level:
-        from modelport.runtime.ort import OPTIMIZATIONS
-
         if not canonical.startswith("ort") or level not in OPTIMIZATIONS:
             raise UsageError(
                 f"bad backend {name!r}", f"@LEVEL applies to ort backends; levels: {', '.join(OPTIMIZATIONS)}"
@@ -122,9 +122,12 @@ def shape_grid(
 
 def bench(bundle: Bundle, config: BenchConfig, progress: Progress | None = None) -> BenchResult:
     say = progress or (lambda _text, _done: None)
-    if config.min_runs < 2 or config.min_seconds < 0 or config.warmup < 0:
-        raise UsageError("bench needs --min-runs >= 2, --min-seconds >= 0 and --warmup >= 0", "fix the numbers")
-    threads = config.threads or _physical_cores()
+    if config.min_runs < 2 or min(config.min_seconds, config.warmup, config.block_seconds, config.settle_seconds) < 0:
+        raise UsageError(
+            "bench needs --min-runs >= 2 and --min-seconds, --warmup, --block-seconds, --settle-seconds >= 0",
+            "fix the numbers",
+        )
+    threads = config.threads or physical_cores()
     labels = [backend_label(name) for name in config.backends]
     if len(set(labels)) != len(labels):
         raise UsageError(f"a backend is listed twice in {', '.join(config.backends)}", "list each backend once")
@@ -207,14 +210,15 @@ def _timed_rounds(
     """Rounds of blocks: in each round every backend that still needs runs gets one block, the order
     rotating from round to round. A block starts with a pause and one untimed run, so what the previous
     backend left behind (ONNX Runtime's threads spin for tens of ms after a run; caches hold its
-    weights) is not billed to this one, then times runs for ``block_seconds`` (at least one)."""
+    weights) is not billed to this one, then times runs for ``block_seconds`` (at least one).
+    ``block_seconds=0, settle_seconds=0`` is plain run-by-run alternation, kept to show the difference."""
     for round_index in itertools.count():
         active = [s for s in slots if not s.satisfied(config)]
         if not active:
             return
         shift = round_index % len(active)
         for slot in active[shift:] + active[:shift]:
-            if len(slots) > 1:
+            if len(slots) > 1 and config.settle_seconds > 0:
                 time.sleep(config.settle_seconds)
                 slot.runner.infer(feed)
             block_end = time.perf_counter() + config.block_seconds
@@ -252,6 +256,7 @@ def _record(
         "shape": _shape_text(sizes),
         "sizes": sizes,
         "runs": len(ms),
+        "timed_s": round(sum(slot.times), 4),
         "p50_ms": round(p50, 3),
         "p90_ms": round(_percentile(ms, 90), 3),
         "p99_ms": round(_percentile(ms, 99), 3),
@@ -345,9 +350,3 @@ def parse_sizes(text: str, flag: str) -> list[int]:
     if not values or min(values) < 1:
         raise UsageError(f"bad {flag} {text!r}", "give positive sizes separated by commas, e.g. 1,8")
     return values
-
-
-def _physical_cores() -> int:
-    from modelport.runtime.ort import physical_cores
-
-    return physical_cores()

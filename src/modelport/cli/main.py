@@ -238,6 +238,10 @@ def bench(
     warmup: int = typer.Option(3, help="untimed runs per backend before timing"),
     min_runs: int = typer.Option(20, "--min-runs", help="timed runs per backend, at least"),
     min_seconds: float = typer.Option(2.0, "--min-seconds", help="seconds of timed runs per backend, at least"),
+    block_seconds: float = typer.Option(0.25, "--block-seconds", help="timed seconds per backend per round"),
+    settle_seconds: float = typer.Option(
+        0.1, "--settle-seconds", help="pause (and one untimed run) before each block; 0 for neither"
+    ),
     peak: bool = typer.Option(False, "--peak", help="measure this machine's fp32 sgemm peak (GFLOP/s) first"),
     json_file: Path = typer.Option(None, "--json", help="write the records (one per backend x shape) to this file"),
     report: Path = typer.Option(None, "--report", help="write a Markdown report (and a PNG plot beside it)"),
@@ -245,10 +249,10 @@ def bench(
     dim: list[str] = Dims,
 ) -> None:
     """Time backends side by side on the same feeds, with parity against eager and GFLOP/s."""
-    from modelport.cli.show_bench import bench_command
+    from modelport.cli.show_bench import BenchTiming, bench_command
 
-    bench_command(out, err, model, backends, batch, seq, shape, threads, warmup, min_runs, min_seconds, peak,
-                  json_file, report, input, dim)  # fmt: skip
+    timing = BenchTiming(warmup, min_runs, min_seconds, block_seconds, settle_seconds)
+    bench_command(out, err, model, backends, batch, seq, shape, threads, timing, peak, json_file, report, input, dim)
 
 
 @app.command()

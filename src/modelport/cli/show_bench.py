@@ -8,6 +8,7 @@ import shlex
 import sys
 import tempfile
 from pathlib import Path
+from typing import NamedTuple
 
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
@@ -21,6 +22,14 @@ from modelport.errors import UsageError
 from modelport.runtime.ort import physical_cores
 
 
+class BenchTiming(NamedTuple):
+    warmup: int
+    min_runs: int
+    min_seconds: float
+    block_seconds: float
+    settle_seconds: float
+
+
 def bench_command(
     out: Console,
     err: Console,
@@ -30,9 +39,7 @@ def bench_command(
     seq: str | None,
     shape: list[str] | None,
     threads: int | None,
-    warmup: int,
-    min_runs: int,
-    min_seconds: float,
+    timing: BenchTiming,
     peak: bool,
     json_file: Path | None,
     report: Path | None,
@@ -63,10 +70,8 @@ def bench_command(
                 shape,
             ),
             threads=threads,
-            warmup=warmup,
-            min_runs=min_runs,
-            min_seconds=min_seconds,
             peak_gflops=peak_gflops,
+            **timing._asdict(),
         )
         with Progress(
             TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn(), console=err, transient=True

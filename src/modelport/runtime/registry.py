@@ -123,8 +123,9 @@ def create(
         raise UsageError(f"unknown fallback policy {fallback!r}", f"choose one of: {', '.join(prov.FALLBACKS)}")
     if parsed.family != "ort" and optimization != "all":
         raise UsageError(f"optimization levels apply to ort backends, not {parsed.canonical}", "drop the option")
+    b: Bundle | None = None
     if isinstance(bundle, Bundle) or not Path(bundle).is_file():
-        b: Bundle | None = bundle if isinstance(bundle, Bundle) else Bundle.open(bundle)
+        b = bundle if isinstance(bundle, Bundle) else Bundle.open(bundle)
         model_path, signature = b.model_path, b.signature
         output_names = [o["name"] for o in b.manifest.get("outputs", [])] or None
     elif parsed.family in _TORCH:
@@ -133,7 +134,7 @@ def create(
             "pass a bundle directory written by `modelport export`, or an ONNX backend (ort, openvino, tensorrt)",
         )
     else:
-        b, model_path, signature, output_names = None, Path(bundle), None, None
+        model_path, signature, output_names = Path(bundle), None, None
     cls: type[Runner]
     positional: tuple[Any, ...] = (model_path,)
     if parsed.family == "ort":

@@ -126,6 +126,8 @@ def test_json_and_report_files(cnn: Bundle, tmp_path: Path) -> None:
     text = (tmp_path / "r.md").read_text()
     assert "| backend | p50 ms |" in text and "![latency per backend](r.png)" in text and "**Machine**" in text
     assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert {oct(p.stat().st_mode & 0o777) for p in tmp_path.iterdir()} == {"0o644"}
+    assert oct(cnn.path.stat().st_mode & 0o777) == "0o755"  # the bundle it measured, as export left it
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temporary files left
 
 

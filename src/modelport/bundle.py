@@ -120,7 +120,9 @@ def staging_dir(target: Path) -> Path:
             "choose a new -o directory, or empty this one",
         )
     target.parent.mkdir(parents=True, exist_ok=True)
-    return Path(tempfile.mkdtemp(prefix=f".{target.name}.partial-", dir=target.parent))
+    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.partial-", dir=target.parent))
+    staging.chmod(0o755)  # mkdtemp makes it private; the bundle it becomes is meant to be shared and served
+    return staging
 
 
 def commit(staging: Path, target: Path, manifest: dict[str, Any]) -> Bundle:

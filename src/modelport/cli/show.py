@@ -123,6 +123,7 @@ def save_npz(path: Path, outputs: dict[str, np.ndarray]) -> None:
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".npz", dir=path.parent)
     with os.fdopen(fd, "wb") as fh:
         np.savez(fh, **outputs)
+    os.chmod(tmp, 0o644)  # mkstemp makes it private
     os.replace(tmp, path)
 
 

@@ -77,7 +77,7 @@ def test_run_gives_the_same_outputs_on_every_backend(cnn: Path, tmp_path: Path, 
         np.testing.assert_allclose(got[name], value, atol=1e-4, rtol=1e-3)
 
 
-def test_strict_fails_when_nodes_leave_the_first_choice(cnn: Path) -> None:
+def test_strict_passes_when_every_node_stays_on_the_first_choice(cnn: Path) -> None:
     # ort:cpu keeps every node on the CPU, so strict passes there; the failing side is covered with a
     # real profile in test_runtime (a provider list whose first choice has no kernels)
     proc = run_cli("run", str(cnn), "--strict")

@@ -12,13 +12,14 @@ import json
 import os
 import shutil
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from modelport.errors import BundleError, UsageError
 from modelport.spec import Signature
 
-__all__ = ["Bundle", "MANIFEST", "MODEL_FILE", "FORMAT_VERSION", "staging_dir", "commit", "discard"]
+__all__ = ["Bundle", "MANIFEST", "MODEL_FILE", "FORMAT_VERSION", "staging_dir", "commit", "discard", "atomic_write"]
 
 MANIFEST = "modelport.json"
 MODEL_FILE = "model.onnx"
@@ -151,3 +152,19 @@ def _json_default(value: Any) -> Any:
     if hasattr(value, "item"):
         return value.item()
     raise TypeError(f"cannot write {type(value).__name__} to the manifest")
+
+
+def atomic_write(path: Path, write: Callable[[Any], Any]) -> None:
+    """Write ``path`` through ``write(binary file)`` at a temporary name beside it, then rename: an
+    interrupted write leaves the old file or none, never half of one."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            write(fh)
+        os.chmod(tmp, 0o644)  # mkstemp makes it private; what we write is for reading
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise

@@ -5,13 +5,11 @@ temporary name and renamed, so an interrupted run leaves the previous report int
 from __future__ import annotations
 
 import json
-import os
-import tempfile
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from modelport.bench.method import BenchResult
+from modelport.bundle import atomic_write
 from modelport.errors import MissingExtraError
 
 __all__ = ["write_json", "write_report", "COLUMNS", "SPLIT", "cell"]
@@ -47,7 +45,7 @@ def cell(record: dict[str, Any], key: str, fmt: str) -> str:
 def write_json(result: BenchResult, path: Path) -> None:
     """A list of records, one per backend x shape; each carries the model and the machine it ran on."""
     records = [{"model": result.model, **r, "machine": result.machine} for r in result.records]
-    _atomic_write(path, lambda fh: fh.write(json.dumps(records, indent=2, default=str).encode() + b"\n"))
+    atomic_write(path, lambda fh: fh.write(json.dumps(records, indent=2, default=str).encode() + b"\n"))
 
 
 def write_report(result: BenchResult, path: Path, command: str) -> Path:
@@ -55,7 +53,7 @@ def write_report(result: BenchResult, path: Path, command: str) -> Path:
     path = Path(path)
     plot = path.with_suffix(".png")
     _write_plot(result, plot)
-    _atomic_write(path, lambda fh: fh.write(markdown(result, command, plot.name).encode()))
+    atomic_write(path, lambda fh: fh.write(markdown(result, command, plot.name).encode()))
     return plot
 
 
@@ -128,19 +126,5 @@ def _write_plot(result: BenchResult, path: Path) -> None:
         ax.set_xlim(0, max(r["p90_ms"] for r in rows) * 1.45)
     fig.suptitle(f"{result.model}, {result.machine['threads']} threads", fontsize=11)
     fig.tight_layout()
-    _atomic_write(path, lambda fh: fig.savefig(fh, format="png", dpi=110))
+    atomic_write(path, lambda fh: fig.savefig(fh, format="png", dpi=110))
     plt.close(fig)
-
-
-def _atomic_write(path: Path, write: Callable[[Any], Any]) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            write(fh)
-        os.chmod(tmp, 0o644)  # mkstemp makes it private; a report is for reading
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +9,7 @@ import numpy as np
 from rich.console import Console
 from rich.table import Table
 
+from modelport.bundle import atomic_write
 from modelport.verify.parity import ParityReport
 
 
@@ -118,13 +117,7 @@ def outputs_table(console: Console, outputs: dict[str, np.ndarray]) -> None:
 
 
 def save_npz(path: Path, outputs: dict[str, np.ndarray]) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".npz", dir=path.parent)
-    with os.fdopen(fd, "wb") as fh:
-        np.savez(fh, **outputs)
-    os.chmod(tmp, 0o644)  # mkstemp makes it private
-    os.replace(tmp, path)
+    atomic_write(Path(path), lambda fh: np.savez(fh, **outputs))
 
 
 def demo_tables(console: Console, report: Any) -> None:

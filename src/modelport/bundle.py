@@ -7,16 +7,20 @@ file; opening a bundle checks them.
 
 from __future__ import annotations
 
+import glob
 import hashlib
 import json
+import math
 import os
+import re
 import shutil
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from modelport.errors import BundleError, UsageError
+from modelport.errors import BundleError, UsageError, first_line
+from modelport.manifest import validate
 from modelport.spec import Signature
 
 __all__ = ["Bundle", "MANIFEST", "MODEL_FILE", "FORMAT_VERSION", "staging_dir", "commit", "discard", "atomic_write"]
@@ -60,26 +64,23 @@ class Bundle:
                 "create one with `modelport export MODEL -o DIR`",
             )
         try:
-            manifest = json.loads(manifest_path.read_text())
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise BundleError(f"{manifest_path} is not valid JSON ({exc})", "re-export the bundle") from exc
-        if (
-            not isinstance(manifest, dict)
-            or manifest.get("format_version") != FORMAT_VERSION
-            or "inputs" not in manifest
-        ):
+            manifest = json.loads(manifest_path.read_text(), parse_constant=_no_constant)
+        except (json.JSONDecodeError, UnicodeDecodeError, ValueError) as exc:
+            raise BundleError(f"{manifest_path} is not valid JSON ({first_line(exc)})", "re-export the bundle") from exc
+        if not isinstance(manifest, dict) or manifest.get("format_version") != FORMAT_VERSION:
             raise BundleError(
                 f"{manifest_path} is not a modelport manifest of format {FORMAT_VERSION}",
                 "re-export the bundle with this modelport",
             )
+        validate(manifest, MODEL_FILE, MANIFEST)
         bundle = cls(folder, manifest)
         bundle.check_files()
         return bundle
 
     def check_files(self) -> None:
-        for name, info in self.manifest.get("files", {}).items():
+        for name, info in self.manifest["files"].items():
             file = self.path / name
-            if not file.is_file():
+            if file.is_symlink() or not file.is_file():
                 raise BundleError(f"bundle file {name} is missing from {self.path}", "re-export the bundle")
             if sha256(file) != info["sha256"]:
                 raise BundleError(
@@ -105,34 +106,80 @@ def file_table(folder: Path) -> dict[str, dict[str, Any]]:
 
 
 def write_manifest(folder: Path, manifest: dict[str, Any]) -> None:
+    """Strict JSON: a NaN diff (no comparison made) is written as null, never as the non-JSON ``NaN``."""
     tmp = folder / f".{MANIFEST}.tmp"
-    tmp.write_text(json.dumps(manifest, indent=2, default=_json_default) + "\n")
+    text = json.dumps(_finite(json.loads(json.dumps(manifest, default=_json_default))), indent=2, allow_nan=False)
+    tmp.write_text(text + "\n")
     os.replace(tmp, folder / MANIFEST)
 
 
 def staging_dir(target: Path) -> Path:
-    """A fresh hidden directory beside ``target`` (same filesystem, so the final rename is atomic)."""
-    target = Path(target)
-    if target.exists() and not target.is_dir():
-        raise UsageError(f"output {str(target)!r} is a file", "give -o a directory path")
-    if target.is_dir() and any(target.iterdir()) and not (target / MANIFEST).is_file():
-        raise UsageError(
-            f"output {str(target)!r} exists and is not a modelport bundle; refusing to replace it",
-            "choose a new -o directory, or empty this one",
-        )
+    """A fresh hidden directory beside ``target`` (same filesystem, so the final rename is atomic).
+
+    Refused up front when ``target`` could not be replaced without losing something of the user's.
+    Leftovers of earlier runs to the same target whose process is gone (kill -9) are removed first."""
+    target = output_path(target)
+    check_replaceable(target)
     target.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.partial-", dir=target.parent))
+    _remove_stale(target)
+    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.partial-{os.getpid()}-", dir=target.parent))
     staging.chmod(0o755)  # mkdtemp makes it private; the bundle it becomes is meant to be shared and served
     return staging
 
 
+def output_path(target: str | Path) -> Path:
+    """``-o`` made absolute; the current directory or one above it is refused (it cannot be swapped out)."""
+    path = Path(target).expanduser().absolute()
+    resolved = path.resolve()
+    cwd = Path.cwd().resolve()
+    if resolved == cwd or resolved in cwd.parents or not path.name:
+        raise UsageError(
+            f"output {str(target)!r} is the current directory or contains it; a bundle replaces its whole directory",
+            "give -o a new directory, e.g. -o out/model",
+        )
+    return path
+
+
+def check_replaceable(target: Path) -> None:
+    """``target`` may be replaced only when it is absent, empty, or a bundle holding exactly the files its
+    manifest lists: anything else there is the user's, and replacing the directory would delete it."""
+    if target.is_symlink():
+        raise UsageError(f"output {str(target)!r} is a symbolic link; refusing to replace it", "choose a new -o")
+    if not target.exists():
+        return
+    if not target.is_dir():
+        raise UsageError(f"output {str(target)!r} is a file", "give -o a directory path")
+    present = sorted(p.name for p in target.iterdir())
+    if not present:
+        return
+    if MANIFEST not in present:
+        raise UsageError(
+            f"output {str(target)!r} exists and is not a modelport bundle (it holds {_some(present)}); "
+            "refusing to replace it",
+            "choose a new -o directory, or empty this one",
+        )
+    try:
+        listed = set(json.loads((target / MANIFEST).read_text())["files"])
+    except (OSError, ValueError, KeyError, TypeError):
+        listed = set()
+    extra = [name for name in present if name not in listed | {MANIFEST}]
+    if extra:
+        raise UsageError(
+            f"output {str(target)!r} is a bundle that also holds files it does not list ({_some(extra)}); "
+            "refusing to replace it",
+            "move those files out of the bundle, or choose a new -o directory",
+        )
+
+
 def commit(staging: Path, target: Path, manifest: dict[str, Any]) -> Bundle:
     """Hash the files, write the manifest, and swap the finished directory into place."""
+    target = output_path(target)
     manifest["files"] = file_table(staging)
     write_manifest(staging, manifest)
+    check_replaceable(target)  # again: the user may have added files while we exported
     old = None
     if target.exists():
-        old = Path(tempfile.mkdtemp(prefix=f".{target.name}.old-", dir=target.parent))
+        old = Path(tempfile.mkdtemp(prefix=f".{target.name}.old-{os.getpid()}-", dir=target.parent))
         os.replace(target, old / "bundle")
     os.replace(staging, target)
     if old is not None:
@@ -140,8 +187,45 @@ def commit(staging: Path, target: Path, manifest: dict[str, Any]) -> Bundle:
     return Bundle(target, manifest)
 
 
+def _remove_stale(target: Path) -> None:
+    """``.NAME.partial-PID-*`` and ``.NAME.old-PID-*`` left by a process that no longer runs."""
+    for path in target.parent.glob(f".{glob.escape(target.name)}.*-*"):
+        match = re.fullmatch(rf"\.{re.escape(target.name)}\.(?:partial|old)-(\d+)-\w+", path.name)
+        if match and path.is_dir() and not path.is_symlink() and not _alive(int(match.group(1))):
+            shutil.rmtree(path, ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _some(names: list[str], limit: int = 3) -> str:
+    shown = ", ".join(names[:limit])
+    return shown + (f" and {len(names) - limit} more" if len(names) > limit else "")
+
+
 def discard(staging: Path) -> None:
     shutil.rmtree(staging, ignore_errors=True)
+
+
+def _finite(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_finite(v) for v in value]
+    return value
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
 
 
 def _json_default(value: Any) -> Any:
@@ -158,6 +242,8 @@ def atomic_write(path: Path, write: Callable[[Any], Any]) -> None:
     """Write ``path`` through ``write(binary file)`` at a temporary name beside it, then rename: an
     interrupted write leaves the old file or none, never half of one."""
     path = Path(path)
+    if path.is_dir():
+        raise UsageError(f"{str(path)!r} is a directory", "give a file name to write, e.g. out/result.npz")
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     try:

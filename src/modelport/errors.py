@@ -1,5 +1,14 @@
 """Errors a user can act on. Every one carries the fix as ``hint``.
 
+Exit codes (the CLI's contract, also in the README)::
+
+    0    success
+    1    the model is wrong or unsafe (UnsafeModelError: parity failure, frozen control flow, a hang)
+    2    bad usage, bad input or environment (every other ModelportError; click's usage errors; not
+         enough memory, no space, a read-only or unreadable path)
+    3    an internal bug in modelport (anything else; the one case with a traceback hint and --debug)
+    130  interrupted (Ctrl-C or SIGTERM): one line, no bundle
+
 The tree::
 
     ModelportError                 exit 2 unless a subclass says otherwise
@@ -9,6 +18,7 @@ The tree::
     ├── ModelFileError             an ONNX file that is missing, empty, truncated or not ONNX at all
     ├── FeedError                  a feed for ``run`` with the wrong name, shape or dtype
     ├── MissingExtraError          an optional stack that is not installed (names the pip line)
+    ├── ResourceError              the machine cannot do it: not enough memory, no space, no permission
     └── UnsafeModelError           exit 1: the model would answer wrong or cannot be exported safely
         ├── CaptureError           no exporter produced a graph
         ├── GraphCheckError        the graph read back differs from what was asked (static dim, baked input)
@@ -19,6 +29,9 @@ Anything that is not a ``ModelportError`` is a bug in modelport.
 
 from __future__ import annotations
 
+import errno
+import os
+
 __all__ = [
     "ModelportError",
     "UsageError",
@@ -27,11 +40,18 @@ __all__ = [
     "ModelFileError",
     "FeedError",
     "MissingExtraError",
+    "ResourceError",
     "UnsafeModelError",
     "CaptureError",
     "GraphCheckError",
     "ParityError",
     "first_line",
+    "environment_error",
+    "EXIT_OK",
+    "EXIT_UNSAFE",
+    "EXIT_USAGE",
+    "EXIT_BUG",
+    "EXIT_INTERRUPTED",
 ]
 
 
@@ -77,6 +97,17 @@ class MissingExtraError(ModelportError):
         super().__init__(f"{what} needs the '{extra}' extra", f"pip install 'modelport[{extra}]'")
 
 
+class ResourceError(ModelportError):
+    pass
+
+
+EXIT_OK = 0
+EXIT_UNSAFE = 1
+EXIT_USAGE = 2
+EXIT_BUG = 3
+EXIT_INTERRUPTED = 130
+
+
 class UnsafeModelError(ModelportError):
     exit_code = 1
 
@@ -99,3 +130,30 @@ def first_line(exc: BaseException, limit: int = 300) -> str:
     """The first non-empty line of an exception's message: what goes into our one-line errors."""
     lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
     return lines[0][:limit] if lines else type(exc).__name__
+
+
+_OS_HINTS = {
+    errno.ENOSPC: "free some space on that disk, or write somewhere else (-o / --save)",
+    errno.EDQUOT: "free some space within your quota, or write somewhere else (-o / --save)",
+    errno.EACCES: "choose a path you may write to, or fix its permissions",
+    errno.EPERM: "choose a path you may write to, or fix its permissions",
+    errno.EROFS: "that file system is read-only: write somewhere else (-o / --save)",
+    errno.EISDIR: "that path is a directory: give a file name",
+    errno.ENOTDIR: "a part of that path is a file, not a directory: fix the path",
+    errno.ENOENT: "check the path",
+    errno.ENAMETOOLONG: "use a shorter path",
+    errno.EMFILE: "raise the open-file limit (ulimit -n)",
+}
+
+
+def environment_error(exc: BaseException) -> ResourceError | None:
+    """The machine said no (memory, disk, permissions): a ResourceError (exit 2), not a bug in modelport."""
+    if isinstance(exc, MemoryError):
+        return ResourceError(
+            "not enough memory" + (f" ({first_line(exc)})" if str(exc) else ""),
+            "shrink the largest sizes: lower the MAX of --dim, a fixed size in --input, or the --feed arrays",
+        )
+    if isinstance(exc, OSError) and exc.errno in _OS_HINTS:
+        where = f": {exc.filename}" if exc.filename else ""
+        return ResourceError(f"{exc.strerror or os.strerror(exc.errno)}{where}", _OS_HINTS[exc.errno])
+    return None

@@ -25,9 +25,11 @@ from modelport.capture import DEFAULT_OPSET, Attempt, ExportJob
 from modelport.capture.auto import EXPORTERS, CaptureOutcome, capture
 from modelport.capture.check import graph_summary
 from modelport.errors import UsageError
+from modelport.options import check_opset, check_tolerances
 from modelport.runtime.ort import OPT_LEVELS
 from modelport.runtime.registry import create, parse_backend
 from modelport.sources import LoadedModel, load_model
+from modelport.sources.recorded import source_file, trusted_source
 from modelport.spec import Dim, InputSpec, Signature
 from modelport.verify.feeds import make_feed
 from modelport.verify.parity import DEFAULT_ATOL, DEFAULT_RTOL, ParityReport, Reference, check_runners
@@ -75,11 +77,15 @@ def export(
 ) -> ExportResult:
     if exporter not in EXPORTERS:
         raise UsageError(f"unknown exporter {exporter!r}", f"choose one of: {', '.join(EXPORTERS)}")
+    check_tolerances(atol, rtol)
+    check_opset(opset)
+    bundles.check_replaceable(bundles.output_path(output))  # before minutes of work, not after
     say = progress or (lambda _msg: None)
     target = Path(output)
     say("loading the model")
     loaded = load_model(model) if isinstance(model, str) else model
     sig = resolve_signature(loaded, inputs, dims)
+    sig.check_fits_memory()
     if loaded.exported_program is not None and inputs and loaded.signature is not None:
         from modelport.sources.exported_program import check_against_program
 
@@ -138,11 +144,16 @@ def verify(
     """Re-check a bundle against PyTorch (the recorded source, or ``model``) on ``backend`` (ort:cpu is
     checked at both optimization levels, as at export). Raises ParityError on mismatch."""
     say = progress or (lambda _msg: None)
+    check_tolerances(atol, rtol)
     canonical = parse_backend(backend).canonical
     bundle = Bundle.open(bundle_dir)
+    bundle.signature.check_fits_memory()
     source = model or bundle.source
     if not source:
         raise UsageError(f"{bundle_dir} does not record its source model", "pass --model MODEL")
+    if model is None:  # the manifest's choice, not the user's: import it only if it is what was exported
+        file = trusted_source(bundle.path, source, bundle.manifest["source"].get("sha256"))
+        say(f"importing {file or source} (the source recorded in the bundle; its sha256 matches)")
     say("loading the model")
     loaded = load_model(source)
     sig = bundle.signature
@@ -177,7 +188,7 @@ def _manifest(
         "format_version": bundles.FORMAT_VERSION,
         "status": "verified",
         "created": datetime.now(UTC).isoformat(timespec="seconds"),
-        "source": {"model": loaded.ref, "kind": loaded.kind},
+        "source": {"model": loaded.ref, "kind": loaded.kind, "sha256": _source_sha256(loaded.ref)},
         "inputs": sig.to_json(),
         "outputs": outputs,
         "opset": {"requested": opset, "actual": actual_opset},
@@ -192,6 +203,12 @@ def _manifest(
         "optimizations": [],
         "notes": [],
     }
+
+
+def _source_sha256(ref: str) -> str | None:
+    """What ``verify`` checks before it imports the recorded source again."""
+    file = source_file(ref)
+    return bundles.sha256(file) if file is not None and file.is_file() else None
 
 
 def _versions() -> dict[str, str]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+import math
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -12,33 +13,60 @@ import numpy as np
 
 from modelport.bundle import Bundle
 from modelport.diagnose.translate import check_names
-from modelport.errors import FeedError, UsageError
+from modelport.errors import FeedError, ResourceError, UsageError, first_line
 from modelport.runtime.placement import PlacementReport
 from modelport.runtime.registry import create, parse_backend
-from modelport.spec import Signature
+from modelport.spec import Signature, available_memory
 
-__all__ = ["run", "RunResult", "load_feeds", "check_feed"]
+__all__ = ["run", "RunResult", "load_feeds", "read_npy", "check_feed"]
 
 
 def load_feeds(pairs: list[str]) -> dict[str, np.ndarray]:
-    """``NAME=FILE.npy`` pairs → arrays (``allow_pickle=False``: a .npy cannot run code)."""
+    """``NAME=FILE.npy`` pairs → arrays (``allow_pickle=False``: a .npy cannot run code). The header is read
+    first, so a file that claims more data than it holds, or more than memory, is refused unread."""
     feeds = {}
     for pair in pairs:
         name, sep, file = pair.partition("=")
         if not sep or not name or not file:
             raise UsageError(f"bad --feed {pair!r}", "expected NAME=FILE.npy")
-        path = Path(file)
-        if not path.is_file():
-            raise UsageError(f"feed file {file!r} does not exist", "save the array with numpy.save(FILE, array)")
-        try:
-            feeds[name] = np.load(path, allow_pickle=False)
-        except (ValueError, OSError, zipfile.BadZipFile) as exc:
-            raise UsageError(
-                f"{file} is not a readable .npy array ({exc})", "save the array with numpy.save(FILE, array)"
-            ) from exc
-        if not isinstance(feeds[name], np.ndarray):
-            raise UsageError(f"{file} holds several arrays (.npz)", "pass one .npy file per input")
+        feeds[name] = read_npy(Path(file))
     return feeds
+
+
+def read_npy(path: Path) -> np.ndarray:
+    fix = "save one array with numpy.save(FILE, array)"
+    if not path.is_file():
+        raise UsageError(f"feed file {str(path)!r} does not exist" + (" (it is a directory)" * path.is_dir()), fix)
+    try:
+        with open(path, "rb") as fh:
+            if zipfile.is_zipfile(fh):
+                raise UsageError(f"{path} holds several arrays (.npz)", "pass one .npy file per input")
+            fh.seek(0)
+            version = np.lib.format.read_magic(fh)
+            # versions 2 and 3 share one header layout
+            read_header = (
+                np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+            )
+            shape, _, dtype = read_header(fh)  # the header only: no data is read yet
+            start = fh.tell()
+    except (ValueError, OSError, EOFError) as exc:
+        raise UsageError(f"{path} is not a .npy array file ({first_line(exc)[:120]})", fix) from None
+    if dtype.hasobject:
+        raise UsageError(f"{path} holds Python objects, not numbers; modelport never unpickles feeds", fix)
+    need = math.prod(shape) * dtype.itemsize
+    if path.stat().st_size - start < need:
+        raise UsageError(f"{path} is truncated: its header promises {list(shape)} {dtype} ({need} bytes)", fix)
+    available = available_memory()
+    if available is not None and need > available:
+        raise ResourceError(
+            f"{path} holds {need / 2**30:.1f} GiB ({list(shape)} {dtype}); {available / 2**30:.1f} GiB of memory "
+            "is available",
+            "feed a smaller array",
+        )
+    try:
+        return np.load(path, allow_pickle=False)
+    except (ValueError, OSError) as exc:
+        raise UsageError(f"{path} is not a readable .npy array ({first_line(exc)[:120]})", fix) from None
 
 
 def check_feed(sig: Signature, feeds: dict[str, np.ndarray]) -> list[str]:

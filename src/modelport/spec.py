@@ -7,13 +7,16 @@ are half-open (``0..30522`` gives ids 0 to 30521, the way a vocabulary size read
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from modelport.errors import UsageError
+import numpy as np
 
-__all__ = ["Dim", "InputSpec", "Signature", "parse_input", "parse_dim", "DTYPES"]
+from modelport.errors import ResourceError, UsageError
+
+__all__ = ["Dim", "InputSpec", "Signature", "parse_input", "parse_dim", "DTYPES", "available_memory"]
 
 INPUT_FORM = "NAME:DIMS[:DTYPE[:LOW..HIGH]], e.g. x:batch,3,224,224 or input_ids:batch,seq:int64:0..30522"
 DIM_FORM = "NAME=MIN..MAX[@OPT], e.g. batch=1..32@8"
@@ -36,6 +39,7 @@ _DIM = re.compile(r"^([A-Za-z_][A-Za-z0-9_]*)=(\d+)\.\.(\d+)(?:@(\d+))?$")
 DEFAULT_MIN = 1
 DEFAULT_MAX = 32
 DEFAULT_INT_RANGE = (0, 10)
+FEED_COPIES = 8
 
 
 @dataclass(frozen=True)
@@ -111,6 +115,16 @@ class Signature:
                 f"--dim {unknown[0]} names no symbol of the inputs",
                 f"symbols in the inputs: {', '.join(symbols) or 'none'}",
             )
+        for spec in inputs:
+            bad = [d for d in spec.dims if not isinstance(d, str) and (not isinstance(d, int) or d < 1)]
+            if bad:
+                raise UsageError(f"input {spec.name!r} has size {bad[0]!r}", "every fixed size must be an integer >= 1")
+        for dim in given.values():
+            if not 1 <= dim.min <= dim.max or (dim.opt is not None and not dim.min <= dim.opt <= dim.max):
+                raise UsageError(
+                    f"dimension {dim.name!r} has bounds {dim.min}..{dim.max}" + (f"@{dim.opt}" if dim.opt else ""),
+                    f"need 1 <= MIN <= OPT <= MAX: {DIM_FORM}",
+                )
         resolved: dict[str, Dim] = {}
         taken: set[int] = set()
         for name in symbols:
@@ -129,6 +143,25 @@ class Signature:
 
     def to_json(self) -> list[dict[str, Any]]:
         return [_input_json(spec, self.dims) for spec in self.inputs]
+
+    def check_fits_memory(self, copies: int = FEED_COPIES) -> None:
+        """Refuse, before anything is allocated, feeds that cannot fit: verification holds ``copies`` of the
+        largest feed (several feeds at the max sizes, PyTorch's answers, the runtime's buffers)."""
+        sizes = {name: dim.max for name, dim in self.dims.items()}
+        need = {s.name: math.prod(self.shape(s, sizes)) * np.dtype(s.dtype).itemsize for s in self.inputs}
+        available = available_memory()
+        if available is None or sum(need.values()) * copies <= available:
+            return
+        name = max(need, key=need.__getitem__)
+        spec = next(s for s in self.inputs if s.name == name)
+        symbols = [d for d in spec.dims if isinstance(d, str)]
+        fix = f"lower the MAX of --dim {symbols[0]}" if symbols else f"use smaller sizes in --input {name}"
+        raise ResourceError(
+            f"input {name!r} at its largest shape {list(self.shape(spec, sizes))} ({spec.dtype}) needs "
+            f"{_gib(need[name])}, and verification holds about {copies} such feeds; {_gib(available)} of memory "
+            "is available",
+            fix,
+        )
 
     @classmethod
     def from_json(cls, data: list[dict[str, Any]]) -> Signature:
@@ -151,6 +184,22 @@ class Signature:
         return " ".join(parts)
 
 
+def available_memory() -> int | None:
+    """Bytes the kernel says a new allocation can get (MemAvailable), or None where it does not say."""
+    try:
+        with open("/proc/meminfo") as fh:
+            for line in fh:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return None
+
+
+def _gib(nbytes: int) -> str:
+    return f"{nbytes / 2**30:.1f} GiB" if nbytes >= 2**30 else f"{nbytes / 2**20:.0f} MiB"
+
+
 def parse_input(text: str) -> InputSpec:
     """Parse ``name:dims[:dtype[:low..high]]``."""
     parts = text.split(":")
@@ -160,24 +209,30 @@ def parse_input(text: str) -> InputSpec:
     if not _SYMBOL.match(name):
         raise _bad_input(text, f"input name {name!r} is not an identifier")
     dims: list[int | str] = []
-    for token in filter(None, (t.strip() for t in dims_text.split(","))) if dims_text else []:
+    for token in (t.strip() for t in dims_text.split(",")) if dims_text else []:
+        if not token:
+            raise _bad_input(text, "an empty dimension between commas (write a size or a symbol for every axis)")
         if token.isdigit():
+            if int(token) < 1:
+                raise _bad_input(text, f"dimension {token} is empty; every size must be at least 1")
             dims.append(int(token))
         elif _SYMBOL.match(token):
             dims.append(token)
         else:
             raise _bad_input(text, f"dimension {token!r} is neither a size nor a symbol name")
-    if dims_text and not dims:
-        raise _bad_input(text, "no dimensions between the commas")
     dtype_text = parts[2] if len(parts) > 2 and parts[2] else "float32"
     dtype = _ALIASES.get(dtype_text.lower())
     if dtype is None:
         raise _bad_input(text, f"unknown dtype {dtype_text!r} (known: {', '.join(DTYPES)})")
     low = high = None
     if len(parts) == 4:
-        low, high = _parse_range(text, parts[3], integer=dtype != "bool" and dtype.startswith(("int", "uint")))
         if dtype == "bool":
             raise _bad_input(text, "a bool input takes no value range")
+        low, high = _parse_range(text, parts[3], integer=dtype.startswith(("int", "uint")))
+        if dtype.startswith(("int", "uint")):
+            info = np.iinfo(dtype)
+            if low < info.min or high - 1 > info.max:
+                raise _bad_input(text, f"range {parts[3]!r} does not fit {dtype} ({info.min}..{info.max + 1})")
     return InputSpec(name, tuple(dims), dtype, low, high)
 
 
@@ -213,6 +268,8 @@ def _parse_range(text: str, rng: str, integer: bool) -> tuple[float, float]:
         low, high = (int(b) if integer else float(b) for b in bounds)
     except ValueError:
         raise _bad_input(text, f"range {rng!r} is not LOW..HIGH with numbers") from None
+    if not (math.isfinite(low) and math.isfinite(high)):
+        raise _bad_input(text, f"range {rng!r} must be finite numbers")
     if high <= low:
         raise _bad_input(text, f"range {rng!r} is empty (HIGH must exceed LOW)")
     return low, high

@@ -3,16 +3,17 @@
 from __future__ import annotations
 
 import json
+import signal
 import sys
 import traceback
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import typer
 from rich.console import Console
 
 from modelport.bench.method import DEFAULT_BACKENDS
-from modelport.errors import ModelportError, first_line
+from modelport.errors import EXIT_BUG, EXIT_INTERRUPTED, EXIT_OK, ModelportError, environment_error, first_line
 from modelport.runtime.registry import backend_help, backend_names
 
 app = typer.Typer(
@@ -124,7 +125,7 @@ def verify(
             model,
             atol,
             rtol,
-            lambda msg: status.update(msg),
+            lambda msg: err.print(msg, highlight=False) if msg.startswith("importing") else status.update(msg),
             backend=backend,
             threads=threads,
             fallback=fallback,
@@ -269,45 +270,64 @@ def demo(
 
 
 def main(argv: list[str] | None = None) -> None:
+    """Run one command; every failure ends as one line on stderr and an exit code from the table in
+    ``modelport.errors`` (0 ok, 1 unsafe model, 2 usage/input/environment, 3 bug, 130 interrupted)."""
     args = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in args
     args = [a for a in args if a != "--debug"]
     as_json = "--json" in args and "bench" not in args[:1]  # bench --json names a file
+    signal.signal(signal.SIGTERM, _interrupt)  # SIGTERM unwinds like Ctrl-C: temp directories are removed
     try:
-        app(args=args, prog_name="modelport", standalone_mode=False)
+        code = app(args=args, prog_name="modelport", standalone_mode=False)
     except ModelportError as exc:
-        if debug:
-            traceback.print_exc()
-        if as_json:
-            emit_json(
-                {
-                    "ok": False,
-                    "error": exc.message,
-                    "hint": exc.hint,
-                    "exit_code": exc.exit_code,
-                    "attempts": getattr(exc, "attempts", []),
-                }
-            )
-        err.print(f"error: {exc.one_line()}", highlight=False, soft_wrap=True)
-        sys.exit(exc.exit_code)
+        _fail(exc, debug, as_json)
     except KeyboardInterrupt:
-        err.print("interrupted")
-        sys.exit(130)
-    except Exception as exc:  # click's usage errors and aborts
-        import click
+        code = EXIT_INTERRUPTED
+    except Exception as exc:
+        if _is_click(exc, "ClickException"):  # usage errors keep click's own message (typer vendors click)
+            exc.show()  # type: ignore[attr-defined]
+            sys.exit(exc.exit_code)  # type: ignore[attr-defined]
+        if _is_click(exc, "Abort"):
+            code = EXIT_INTERRUPTED
+        else:
+            known = environment_error(exc)
+            if known is not None:
+                _fail(known, debug, as_json, exc)
+            if debug:
+                traceback.print_exc()
+            err.print(
+                f"error: internal error {type(exc).__name__}: {first_line(exc)} — this is a modelport bug; rerun "
+                "with --debug and report the traceback",
+                highlight=False,
+                soft_wrap=True,
+            )
+            sys.exit(EXIT_BUG)
+    if code == EXIT_INTERRUPTED:
+        err.print("interrupted; nothing was written", highlight=False)
+    sys.exit(code if isinstance(code, int) else EXIT_OK)
 
-        if isinstance(exc, click.exceptions.ClickException):
-            exc.show()
-            sys.exit(exc.exit_code)
-        if isinstance(exc, click.exceptions.Abort):
-            sys.exit(1)
-        if debug:
-            traceback.print_exc()
-        first = first_line(exc)
-        err.print(
-            f"error: internal error {type(exc).__name__}: {first} — this is a modelport bug; rerun with --debug "
-            "and report the traceback",
-            highlight=False,
-            soft_wrap=True,
+
+def _fail(exc: ModelportError, debug: bool, as_json: bool, cause: BaseException | None = None) -> NoReturn:
+    if debug:
+        traceback.print_exception(cause or exc)
+    if as_json:
+        emit_json(
+            {
+                "ok": False,
+                "error": exc.message,
+                "hint": exc.hint,
+                "exit_code": exc.exit_code,
+                "attempts": getattr(exc, "attempts", []),
+            }
         )
-        sys.exit(1)
+    err.print(f"error: {exc.one_line()}", highlight=False, soft_wrap=True)
+    sys.exit(exc.exit_code)
+
+
+def _is_click(exc: BaseException, name: str) -> bool:
+    """click's exception classes, from click itself or from the copy typer ships (typer._click)."""
+    return any(cls.__name__ == name and cls.__module__.endswith("click.exceptions") for cls in type(exc).__mro__)
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt

@@ -20,6 +20,7 @@ import numpy as np
 
 from modelport.bundle import Bundle
 from modelport.errors import UsageError
+from modelport.options import check_threads
 from modelport.runtime import providers as prov
 from modelport.runtime.base import Runner
 
@@ -119,6 +120,7 @@ def create(
     """A runner for ``bundle`` (a bundle, its directory, or a bare ``.onnx`` file for the ONNX backends)
     on backend ``name``, not yet loaded (use ``with runner:``)."""
     parsed = parse_backend(name)
+    check_threads(threads)
     if fallback not in prov.FALLBACKS:
         raise UsageError(f"unknown fallback policy {fallback!r}", f"choose one of: {', '.join(prov.FALLBACKS)}")
     if parsed.family != "ort" and optimization != "all":

@@ -1,0 +1,45 @@
+"""Checks for the numbers a user passes (tolerances, opset, threads), shared by the API and the CLI.
+
+Each raises ``UsageError`` (exit 2) naming the value and the range that is accepted, before any work
+starts: an infinite tolerance would "verify" a model with random outputs, and ``--opset 999`` would
+fail deep inside an exporter.
+"""
+
+from __future__ import annotations
+
+import math
+
+import onnx
+
+from modelport.errors import UsageError
+
+__all__ = ["check_tolerances", "check_opset", "check_threads", "MIN_OPSET", "max_opset"]
+
+MIN_OPSET = 7  # ONNX Runtime supports nothing older
+_EXPORTER_MAX_OPSET = 23  # torch.onnx's newest (torch/onnx/_constants.py ONNX_MAX_OPSET in torch 2.13)
+
+
+def check_tolerances(atol: float | None, rtol: float | None) -> None:
+    for flag, value in (("--atol", atol), ("--rtol", rtol)):
+        if value is not None and not (isinstance(value, (int, float)) and math.isfinite(value) and value >= 0):
+            raise UsageError(
+                f"{flag} {value!r} is not a finite number >= 0",
+                f"give {flag} a number such as 1e-4; an infinite tolerance would accept any answer",
+            )
+
+
+def max_opset() -> int:
+    return min(onnx.defs.onnx_opset_version(), _EXPORTER_MAX_OPSET)
+
+
+def check_opset(opset: int) -> None:
+    if not MIN_OPSET <= opset <= max_opset():
+        raise UsageError(
+            f"--opset {opset} is outside what the installed exporters and ONNX support",
+            f"choose an opset from {MIN_OPSET} to {max_opset()} (default 18)",
+        )
+
+
+def check_threads(threads: int | None) -> None:
+    if threads is not None and threads < 1:
+        raise UsageError(f"--threads {threads} is not a thread count", "give --threads 1 or more, or leave it out")

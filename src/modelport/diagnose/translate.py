@@ -67,9 +67,7 @@ def ort_run_error(exc: BaseException, inputs: list[Any], feed: dict[str, np.ndar
             f"input {match[1]!r} has rank {match[2]}, the model expects rank {match[3]} ({shape})",
             "reshape the array to the model's dims",
         )
-    return FeedError(
-        f"ONNX Runtime failed: {first_line(exc)}", f"run `modelport doctor {path}` to see what the model expects"
-    )
+    return FeedError(f"ONNX Runtime failed: {first_line(exc)}", _doctor_hint(path, "to see what the model expects"))
 
 
 def ort_load_error(exc: BaseException, path: Path) -> ModelportError:
@@ -80,9 +78,14 @@ def ort_load_error(exc: BaseException, path: Path) -> ModelportError:
         finding = _external_data_finding(path)
         if finding is not None:
             return BundleError(finding.message, finding.fix)
-    return BundleError(
-        f"ONNX Runtime cannot load {path.name}: {first_line(exc)}", f"run `modelport doctor {path}` for the cause"
-    )
+    return BundleError(f"ONNX Runtime cannot load {path.name}: {first_line(exc)}", _doctor_hint(path, "for the cause"))
+
+
+def _doctor_hint(path: Path, why: str) -> str:
+    """Point at ``modelport doctor`` only with a path that will still exist: an export's temporary one won't."""
+    if ".partial-" in path.parent.name:
+        return "the exported graph rejected one of modelport's own verification feeds: rerun with --debug and report it"
+    return f"run `modelport doctor {path}` {why}"
 
 
 def _fixed_dims(name: str, axes: list[tuple[str, str, str]], by_name: dict[str, Any]) -> FeedError:

@@ -137,6 +137,9 @@ def output_path(target: str | Path) -> Path:
             f"output {str(target)!r} is the current directory or contains it; a bundle replaces its whole directory",
             "give -o a new directory, e.g. -o out/model",
         )
+    blocker = next((p for p in path.parents if p.exists()), None)
+    if blocker is not None and not blocker.is_dir():
+        raise UsageError(f"output {str(target)!r} lies under {str(blocker)!r}, which is a file", "fix the -o path")
     return path
 
 

@@ -36,7 +36,7 @@ def load_feeds(pairs: list[str]) -> dict[str, np.ndarray]:
 def read_npy(path: Path) -> np.ndarray:
     fix = "save one array with numpy.save(FILE, array)"
     if not path.is_file():
-        raise UsageError(f"feed file {str(path)!r} does not exist" + (" (it is a directory)" * path.is_dir()), fix)
+        raise UsageError(f"feed {str(path)!r} " + ("is a directory" if path.is_dir() else "does not exist"), fix)
     try:
         with open(path, "rb") as fh:
             if zipfile.is_zipfile(fh):

@@ -3,6 +3,13 @@
 Its inputs are read from the program itself: names, dtypes, which axes are dynamic and their bounds.
 Declared ``--input`` specs are checked against it, since a program exported with a fixed size cannot
 be made dynamic afterwards.
+
+``torch.export.load`` trusts its file: it unpickles weights, constants and example inputs with
+``weights_only=False``, ``pickle.loads`` opaque constants, loads AOTInductor shared libraries, hands
+shape expressions to ``sympy.sympify`` (an ``eval``) and writes names, call targets and guards from the
+JSON program into Python code that it executes. So the archive is read here first, entry by entry, as
+torch would find them, and anything that could run code is refused before torch sees the file; torch
+then loads it with every ``torch.load`` forced to ``weights_only=True`` (torch's own switch).
 """
 
 from __future__ import annotations
@@ -13,6 +20,14 @@ import torch
 
 from modelport.errors import SourceError, UsageError, first_line
 from modelport.sources import LoadedModel, existing_archive
+from modelport.sources.pt2_archive import (
+    SAFE_HINT,
+    SAVE_HINT,
+    check_archive,
+    is_unpickling_refusal,
+    pickle_reason,
+    tensors_only_loading,
+)
 from modelport.spec import DEFAULT_MAX, Dim, InputSpec, Signature
 
 __all__ = ["load", "program_signature", "check_against_program"]
@@ -30,18 +45,25 @@ _DTYPES = {
 
 
 def load(ref: str) -> LoadedModel:
-    path = existing_archive(
-        ref, "ExportedProgram", "save it with torch.export.save(torch.export.export(model, args), 'model.pt2')"
-    )
+    path = existing_archive(ref, "ExportedProgram", SAVE_HINT)
+    check_archive(path)
     try:
-        program = torch.export.load(str(path))
+        with tensors_only_loading():
+            program = torch.export.load(str(path))
+            module = program.module()
     except Exception as exc:
+        if is_unpickling_refusal(exc):  # the scan let something through; torch's safe loader stopped it
+            raise SourceError(
+                f"{path.name} was refused: torch.export.load needed to unpickle more than tensors "
+                f"({pickle_reason(exc)})",
+                SAFE_HINT,
+            ) from exc
         raise SourceError(
             f"torch.export.load could not read {path.name}: {first_line(exc)}",
             "re-save it with torch.export.save from this torch version",
         ) from exc
     return LoadedModel(
-        program.module(),
+        module,
         "exported_program",
         str(path),
         signature=program_signature(program),

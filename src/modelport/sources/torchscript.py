@@ -29,6 +29,6 @@ def load(ref: str) -> LoadedModel:
     except Exception as exc:
         raise SourceError(
             f"torch.jit.load could not read {path.name}: {first_line(exc)}",
-            "re-save it with torch.jit.save from the same torch version",
+            "re-save it with torch.jit.save, from a source you trust and this torch version",
         ) from exc
     return LoadedModel(module, "torchscript", str(path), positional=True)

@@ -150,7 +150,7 @@ def test_bool_model_traced_is_refused_with_exit_1_and_one_line(tmp_path):
 
 
 def test_parity_failure_exit_1_names_feed_and_output(tmp_path):
-    proc = run_cli("export", *zoo_cli_args("noisy"), "-o", str(tmp_path / "out"), "--json")
+    proc = run_cli("export", *zoo_cli_args("exports_wrong"), "-o", str(tmp_path / "out"), "--json")
     assert proc.returncode == 1
     payload = json.loads(proc.stdout)
     assert payload["ok"] is False and "output 'output'" in payload["error"] and "feed '" in payload["error"]

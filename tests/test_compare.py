@@ -37,3 +37,13 @@ def test_integers_compare_exactly():
 def test_cosine():
     assert cosine(np.array([1.0, 0.0]), np.array([2.0, 0.0])) == 1.0
     assert abs(cosine(np.array([1.0, 0.0]), np.array([0.0, 1.0]))) < 1e-12
+
+
+def test_records_the_tolerance_applied_and_the_outputs_scale():
+    d = compare(
+        "y", np.array([-300.0, 2.0, np.inf], np.float32), np.array([-300.0, 2.0, np.inf], np.float32), 0.03, 1e-3
+    )
+    assert d.passed and (d.atol, d.rtol, d.scale) == (0.03, 1e-3, 300.0)
+    assert d.to_json()["atol"] == 0.03
+    exact = compare("i", np.array([1, 5]), np.array([1, 5]), 1e-4, 1e-3)
+    assert (exact.atol, exact.rtol, exact.scale) == (0.0, 0.0, 5.0)  # integers are held to equality

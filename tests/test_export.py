@@ -112,16 +112,16 @@ def test_wrong_answers_fail_and_leave_no_bundle(tmp_path):
     with pytest.raises(
         ParityError, match=r"disagrees with PyTorch on feed '.*' \(optimizations all\): output 'output': max abs diff"
     ) as info:
-        do_export("noisy", tmp_path, "dynamo")
+        do_export("exports_wrong", tmp_path, "dynamo")
     assert info.value.exit_code == 1
-    assert not (tmp_path / "noisy").exists()
-    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".noisy")]  # no half-written staging dir
+    assert not (tmp_path / "exports_wrong").exists()
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".exports_wrong")]  # no half-written staging dir
 
 
 def test_keep_failed_writes_the_bundle_marked_failed(tmp_path):
     with pytest.raises(ParityError):
-        do_export("noisy", tmp_path, "dynamo", keep_failed=True)
-    manifest = json.loads((tmp_path / "noisy" / MANIFEST).read_text())
+        do_export("exports_wrong", tmp_path, "dynamo", keep_failed=True)
+    manifest = json.loads((tmp_path / "exports_wrong" / MANIFEST).read_text())
     assert manifest["status"] == "failed verification" and manifest["parity"]["passed"] is False
 
 

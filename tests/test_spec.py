@@ -33,10 +33,10 @@ def test_scalar_bool_is_a_control_input():
         ("flag::bool:0..2", "takes no value range"),
         ("1x:batch", "not an identifier"),
         ("x:,:float32", "empty dimension"),
-            ("x:batch,,8", "empty dimension"),
-            ("x:0,8", "every size must be at least 1"),
-            ("x:4:float32:0..inf", "must be finite"),
-            ("x:4:int8:0..300", "does not fit int8"),
+        ("x:batch,,8", "empty dimension"),
+        ("x:0,8", "every size must be at least 1"),
+        ("x:4:float32:0..inf", "must be finite"),
+        ("x:4:int8:0..300", "does not fit int8"),
     ],
 )
 def test_bad_input_spec_names_the_problem_and_the_form(text, why):

@@ -91,9 +91,20 @@ def flatten_outputs(value: Any, prefix: str = "") -> list[tuple[str, torch.Tenso
 
 
 def run_eager(
-    module: Any, plan: CallPlan, arrays: dict[str, np.ndarray], sig: Signature
+    module: Any,
+    plan: CallPlan,
+    arrays: dict[str, np.ndarray],
+    sig: Signature,
+    *,
+    timeout: float | None = None,
+    label: str = "",
 ) -> list[tuple[str, np.ndarray]]:
-    """Run PyTorch on one feed; returns named numpy outputs."""
+    """Run PyTorch on one feed; returns named numpy outputs. With ``timeout`` (seconds), a call that has not
+    finished by then is stopped and refused (``verify.deadline.VerifyTimeoutError``, naming feed ``label``)."""
+    if timeout is not None:
+        from modelport.verify.deadline import within
+
+        return within(lambda: run_eager(module, plan, arrays, sig), timeout, "PyTorch", label or "example")
     values = [torch.from_numpy(np.ascontiguousarray(arrays[s.name])) for s in sig.inputs]
     args, kwargs = plan.split(values)
     try:

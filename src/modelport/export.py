@@ -31,6 +31,7 @@ from modelport.runtime.registry import create, parse_backend
 from modelport.sources import LoadedModel, load_model
 from modelport.sources.recorded import source_file, trusted_source
 from modelport.spec import Dim, InputSpec, Signature
+from modelport.verify.deadline import DEFAULT_VERIFY_TIMEOUT
 from modelport.verify.feeds import make_feed
 from modelport.verify.parity import DEFAULT_ATOL, DEFAULT_RTOL, ParityReport, Reference, check_runners
 
@@ -74,6 +75,7 @@ def export(
     keep_failed: bool = False,
     progress: Progress | None = None,
     strict_opset: bool = False,
+    verify_timeout: float = DEFAULT_VERIFY_TIMEOUT,
 ) -> ExportResult:
     if exporter not in EXPORTERS:
         raise UsageError(f"unknown exporter {exporter!r}", f"choose one of: {', '.join(EXPORTERS)}")
@@ -92,9 +94,10 @@ def export(
         check_against_program(sig, loaded.signature, loaded.ref)
     plan = plan_call(loaded.module, sig, loaded.positional)
     example = make_feed(sig, sig.example_sizes(), np.random.default_rng(1234))
-    output_names = _unique([name for name, _ in run_eager(loaded.module, plan, example.arrays, sig)])
+    answers = run_eager(loaded.module, plan, example.arrays, sig, timeout=verify_timeout, label="example")
+    output_names = _unique([name for name, _ in answers])
     say("computing PyTorch's answers")
-    ref = Reference(loaded.module, plan, sig)
+    ref = Reference(loaded.module, plan, sig, timeout=verify_timeout, atol=atol, rtol=rtol)
 
     staging = bundles.staging_dir(target)
     try:
@@ -140,6 +143,7 @@ def verify(
     backend: str = "ort:cpu",
     threads: int | None = None,
     fallback: str = "refuse",
+    verify_timeout: float = DEFAULT_VERIFY_TIMEOUT,
 ) -> ParityReport:
     """Re-check a bundle against PyTorch (the recorded source, or ``model``) on ``backend`` (ort:cpu is
     checked at both optimization levels, as at export). Raises ParityError on mismatch."""
@@ -160,7 +164,8 @@ def verify(
     recorded = bundle.manifest.get("parity", {})
     atol = recorded.get("atol", DEFAULT_ATOL) if atol is None else atol
     rtol = recorded.get("rtol", DEFAULT_RTOL) if rtol is None else rtol
-    ref = Reference(loaded.module, plan_call(loaded.module, sig, loaded.positional), sig)
+    plan = plan_call(loaded.module, sig, loaded.positional)
+    ref = Reference(loaded.module, plan, sig, timeout=verify_timeout, atol=atol, rtol=rtol)
     options: dict[str, Any] = {"threads": threads, "fallback": fallback}
     if canonical in ("torch", "torchscript", "torch-compile"):
         options["model"] = loaded

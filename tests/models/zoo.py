@@ -115,6 +115,12 @@ def bool_flag() -> nn.Module:
     return BoolFlag()
 
 
+def exports_wrong() -> nn.Module:
+    from tests.models.hostile import ExportsWrong
+
+    return ExportsWrong()
+
+
 def noisy() -> nn.Module:
     return Noisy()
 
@@ -142,5 +148,6 @@ SPECS: dict[str, tuple[list[str], list[str]]] = {
     "left_in_training": (["x:batch,8"], ["batch=2..16"]),
     "bool_flag": (["x:batch,3", "flag::bool"], []),
     "noisy": (["x:batch,3"], []),
+    "exports_wrong": (["x:batch,3"], []),
     "ignores_input": (["x:batch,3", "unused:batch,3"], []),
 }

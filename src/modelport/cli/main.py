@@ -15,6 +15,7 @@ from rich.console import Console
 from modelport.bench.method import DEFAULT_BACKENDS
 from modelport.errors import EXIT_BUG, EXIT_INTERRUPTED, EXIT_OK, ModelportError, environment_error, first_line
 from modelport.runtime.registry import backend_help, backend_names
+from modelport.verify.deadline import DEFAULT_VERIFY_TIMEOUT
 
 app = typer.Typer(
     name="modelport",
@@ -32,6 +33,12 @@ Inputs = typer.Option(
     None, "--input", "-i", help="NAME:DIMS[:DTYPE[:LOW..HIGH]], e.g. x:batch,3,h,w (repeat per input)"
 )
 Dims = typer.Option(None, "--dim", "-d", help="NAME=MIN..MAX[@OPT] bounds of a symbolic dimension (repeatable)")
+VerifyTimeout = typer.Option(
+    DEFAULT_VERIFY_TIMEOUT,
+    "--verify-timeout",
+    help="seconds each PyTorch or runtime call may take while verifying; past it the model is refused "
+    "(a loop that does not end)",
+)
 
 
 def emit_json(payload: dict[str, Any]) -> None:
@@ -66,6 +73,7 @@ def export(
     atol: float = typer.Option(1e-4, help="absolute tolerance against PyTorch"),
     rtol: float = typer.Option(1e-3, help="relative tolerance against PyTorch"),
     keep_failed: bool = typer.Option(False, "--keep-failed", help="write the bundle even when verification fails"),
+    verify_timeout: float = VerifyTimeout,
     as_json: bool = typer.Option(False, "--json", help="print the result as JSON"),
 ) -> None:
     """Export MODEL to an ONNX bundle, verified against PyTorch at min/max/odd sizes of every dimension."""
@@ -88,6 +96,7 @@ def export(
             keep_failed,
             progress=lambda msg: status.update(msg),
             strict_opset=strict_opset,
+            verify_timeout=verify_timeout,
         )
     if as_json:
         emit_json(show.export_json(result))
@@ -113,6 +122,7 @@ def verify(
     backend: str = Backend,
     threads: int = Threads,
     fallback: str = Fallback,
+    verify_timeout: float = VerifyTimeout,
     as_json: bool = typer.Option(False, "--json", help="print the parity report as JSON"),
 ) -> None:
     """Re-check a bundle against PyTorch on a backend (tolerances per its precision); exit 1 on a mismatch."""
@@ -129,6 +139,7 @@ def verify(
             backend=backend,
             threads=threads,
             fallback=fallback,
+            verify_timeout=verify_timeout,
         )
     if as_json:
         emit_json(report.to_json())

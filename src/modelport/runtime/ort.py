@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -109,7 +110,7 @@ class OrtRunner(Runner):
             "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
             "disabled": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
         }[self.optimization]
-        options.log_severity_level = 3
+        options.log_severity_level = 4  # errors come back as exceptions (translated); logged too, they double
         options.intra_op_num_threads = self.intra_threads
         if self.inter_threads:  # inter-op threads only run when independent branches may run in parallel
             options.inter_op_num_threads = self.inter_threads
@@ -144,16 +145,27 @@ class OrtRunner(Runner):
     def outputs(self) -> list[TensorInfo]:
         return [_info(o) for o in self._need().get_outputs()]
 
-    def infer(self, feed: dict[str, Any]) -> dict[str, np.ndarray]:
+    def infer(self, feed: dict[str, Any], *, timeout: float | None = None) -> dict[str, np.ndarray]:
+        """Outputs by name. With ``timeout`` (seconds), a watchdog sets ``RunOptions.terminate`` once it has
+        passed: ONNX Runtime stops between nodes (Loop bodies included) and this raises ``TimeoutError``."""
         session = self._need()
         names = [o.name for o in session.get_outputs()]
+        run_options, watchdog = _watchdog(timeout)
         start = time.perf_counter()
         try:
-            values = self._run_bound(feed, names) if self._binding else session.run(names, feed)
+            if self._binding:
+                values = self._run_bound(feed, names, run_options)
+            else:
+                values = session.run(names, feed, run_options)
         except Exception as exc:
+            if run_options is not None and run_options.terminate:
+                raise TimeoutError(f"ONNX Runtime did not finish in {timeout:g} s") from exc
             from modelport.diagnose.translate import ort_run_error
 
             raise ort_run_error(exc, self.inputs(), feed, self.path) from exc
+        finally:
+            if watchdog is not None:
+                watchdog.cancel()
         self._record_run(time.perf_counter() - start)
         return dict(zip(names, values, strict=True))
 
@@ -166,7 +178,7 @@ class OrtRunner(Runner):
             for k, v in feed.items()
         }
 
-    def _run_bound(self, feed: dict[str, Any], names: list[str]) -> list[np.ndarray]:
+    def _run_bound(self, feed: dict[str, Any], names: list[str], run_options: Any = None) -> list[np.ndarray]:
         """IO binding on the GPU: inputs live on the device (given as OrtValues or copied there once per
         call) and outputs are allocated there, so ONNX Runtime adds no copies of its own inside the run."""
         import onnxruntime as ort
@@ -181,7 +193,7 @@ class OrtRunner(Runner):
         for name in names:
             binding.bind_output(name, "cuda", self.device_id)
         binding.synchronize_inputs()
-        self.session.run_with_iobinding(binding)
+        self.session.run_with_iobinding(binding, run_options)
         binding.synchronize_outputs()
         return list(binding.copy_outputs_to_cpu())
 
@@ -230,6 +242,24 @@ class OrtRunner(Runner):
         if self.session is None:
             raise RuntimeError("OrtRunner used before load(); use `with runner:` or call load() first")
         return self.session
+
+
+def _watchdog(timeout: float | None) -> tuple[Any, threading.Timer | None]:
+    """RunOptions whose ``terminate`` a timer sets after ``timeout`` seconds (none without a timeout)."""
+    if timeout is None or not 0 < timeout < float("inf"):
+        return None, None
+    import onnxruntime as ort
+
+    run_options = ort.RunOptions()
+    run_options.log_severity_level = 4  # the "terminate flag" error is reported by the caller, not logged
+    watchdog = threading.Timer(timeout, _terminate, (run_options,))
+    watchdog.daemon = True
+    watchdog.start()
+    return run_options, watchdog
+
+
+def _terminate(run_options: Any) -> None:
+    run_options.terminate = True
 
 
 def physical_cores() -> int:

@@ -15,7 +15,7 @@ from typing import Any
 from modelport.errors import SourceError
 from modelport.spec import Signature
 
-__all__ = ["LoadedModel", "load_model", "MODEL_FORMS"]
+__all__ = ["LoadedModel", "load_model", "to_eval", "MODEL_FORMS"]
 
 MODEL_FORMS = "file.py:factory, package.module:factory, model.pt, model.pt2, hf:DIR or demo:minilm"
 
@@ -54,7 +54,7 @@ def load_model(ref: str) -> LoadedModel:
         loaded = code.load(ref)
     else:
         raise SourceError(f"cannot tell what kind of model {ref!r} is", f"MODEL is one of: {MODEL_FORMS}")
-    return _to_eval(loaded)
+    return to_eval(loaded)
 
 
 def existing_file(path_text: str, what: str) -> Path:
@@ -76,7 +76,7 @@ def existing_archive(path_text: str, what: str, how_to_save: str) -> Path:
     return path
 
 
-def _to_eval(loaded: LoadedModel) -> LoadedModel:
+def to_eval(loaded: LoadedModel) -> LoadedModel:
     module = loaded.module
     if loaded.kind == "exported_program":  # its graph was captured in one mode already; eval() is refused
         return loaded

@@ -21,6 +21,9 @@ class OutputDiff:
     max_rel: float
     passed: bool
     why: str = ""
+    atol: float = 0.0  # the tolerance this output was held to (0 and 0: compared exactly)
+    rtol: float = 0.0
+    scale: float = 0.0  # PyTorch's largest finite magnitude in this output
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -37,6 +40,8 @@ def compare(name: str, expected: np.ndarray, actual: np.ndarray, atol: float, rt
         float("nan"),
         float("nan"),
         False,
+        atol=float(atol) if np.issubdtype(expected.dtype, np.floating) else 0.0,
+        rtol=float(rtol) if np.issubdtype(expected.dtype, np.floating) else 0.0,
     )
     if expected.shape != actual.shape:
         diff.why = f"shape {tuple(actual.shape)} instead of {tuple(expected.shape)}"
@@ -50,6 +55,8 @@ def compare(name: str, expected: np.ndarray, actual: np.ndarray, atol: float, rt
         return diff
     exp = expected.astype(np.float64)
     act = actual.astype(np.float64)
+    finite_exp = np.abs(exp[np.isfinite(exp)])
+    diff.scale = float(finite_exp.max()) if finite_exp.size else 0.0
     finite = np.isfinite(exp) & np.isfinite(act)
     special_match = (exp == act) | (np.isnan(exp) & np.isnan(act))  # same inf, or NaN on both sides
     gap = np.abs(np.where(finite, act, 0.0) - np.where(finite, exp, 0.0))

@@ -1,10 +1,30 @@
-"""Input sets for verification: never only the export example.
+"""Input sets for verification: never only the export example, and never outside the declared domain.
 
 Every symbol is tried at its min, its max and an odd size in between; two symbols also at opposite
 ends (min with max), which catches dimensions bound to the wrong input. Integers stay inside their
-declared range, every value of a bool input is fed, integer scalars at their min and max, and an
-integer ``*mask`` input in 0..2 gets a padding pattern (ones then zeros, at least one token) as a
-tokenizer would produce.
+declared range, every value of a bool input is fed, integer scalars at their min and max.
+
+At the middle sizes come the feeds that push values to the edges:
+
+* a float input with a declared ``LOW..HIGH`` gets its ends: one feed with every value at LOW, one at
+  HIGH (a loop or branch on a sum or a norm takes its extreme count or its other side there);
+* a float input without a range is fed negated (``stress="negated"``: a branch on a sign takes its other
+  side) and scaled by 100 (``stress="x100"``: a branch on a magnitude does). These two leave the data's
+  usual domain on purpose, so they are marked, and ``parity`` judges the x100 feed at a tolerance scaled
+  to its outputs. A declared range is a promise about the data, so a ranged input is never fed outside
+  it (the model may not even end there: ``while x.sum() < 100: x = x * 2`` on a negated feed).
+
+Masks look like a tokenizer's: a rank-2 input whose name ends with ``mask`` gets padding rows, never an
+all-padding row. An integer one in ``0..2`` is 1 = keep (``attention_mask``): ones, then zeros, at least
+one token, the first row full. A bool one has two conventions: True = attend (``attention_mask``,
+``attn_mask``, SDPA) and True = padded (``key_padding_mask``, nn.MultiheadAttention / nn.Transformer).
+Its rows follow the convention its name suggests (``pad`` in the name: True = padded; otherwise True =
+keep), valid positions first, and, whenever ``seq > 1``, every row holds both a True and a False, so
+that under either reading no row is all padding (which is NaN in PyTorch's attention). At ``seq == 1``
+the one position is kept under the name's reading.
+
+Every array is a numpy array, scalars included (0-d), in the declared dtype; float data is drawn in
+float32 or float64 directly (float16 through float32), never through float64 first.
 """
 
 from __future__ import annotations
@@ -15,7 +35,9 @@ import numpy as np
 
 from modelport.spec import InputSpec, Signature
 
-__all__ = ["Feed", "size_sets", "make_feed", "make_feeds"]
+__all__ = ["Feed", "size_sets", "make_feed", "make_feeds", "STRESS"]
+
+STRESS = ("negated", "x100")  # the values of Feed.stress: feeds outside the data's usual domain
 
 
 @dataclass
@@ -23,6 +45,11 @@ class Feed:
     label: str
     sizes: dict[str, int]
     arrays: dict[str, np.ndarray]
+    stress: str = ""  # "" inside the declared domain; "negated" or "x100" outside it, on purpose
+
+    def __post_init__(self) -> None:
+        # runtimes take arrays, not numpy scalars (onnxruntime: "Unable to handle object of type numpy.float32")
+        self.arrays = {name: np.asarray(value) for name, value in self.arrays.items()}
 
 
 def size_sets(sig: Signature) -> list[tuple[str, dict[str, int]]]:
@@ -51,50 +78,85 @@ def size_sets(sig: Signature) -> list[tuple[str, dict[str, int]]]:
 def make_feed(
     sig: Signature, sizes: dict[str, int], rng: np.random.Generator, high: bool | None = None, label: str = ""
 ) -> Feed:
-    arrays = {spec.name: np.asarray(_array(spec, sig.shape(spec, sizes), rng, high)) for spec in sig.inputs}
+    arrays = {spec.name: _array(spec, sig.shape(spec, sizes), rng, high) for spec in sig.inputs}
     return Feed(label, sizes, arrays)
 
 
 def make_feeds(sig: Signature, seed: int = 0) -> list[Feed]:
     """Per size set: random data, or, with control inputs (bools, integer scalars), one feed with all of them
-    high (True / max) and one low (False / min). At the middle sizes also the float data negated and scaled
-    up, so a branch on a tensor's sign or size takes its other side."""
+    high (True / max) and one low (False / min). At the middle sizes also the edge feeds (module docstring):
+    ranged floats at their ends, unranged floats negated and scaled up."""
     rng = np.random.default_rng(seed)
-    has_control = any(s.role == "control" for s in sig.inputs)
-    floats = [s.name for s in sig.inputs if s.dtype.startswith("float")]
+    has_control = any(s.role == "control" and not _is_mask(s) for s in sig.inputs)
+    floats = [s for s in sig.inputs if s.dtype.startswith("float")]
+    ranged = [s for s in floats if s.value_range() is not None]
+    free = [s.name for s in floats if s.value_range() is None]
     feeds = []
     for label, sizes in size_sets(sig):
         for high in (True, False) if has_control else (None,):
             suffix = "" if high is None else f" control={'high' if high else 'low'}"
             feed = make_feed(sig, sizes, rng, high, label + suffix)
             feeds.append(feed)
-            if label.startswith(("mid", "static")) and floats:
-                feeds.append(_scaled(feed, floats, -1.0, " negated"))
-                feeds.append(_scaled(feed, floats, 100.0, " x100"))
+            if not label.startswith(("mid", "static")):
+                continue
+            if ranged:
+                feeds.append(_at_ends(feed, ranged, low=True))
+                feeds.append(_at_ends(feed, ranged, low=False))
+            if free:
+                feeds.append(_scaled(feed, free, -1.0, "negated"))
+                feeds.append(_scaled(feed, free, 100.0, "x100"))
     return feeds
 
 
-def _scaled(feed: Feed, names: list[str], factor: float, suffix: str) -> Feed:
+def _scaled(feed: Feed, names: list[str], factor: float, stress: str) -> Feed:
     arrays = {k: (v * np.asarray(factor, v.dtype) if k in names else v) for k, v in feed.arrays.items()}
-    return Feed(feed.label + suffix, feed.sizes, arrays)
+    return Feed(f"{feed.label} {stress}", feed.sizes, arrays, stress)
+
+
+def _at_ends(feed: Feed, specs: list[InputSpec], low: bool) -> Feed:
+    arrays = dict(feed.arrays)
+    for spec in specs:
+        value = spec.value_range()[0 if low else 1]  # type: ignore[index]
+        arrays[spec.name] = np.full(arrays[spec.name].shape, value, dtype=spec.dtype)
+    return Feed(f"{feed.label} at {'low' if low else 'high'}", feed.sizes, arrays)
 
 
 def _array(spec: InputSpec, shape: tuple[int, ...], rng: np.random.Generator, high: bool | None) -> np.ndarray:
     if spec.dtype == "bool":
+        if _is_mask(spec):
+            return _bool_mask(shape, rng, spec.name)
         if high is None or spec.role != "control":
-            return rng.random(shape) < 0.5
+            return np.asarray(rng.random(shape) < 0.5)
         return np.full(shape, high, dtype=bool)
     low_high = spec.value_range()
     if spec.is_integer:
         low, top = int(low_high[0]), int(low_high[1])  # type: ignore[index]
         if spec.role == "control" and high is not None:
             return np.full(shape, top - 1 if high else low, dtype=spec.dtype)
-        if spec.name.endswith("mask") and (low, top) == (0, 2) and len(shape) == 2:
+        if _is_mask(spec) and (low, top) == (0, 2):
             return _padding_mask(shape, rng).astype(spec.dtype)
-        return rng.integers(low, top, size=shape).astype(spec.dtype)
-    if low_high is None:
-        return rng.standard_normal(shape).astype(spec.dtype)
-    return rng.uniform(low_high[0], low_high[1], size=shape).astype(spec.dtype)
+        return np.asarray(rng.integers(low, top, size=shape), dtype=spec.dtype)
+    return _floats(spec.dtype, shape, rng, low_high)
+
+
+def _floats(
+    dtype: str, shape: tuple[int, ...], rng: np.random.Generator, value_range: tuple[float, float] | None
+) -> np.ndarray:
+    """Normal data, or uniform in the declared range, drawn in the dtype (numpy draws float32 and float64
+    only: float16 comes through float32)."""
+    work = np.float64 if dtype == "float64" else np.float32
+    data: np.ndarray
+    if value_range is None:
+        data = rng.standard_normal(shape, dtype=work)
+    else:
+        low, high = value_range
+        data = rng.random(shape, dtype=work) * work(high - low) + work(low)
+        data = np.clip(data, work(low), work(high))  # rounding may not step past an end
+    return np.asarray(data, dtype=dtype)
+
+
+def _is_mask(spec: InputSpec) -> bool:
+    return spec.name.lower().endswith("mask") and len(spec.dims) == 2
 
 
 def _padding_mask(shape: tuple[int, ...], rng: np.random.Generator) -> np.ndarray:
@@ -105,6 +167,19 @@ def _padding_mask(shape: tuple[int, ...], rng: np.random.Generator) -> np.ndarra
     for row, length in enumerate(lengths):
         mask[row, :length] = 1
     return mask
+
+
+def _bool_mask(shape: tuple[int, ...], rng: np.random.Generator, name: str) -> np.ndarray:
+    """Valid positions first, then padding; with seq > 1 every row has 1..seq-1 valid positions, so it holds
+    a True and a False and keeps a position under either convention (module docstring)."""
+    batch, seq = shape
+    keep = np.ones(shape, dtype=bool)
+    if seq > 1:
+        lengths = rng.integers(1, seq, size=batch)
+        lengths[0] = seq - 1  # the longest row: one padded position, no more can be left out
+        for row, length in enumerate(lengths):
+            keep[row, length:] = False
+    return ~keep if "pad" in name.lower() else keep
 
 
 def _odd_between(low: int, high: int) -> int:

@@ -4,10 +4,34 @@ At export the runtime is ONNX Runtime on the CPU with graph optimizations ALL an
 matters, since ALL can fold a live Dropout or a training-mode BatchNorm into something that looks
 right. ``verify --backend`` checks any registered runner the same way. The report is data;
 ``ParityReport.raise_if_failed`` is the caller's choice.
+
+Every call, PyTorch's and the runtime's, runs under ``--verify-timeout`` (``verify.deadline``). Before
+anything else PyTorch answers the first feed twice: a model that answers differently to itself is
+random in eval mode and is refused as such (``NondeterministicModelError``), rather than blamed on the
+runtime.
+
+Stress feeds (``Feed.stress``, see ``verify.feeds``) are judged fairly:
+
+* On the x100 feed each output's atol is multiplied by its largest magnitude on that feed (at least 1):
+  fp32 kernels that sum in another order or fuse differently differ by a few ulps of the *terms* they
+  add, and with inputs 100x larger those terms, and every output computed from them, are about 100x
+  larger; an element near zero in an output that reaches 1e5 carries the rounding of the 1e5-sized
+  terms it came from, which neither the plain atol nor rtol x its own small value covers. This is the
+  rule ``registry.tolerance_for`` applies below fp32, at the user's atol per unit of output scale.
+* A disagreement only on x100 feeds, while every in-domain feed and every negated feed agrees and the
+  difference stays within 1% of the output's scale, is a kernel difference at values real data does not
+  reach: the export is kept and the report says so (``ParityReport.warnings``, the attempt's notes). The
+  negated feed is never excused: it keeps the data's magnitude, so kernels have no excuse there, and it is
+  the feed on which a branch on a sign frozen by tracing shows (``if x.sum() > 0``). Nor is a gross x100
+  difference (more than 1% of the output's scale, NaN/inf, shape, dtype, integers): that is what a branch
+  on a magnitude frozen at capture looks like, not rounding.
+
+Each feed's result records the tolerance it was held to (``FeedResult.to_json``).
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,21 +45,127 @@ from modelport.runtime.ort import OPT_LEVELS, OPTIMIZATIONS, OrtRunner
 from modelport.runtime.registry import TOLERANCES, tolerance_for
 from modelport.spec import Signature
 from modelport.verify.compare import OutputDiff, compare
+from modelport.verify.deadline import DEFAULT_VERIFY_TIMEOUT, VerifyTimeoutError, within
 from modelport.verify.feeds import Feed, make_feeds
 
-__all__ = ["Reference", "FeedResult", "ParityReport", "check_parity", "check_runners", "DEFAULT_ATOL", "DEFAULT_RTOL"]
+__all__ = [
+    "Reference",
+    "FeedResult",
+    "ParityReport",
+    "check_parity",
+    "check_runners",
+    "NondeterministicModelError",
+    "DEFAULT_ATOL",
+    "DEFAULT_RTOL",
+    "DEFAULT_VERIFY_TIMEOUT",
+]
 
 DEFAULT_ATOL = 1e-4
 DEFAULT_RTOL = 1e-3
+EXCUSABLE_FRACTION = 0.01  # an x100-only difference up to this fraction of the output's scale is kept
+_RANDOM_OPS = re.compile(r"dropout|bernoulli|rand|normal|uniform|multinomial|poisson|exponential|geometric|cauchy")
+_RANDOM_MODULES = ("Dropout", "Dropout1d", "Dropout2d", "Dropout3d", "AlphaDropout", "FeatureAlphaDropout")
+
+Answer = list[tuple[str, np.ndarray]]
+
+
+class NondeterministicModelError(ParityError):
+    """PyTorch answered the same feed twice, differently: no export can match that."""
 
 
 class Reference:
     """The feeds and PyTorch's answers to them, computed once, before any exporter touches the model
-    (exporters can leave it changed), and shared by every attempt."""
+    (exporters can leave it changed), and shared by every attempt. The first feed is answered twice
+    first: a model that disagrees with itself is refused here. Every call runs under ``timeout``
+    seconds, which the runtime calls of ``check_runners`` inherit."""
 
-    def __init__(self, module: Any, plan: CallPlan, sig: Signature, seed: int = 0) -> None:
+    def __init__(
+        self,
+        module: Any,
+        plan: CallPlan,
+        sig: Signature,
+        seed: int = 0,
+        *,
+        timeout: float | None = DEFAULT_VERIFY_TIMEOUT,
+        atol: float = DEFAULT_ATOL,
+        rtol: float = DEFAULT_RTOL,
+    ) -> None:
         self.feeds: list[Feed] = make_feeds(sig, seed)
-        self.answers = [run_eager(module, plan, f.arrays, sig) for f in self.feeds]
+        self.timeout = timeout
+        self.answers: list[Answer] = []
+        for index, feed in enumerate(self.feeds):
+            answer = run_eager(module, plan, feed.arrays, sig, timeout=timeout, label=feed.label)
+            if index == 0:
+                again = run_eager(module, plan, feed.arrays, sig, timeout=timeout, label=feed.label)
+                _check_deterministic(module, plan, sig, feed, answer, again, atol, rtol, timeout)
+            self.answers.append(answer)
+
+
+def _check_deterministic(
+    module: Any,
+    plan: CallPlan,
+    sig: Signature,
+    feed: Feed,
+    first: Answer,
+    second: Answer,
+    atol: float,
+    rtol: float,
+    timeout: float | None,
+) -> None:
+    if len(first) == len(second):
+        diffs = [compare(name, a, b, atol, rtol) for (name, a), (_, b) in zip(first, second, strict=True)]
+        bad = next((d for d in diffs if not d.passed), None)
+        if bad is None:
+            return
+        what = f"output '{bad.name}': " + (f"max diff {bad.max_abs:.3g}" if np.isfinite(bad.max_abs) else bad.why)
+    else:
+        what = f"{len(first)} outputs, then {len(second)}"
+    sources = _random_sources(module, plan, sig, feed, timeout)
+    raise NondeterministicModelError(
+        f"the model answers differently to the same input (PyTorch vs PyTorch on feed '{feed.label}', {what}); "
+        f"it is random in eval mode — {sources}",
+        "make forward deterministic in eval mode: F.dropout(x, p, training=self.training) rather than "
+        "training=True, no torch.rand*/bernoulli/normal_ outside training, or a seeded torch.Generator in forward",
+    )
+
+
+def _random_sources(module: Any, plan: CallPlan, sig: Signature, feed: Feed, timeout: float | None) -> str:
+    """What makes the model random: dropout modules left in training mode, and the random aten ops one
+    more call on the feed dispatches."""
+    found: list[str] = []
+    modules = [
+        f"{name or 'the model'} ({type(sub).__name__})"
+        for name, sub in getattr(module, "named_modules", lambda: [])()
+        if getattr(sub, "training", False) and type(sub).__name__ in _RANDOM_MODULES
+    ]
+    if modules:
+        found.append("dropout left in training mode: " + ", ".join(modules[:5]))
+    try:
+        from torch.utils._python_dispatch import TorchDispatchMode
+
+        ops: list[str] = []
+
+        class _Record(TorchDispatchMode):
+            supports_higher_order_operators = True
+
+            def __torch_dispatch__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
+                name = str(getattr(func, "__name__", func))
+                if _RANDOM_OPS.search(name) and f"aten.{name}" not in ops:
+                    ops.append(f"aten.{name}")
+                return func(*args, **(kwargs or {}))
+
+        def run() -> None:
+            with _Record():
+                run_eager(module, plan, feed.arrays, sig)
+
+        within(run, timeout, "PyTorch", feed.label)
+        if ops:
+            found.append("random ops in forward: " + ", ".join(ops[:5]))
+    except Exception:  # naming the op is a courtesy: the refusal stands without it
+        pass
+    if not found:
+        return "no random op was seen; look for state that changes from call to call (counters, caches, time)"
+    return "; ".join(found)
 
 
 @dataclass
@@ -46,13 +176,32 @@ class FeedResult:
     outputs: list[OutputDiff]
     passed: bool
     why: str = ""
+    stress: str = ""  # the feed's Feed.stress: "", "negated" or "x100"
+    excused: bool = False  # failed, but only as an x100 stress feed may (module docstring): the export stands
+
+    @property
+    def atol(self) -> float:
+        """The loosest atol any output was held to on this feed (each output's own is in its entry)."""
+        return max((o.atol for o in self.outputs), default=0.0)
+
+    @property
+    def rtol(self) -> float:
+        return max((o.rtol for o in self.outputs), default=0.0)
+
+    @property
+    def ok(self) -> bool:
+        return self.passed or self.excused
 
     def to_json(self) -> dict[str, Any]:
         return {
             "feed": self.feed,
             "sizes": self.sizes,
             "optimization": self.optimization,
+            "stress": self.stress or None,
+            "atol": self.atol,
+            "rtol": self.rtol,
             "passed": self.passed,
+            "excused": self.excused,
             "why": self.why,
             "outputs": [o.to_json() for o in self.outputs],
         }
@@ -68,18 +217,44 @@ class ParityReport:
 
     @property
     def passed(self) -> bool:
-        return bool(self.results) and all(r.passed for r in self.results)
+        return bool(self.results) and all(r.ok for r in self.results)
 
     @property
     def first_failure(self) -> FeedResult | None:
-        return next((r for r in self.results if not r.passed), None)
+        return next((r for r in self.results if not r.ok), None)
+
+    @property
+    def warnings(self) -> list[str]:
+        """One line per x100 feed that differed and was kept."""
+        by_feed: dict[str, list[FeedResult]] = {}
+        for r in self.results:
+            if r.excused:
+                by_feed.setdefault(r.feed, []).append(r)
+        lines = []
+        for feed, results in by_feed.items():
+            worst = max(
+                (o for r in results for o in r.outputs if not o.passed), key=lambda o: o.max_abs / max(1, o.scale)
+            )
+            settings = ", ".join(_where(r.optimization) for r in results)
+            lines.append(
+                f"stress feed '{feed}' ({settings}) differs: output '{worst.name}' by {worst.max_abs:.3g} "
+                f"(held to atol {worst.atol:.3g} + rtol {worst.rtol:g}; {worst.max_abs / max(1, worst.scale):.2g} of "
+                f"its scale {worst.scale:.3g}); kept, since every in-domain and negated feed agrees: a kernel "
+                "difference at values 100x beyond the data, not a wrong graph"
+            )
+        return lines
 
     def summary(self) -> str:
         bad = self.first_failure
         if bad is None:
-            return f"{len(self.results)} checks passed ({self.tolerance_text()})"
-        where = f"optimizations {bad.optimization}" if bad.optimization in OPTIMIZATIONS else bad.optimization
-        return f"feed '{bad.feed}' ({where}): {bad.why}"
+            kept = sum(1 for r in self.results if r.excused)
+            text = f"{len(self.results) - kept} checks passed ({self.tolerance_text()})"
+            return text + (
+                f"; {kept} x100 stress checks differ slightly, kept as kernel differences at extreme values"
+                if kept
+                else ""
+            )
+        return f"feed '{bad.feed}' ({_where(bad.optimization)}): {bad.why}"
 
     def tolerance_text(self) -> str:
         if self.precision == "fp32":
@@ -107,33 +282,52 @@ class ParityReport:
             "precision": self.precision,
             "passed": self.passed,
             "summary": self.summary(),
+            "warnings": self.warnings,
             "results": [r.to_json() for r in self.results],
         }
 
 
-def check_parity(path: Path, ref: Reference, atol: float = DEFAULT_ATOL, rtol: float = DEFAULT_RTOL) -> ParityReport:
+def check_parity(
+    path: Path, ref: Reference, atol: float = DEFAULT_ATOL, rtol: float = DEFAULT_RTOL, timeout: float | None = None
+) -> ParityReport:
     """The export-time check: ONNX Runtime on the CPU at both optimization levels."""
-    return check_runners([OrtRunner(path, optimization=level) for level in OPT_LEVELS], ref, atol, rtol)
+    return check_runners(
+        [OrtRunner(path, optimization=level) for level in OPT_LEVELS], ref, atol, rtol, timeout=timeout
+    )
 
 
 def check_runners(
-    runners: list[Runner], ref: Reference, atol: float, rtol: float, backend: str = "ort:cpu"
+    runners: list[Runner],
+    ref: Reference,
+    atol: float,
+    rtol: float,
+    backend: str = "ort:cpu",
+    timeout: float | None = None,
 ) -> ParityReport:
-    """Each runner (loaded here, closed after) against PyTorch's answers. A runner below fp32 is held
-    to its precision's tolerance (``registry.tolerance_for``), scaled by each reference output."""
+    """Each runner (loaded here, closed after) against PyTorch's answers, each call under ``timeout``
+    seconds (default: the reference's). A runner below fp32 is held to its precision's tolerance
+    (``registry.tolerance_for``), scaled by each reference output."""
+    timeout = ref.timeout if timeout is None else timeout
     report = ParityReport(atol, rtol, backend, precision=runners[0].precision)
     for runner in runners:
         with runner:
             setting = getattr(runner, "optimization", None) or runner.name
             for feed, answer in zip(ref.feeds, ref.answers, strict=True):
-                report.results.append(_check_feed(runner, feed, answer, setting, atol, rtol))
+                report.results.append(_check_feed(runner, feed, answer, setting, atol, rtol, timeout))
+    _excuse_stress_only(report.results)
     return report
 
 
 def _check_feed(
-    runner: Runner, feed: Feed, answer: list[tuple[str, np.ndarray]], setting: str, atol: float, rtol: float
+    runner: Runner,
+    feed: Feed,
+    answer: Answer,
+    setting: str,
+    atol: float,
+    rtol: float,
+    timeout: float | None,
 ) -> FeedResult:
-    got = list(runner.infer(feed.arrays).items())
+    got = list(_infer(runner, feed, setting, timeout).items())
     if len(got) != len(answer):
         return FeedResult(
             feed.label,
@@ -142,12 +336,55 @@ def _check_feed(
             [],
             False,
             f"{len(got)} outputs from {runner.name}, {len(answer)} from PyTorch",
+            feed.stress,
         )
     diffs = [
-        compare(name, expected, actual, *tolerance_for(runner, atol, rtol, expected))
+        compare(name, expected, actual, *tolerance_for(runner, _feed_atol(feed, atol, expected), rtol, expected))
         for (name, expected), (_, actual) in zip(answer, got, strict=True)
     ]
     bad = next((d for d in diffs if not d.passed), None)
-    return FeedResult(
-        feed.label, feed.sizes, setting, diffs, bad is None, f"output '{bad.name}': {bad.why}" if bad else ""
+    why = f"output '{bad.name}': {bad.why}" if bad else ""
+    return FeedResult(feed.label, feed.sizes, setting, diffs, bad is None, why, feed.stress)
+
+
+def _infer(runner: Runner, feed: Feed, setting: str, timeout: float | None) -> dict[str, np.ndarray]:
+    what = f"{runner.name} ({_where(setting)})" if setting != runner.name else runner.name
+    if isinstance(runner, OrtRunner):  # stopped by ONNX Runtime itself (RunOptions.terminate)
+        try:
+            return runner.infer(feed.arrays, timeout=timeout)
+        except TimeoutError:
+            raise VerifyTimeoutError(what, timeout or 0.0, feed.label) from None
+    return within(lambda: runner.infer(feed.arrays), timeout, what, feed.label)
+
+
+def _feed_atol(feed: Feed, atol: float, expected: np.ndarray) -> float:
+    """atol, times the output's largest finite magnitude (at least 1) on the x100 feed (module docstring)."""
+    if feed.stress != "x100" or not np.issubdtype(np.asarray(expected).dtype, np.floating):
+        return atol
+    finite = np.abs(np.asarray(expected, np.float64))
+    finite = finite[np.isfinite(finite)]
+    return atol * max(1.0, float(finite.max()) if finite.size else 1.0)
+
+
+def _excuse_stress_only(results: list[FeedResult]) -> None:
+    """Keep x100-only differences that look like rounding (module docstring); everything else stands."""
+    if any(not r.passed for r in results if r.stress != "x100"):
+        return
+    for r in results:
+        if not r.passed and r.stress == "x100" and r.outputs and all(_slight(d) for d in r.outputs if not d.passed):
+            r.excused = True
+            r.why += " (x100 stress feed only: kept)"
+
+
+def _slight(diff: OutputDiff) -> bool:
+    return (
+        diff.expected_shape == diff.actual_shape
+        and diff.expected_dtype == diff.actual_dtype
+        and np.issubdtype(np.dtype(diff.expected_dtype), np.floating)
+        and np.isfinite(diff.max_abs)
+        and diff.max_abs <= EXCUSABLE_FRACTION * max(1.0, diff.scale)
     )
+
+
+def _where(setting: str) -> str:
+    return f"optimizations {setting}" if setting in OPTIMIZATIONS else setting

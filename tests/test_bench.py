@@ -9,12 +9,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from modelport.bench import BenchConfig, bench, shape_grid
-from modelport.bench import method as bench_method
-from modelport.bench.report import write_json, write_report
+from modelport.benchmark import BenchConfig, bench, shape_grid
+from modelport.benchmark import method as bench_method
+from modelport.benchmark.report import write_json, write_report
 from modelport.bundle import Bundle
 from modelport.errors import UsageError
-from modelport.export import export
+from modelport.exporting import export
 from modelport.spec import Signature, parse_dim, parse_input
 from tests.conftest import ZOO, error_lines, run_cli, zoo_specs
 

@@ -1,6 +1,6 @@
 import numpy as np
 
-from modelport.verify.compare import compare, cosine
+from modelport.verification.compare import compare, cosine
 
 
 def test_within_tolerance_passes_and_reports_diffs():

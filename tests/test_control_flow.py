@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from modelport.errors import CaptureError
-from modelport.export import export
+from modelport.exporting import export
 from modelport.spec import parse_dim, parse_input
 from tests.conftest import error_lines, run_cli
 from tests.models.control_flow import SCENARIOS, build

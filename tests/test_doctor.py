@@ -82,7 +82,7 @@ def test_doctor_exit_codes_and_json(corpus: dict[str, Path], capsys: pytest.Capt
 
 
 def test_clean_export_has_no_errors_and_shows_its_loop(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    from modelport.export import export
+    from modelport.exporting import export
     from modelport.spec import parse_input
 
     result = export(
@@ -106,7 +106,7 @@ def test_graph_summary(corpus: dict[str, Path], capsys: pytest.CaptureFixture[st
 
 
 def test_bundle_with_altered_weights_is_an_error(tmp_path: Path) -> None:
-    from modelport.export import export
+    from modelport.exporting import export
     from tests.conftest import zoo_specs
 
     result = export("tests.models.zoo:dynamic_cnn", tmp_path / "b", *zoo_specs("dynamic_cnn"))

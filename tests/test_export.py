@@ -10,7 +10,8 @@ import torch
 
 from modelport.bundle import MANIFEST, Bundle
 from modelport.errors import CaptureError, GraphCheckError, ParityError, UsageError
-from modelport.export import export, verify
+from modelport.exporting import export
+from modelport.verification.bundle import verify
 from tests.conftest import ZOO, zoo_specs
 from tests.models import zoo
 

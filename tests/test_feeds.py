@@ -1,8 +1,8 @@
 import numpy as np
 import pytest
 
+from modelport.feeds import make_feeds, size_sets
 from modelport.spec import DTYPES, Signature, parse_dim, parse_input
-from modelport.verify.feeds import make_feeds, size_sets
 
 
 def sig(*inputs, dims=()):

@@ -8,9 +8,9 @@ import onnxruntime as ort
 import pytest
 
 from modelport.bundle import Bundle
-from modelport.export import export
+from modelport.exporting import export
+from modelport.feeds import make_feeds
 from modelport.runtime.registry import create, tolerance_for
-from modelport.verify.feeds import make_feeds
 from tests.conftest import ZOO, zoo_specs
 
 pytestmark = pytest.mark.gpu

@@ -5,7 +5,7 @@ import onnxruntime as ort
 import pytest
 import torch
 
-from modelport.export import export
+from modelport.exporting import export
 from modelport.sources import load_model
 from modelport.spec import parse_dim
 

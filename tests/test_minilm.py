@@ -7,9 +7,9 @@ import torch
 
 from modelport.bundle import Bundle
 from modelport.demo import SENTENCES, embed, reference_embeddings
-from modelport.export import verify
 from modelport.sources import load_model
-from modelport.verify.compare import cosine
+from modelport.verification.bundle import verify
+from modelport.verification.compare import cosine
 
 pytestmark = [pytest.mark.slow, pytest.mark.hf]
 

@@ -62,7 +62,7 @@ JSON = st.recursive(
 
 @pytest.fixture(scope="module")
 def good_bundle(tmp_path_factory) -> Path:
-    from modelport.export import export
+    from modelport.exporting import export
     from tests.conftest import zoo_specs
 
     out = tmp_path_factory.mktemp("prop") / "b"

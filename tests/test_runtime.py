@@ -13,12 +13,12 @@ import pytest
 
 from modelport.bundle import Bundle
 from modelport.errors import FeedError, UsageError
-from modelport.export import export
+from modelport.exporting import export
+from modelport.feeds import make_feeds
 from modelport.runtime.base import Runner, TensorInfo, cache_folder
 from modelport.runtime.ort import OrtRunner, physical_cores
 from modelport.runtime.providers import ProviderError, tensorrt_options
 from modelport.runtime.registry import backend_help, backend_names, create, parse_backend, tolerance_for
-from modelport.verify.feeds import make_feeds
 from tests.conftest import ZOO, zoo_specs
 
 HAS_CUDA = "CUDAExecutionProvider" in ort.get_available_providers()

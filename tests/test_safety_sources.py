@@ -463,7 +463,7 @@ def test_a_torch_save_checkpoint_with_a_payload_is_refused_unread(tmp_path):
 
 @pytest.fixture(scope="module")
 def bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from modelport.export import export
+    from modelport.exporting import export
 
     out = tmp_path_factory.mktemp("bundle") / "multi"
     export(f"{ZOO}:multi_output", out, *zoo_specs("multi_output"))
@@ -478,7 +478,7 @@ def test_an_npy_feed_of_objects_runs_nothing(bundle, tmp_path):
     assert marker.exists()
     marker.unlink()
 
-    from modelport.run import load_feeds
+    from modelport.runtime.run import load_feeds
 
     with pytest.raises(UsageError, match="evil.npy holds Python objects"):
         load_feeds([f"x={feed}"])

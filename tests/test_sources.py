@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from modelport.errors import SourceError, UsageError
-from modelport.export import export
+from modelport.exporting import export
 from modelport.sources import load_model
 from modelport.spec import parse_dim, parse_input
 from tests.conftest import ZOO

@@ -15,12 +15,13 @@ from torch import nn
 
 from modelport.bundle import MANIFEST
 from modelport.calling import plan_call
+from modelport.deadline import DEFAULT_VERIFY_TIMEOUT, VerifyTimeoutError, within
 from modelport.errors import ParityError, UnsafeModelError
-from modelport.export import export, verify
+from modelport.exporting import export
 from modelport.runtime.base import Runner, TensorInfo
 from modelport.spec import Signature, parse_dim, parse_input
-from modelport.verify.deadline import DEFAULT_VERIFY_TIMEOUT, VerifyTimeoutError, within
-from modelport.verify.parity import NondeterministicModelError, Reference, check_runners
+from modelport.verification.bundle import verify
+from modelport.verification.parity import NondeterministicModelError, Reference, check_runners
 from tests.conftest import error_lines, run_cli
 from tests.models import hostile
 from tests.models.hostile import SPECS
@@ -112,19 +113,22 @@ class _Runner(Runner):
         super().__init__()
         self.ref, self.delta, self.hang = ref, delta or {}, hang
 
-    def load(self) -> _Runner:
-        return self
+    def _load(self) -> None:
+        pass
+
+    def _close(self) -> None:
+        pass
 
     def inputs(self) -> list[TensorInfo]:
-        return []
+        return [TensorInfo(name, (), "float32") for name in self.ref.feeds[0].arrays]
 
     def outputs(self) -> list[TensorInfo]:
         return []
 
-    def infer(self, feed):
+    def _infer(self, feed, timeout):
         while self.hang:
             time.sleep(0.01)
-        index = next(i for i, f in enumerate(self.ref.feeds) if f.arrays is feed)
+        index = next(i for i, f in enumerate(self.ref.feeds) if all(f.arrays[k] is v for k, v in feed.items()))
         kind = self.ref.feeds[index].stress or "in-domain"
         off = self.delta.get(kind, 0.0)
         return {name: value + np.float32(off * max(1, np.abs(value).max())) for name, value in self.ref.answers[index]}

@@ -43,18 +43,18 @@ __all__ = [
 ]
 
 _WHERE = {
-    "export": "modelport.export",
-    "ExportResult": "modelport.export",
-    "verify": "modelport.export",
+    "export": "modelport.exporting",
+    "ExportResult": "modelport.exporting",
+    "verify": "modelport.verification.bundle",
     "load": "modelport.runtime.registry",
-    "run": "modelport.run",
+    "run": "modelport.runtime.run",
     "doctor": "modelport.diagnose.doctor",
-    "bench": "modelport.bench.api",
+    "bench": "modelport.benchmark.api",
     "Bundle": "modelport.bundle",
     "InputSpec": "modelport.spec",
     "Dim": "modelport.spec",
     "Signature": "modelport.spec",
-    "ParityReport": "modelport.verify.parity",
+    "ParityReport": "modelport.verification.parity",
     "Runner": "modelport.runtime.base",
     **{
         name: "modelport.errors"

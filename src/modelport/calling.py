@@ -102,7 +102,7 @@ def run_eager(
     """Run PyTorch on one feed; returns named numpy outputs. With ``timeout`` (seconds), a call that has not
     finished by then is stopped and refused (``verify.deadline.VerifyTimeoutError``, naming feed ``label``)."""
     if timeout is not None:
-        from modelport.verify.deadline import within
+        from modelport.deadline import within
 
         return within(lambda: run_eager(module, plan, arrays, sig), timeout, "PyTorch", label or "example")
     values = [torch.from_numpy(np.ascontiguousarray(arrays[s.name])) for s in sig.inputs]

@@ -14,7 +14,7 @@ from modelport.capture.check import check_graph
 from modelport.capture.opset import export_at_opset
 from modelport.capture.record import recording
 from modelport.errors import CaptureError, GraphCheckError, ModelportError, ParityError
-from modelport.verify.parity import ParityReport, Reference, check_parity
+from modelport.verification.parity import ParityReport, Reference, check_parity
 
 __all__ = ["STRATEGIES", "EXPORTERS", "CaptureOutcome", "capture"]
 

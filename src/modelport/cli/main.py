@@ -12,10 +12,10 @@ from typing import Any, NoReturn
 import typer
 from rich.console import Console
 
-from modelport.bench.method import DEFAULT_BACKENDS
+from modelport.benchmark.method import DEFAULT_BACKENDS
+from modelport.deadline import DEFAULT_VERIFY_TIMEOUT
 from modelport.errors import EXIT_BUG, EXIT_INTERRUPTED, EXIT_OK, ModelportError, environment_error, first_line
 from modelport.runtime.registry import backend_help, backend_names
-from modelport.verify.deadline import DEFAULT_VERIFY_TIMEOUT
 
 app = typer.Typer(
     name="modelport",
@@ -78,7 +78,7 @@ def export(
 ) -> None:
     """Export MODEL to an ONNX bundle, verified against PyTorch at min/max/odd sizes of every dimension."""
     from modelport.cli import show
-    from modelport.export import export as do_export
+    from modelport.exporting import export as do_export
     from modelport.spec import parse_dim, parse_input
 
     specs = [parse_input(text) for text in input or []]
@@ -127,7 +127,7 @@ def verify(
 ) -> None:
     """Re-check a bundle against PyTorch on a backend (tolerances per its precision); exit 1 on a mismatch."""
     from modelport.cli import show
-    from modelport.export import verify as do_verify
+    from modelport.verification.bundle import verify as do_verify
 
     with err.status("verifying") as status:
         report = do_verify(
@@ -164,8 +164,8 @@ def run(
     """Run a bundle (or an .onnx file) on a backend with inputs from .npy files."""
     from modelport.bundle import Bundle
     from modelport.cli import show
-    from modelport.run import load_feeds
-    from modelport.run import run as do_run
+    from modelport.runtime.run import load_feeds
+    from modelport.runtime.run import run as do_run
 
     target = bundle if bundle.is_file() else Bundle.open(bundle)  # a bad bundle is reported before the feeds
     result = do_run(

@@ -10,7 +10,7 @@ from rich.console import Console
 from rich.table import Table
 
 from modelport.bundle import atomic_write
-from modelport.verify.parity import ParityReport
+from modelport.verification.parity import ParityReport
 
 
 def dims_text(dims: list[Any]) -> str:

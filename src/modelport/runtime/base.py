@@ -1,27 +1,46 @@
-"""The Runner contract every runtime implements (after Polygraphy's runners).
+"""The Runner every runtime implements (after Polygraphy's runners): the base class owns the shared work.
 
-Nothing heavy happens in ``__init__``: libraries are imported and sessions, engines or models are
-built in ``load()``. ``infer(feed)`` takes numpy arrays by input name and returns numpy arrays by
-output name, in the model's output order. ``close()`` releases what ``load()`` built.
+``load()`` times the subclass's ``_load()``, marks the runner loaded and warms it up; ``infer(feed)``
+refuses a runner used before ``load()``, turns tensors and scalars into arrays, checks the feed once
+(names with the closest match; with a signature also dtype, rank, fixed sizes and shared symbols),
+runs ``_infer`` under an optional deadline and records the first run (cold start = load + first run);
+``close()`` calls ``_close()`` once. Subclasses implement ``_load``, ``_infer``, ``_close``, ``inputs``
+and ``outputs``; nothing heavy happens in ``__init__``.
 
-Every runner also keeps ``warnings`` (what it had to accept, e.g. a dropped provider) and
-``timings`` (``load_s``, ``first_run_s``, ``cold_start_s``), both shown by ``describe()``, because a
-benchmark that hides a fallback or a slow first run reports a runtime the user will not get.
+Optional capabilities are protocols a caller tests for: ``Placement`` (where each node ran: ONNX
+Runtime) and ``DeviceFeed`` (a feed moved to the device once, for timing without copies).
+
+Every runner keeps ``warnings`` (what it had to accept, e.g. a dropped provider) and ``timings``
+(``load_s``, ``first_run_s``, ``cold_start_s``), both shown by ``describe()``, because a benchmark that
+hides a fallback or a slow first run reports a runtime the user will not get.
 """
 
 from __future__ import annotations
 
+import time
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 import numpy as np
+
+from modelport.deadline import VerifyTimeoutError, active, within
+from modelport.feeds import as_arrays, check_feed, check_names, make_feed
 
 if TYPE_CHECKING:
     from modelport.spec import Signature
 
-__all__ = ["Runner", "TensorInfo", "cache_folder", "infos_from_signature", "infos_from_manifest", "profile_shapes"]
+__all__ = [
+    "Runner",
+    "TensorInfo",
+    "Placement",
+    "DeviceFeed",
+    "cache_folder",
+    "infos_from_signature",
+    "infos_from_manifest",
+    "profile_shapes",
+]
 
 
 @dataclass(frozen=True)
@@ -32,21 +51,34 @@ class TensorInfo:
 
 
 class Runner(ABC):
-    """One model on one runtime. Use as ``with runner: runner.infer(feed)``."""
+    """One model on one runtime. ``with runner: runner.infer(feed)``, or ``runner(x=array)``."""
 
     #: registry name this runner was created under, e.g. "ort:cpu", "openvino:f32", "torch"
     name: str = ""
     #: the arithmetic it runs in: "fp32" compares at the bundle's tolerance, others looser
     precision: str = "fp32"
-    #: the bundle's signature, when known: warm-up feeds and symbolic dims come from it
+    #: the bundle's signature, when known: feed checks, warm-up feeds and symbolic dims come from it
     signature: Signature | None = None
+    #: untimed runs at the end of load()
+    warmup: int = 0
+    #: whether ``_infer`` honours a deadline itself (ONNX Runtime's RunOptions.terminate); otherwise the
+    #: base class runs it in a worker thread it can stop (``deadline.within``)
+    stops_itself: bool = False
 
     def __init__(self) -> None:
         self.warnings: list[str] = []
         self.timings: dict[str, float] = {}
+        self._loaded = False
+
+    # -- what a runtime implements ---------------------------------------------------------------
+    @abstractmethod
+    def _load(self) -> None: ...
 
     @abstractmethod
-    def load(self) -> Runner: ...
+    def _infer(self, feed: dict[str, Any], timeout: float | None) -> dict[str, np.ndarray]: ...
+
+    @abstractmethod
+    def _close(self) -> None: ...
 
     @abstractmethod
     def inputs(self) -> list[TensorInfo]: ...
@@ -54,33 +86,78 @@ class Runner(ABC):
     @abstractmethod
     def outputs(self) -> list[TensorInfo]: ...
 
-    @abstractmethod
-    def infer(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]: ...
+    # -- the shared work -------------------------------------------------------------------------
+    @property
+    def loaded(self) -> bool:
+        return self._loaded
 
-    @abstractmethod
-    def close(self) -> None: ...
+    def load(self) -> Runner:
+        if self._loaded:
+            return self
+        start = time.perf_counter()
+        self._load()
+        self._loaded = True
+        self.timings["load_s"] = time.perf_counter() - start
+        if self.warmup:
+            self.warm_up(self.warmup)
+        return self
+
+    def infer(
+        self, feed: dict[str, Any], *, timeout: float | None = None, label: str = "feed"
+    ) -> dict[str, np.ndarray]:
+        """Outputs by name, in the model's output order. With ``timeout`` (seconds), a call still running
+        then is stopped and ``VerifyTimeoutError`` names ``label``, the feed."""
+        self.require_loaded()
+        feed = as_arrays(feed)
+        if self.signature is not None:
+            check_feed(self.signature, feed)
+        else:
+            check_names([i.name for i in self.inputs()], feed)
+        start = time.perf_counter()
+        if not active(timeout):
+            outputs = self._infer(feed, None)
+        elif self.stops_itself:
+            try:
+                outputs = self._infer(feed, timeout)
+            except TimeoutError:
+                raise VerifyTimeoutError(self.name, timeout or 0.0, label) from None
+        else:
+            outputs = within(lambda: self._infer(feed, None), timeout, self.name, label)
+        self._record_run(time.perf_counter() - start)
+        return outputs
+
+    def __call__(self, feed: dict[str, Any] | None = None, /, **named: Any) -> dict[str, np.ndarray]:
+        """``runner({"x": array})`` or ``runner(x=tensor)``: numpy arrays, torch tensors or scalars."""
+        return self.infer({**(feed or {}), **named})
+
+    def close(self) -> None:
+        if self._loaded:
+            self._close()
+            self._loaded = False
+
+    def require_loaded(self) -> None:
+        if not self._loaded:
+            raise RuntimeError(f"{type(self).__name__} used before load(); use `with runner:` or call load() first")
 
     def describe(self) -> dict[str, Any]:
         """What the runner really got (providers, device, precision...), for reports and --json."""
         info: dict[str, Any] = {"backend": self.name, "precision": self.precision}
-        if getattr(self, "timings", None):
+        if self.timings:
             info["timings"] = {k: round(v, 4) for k, v in self.timings.items()}
-        if getattr(self, "warnings", None):
+        if self.warnings:
             info["warnings"] = list(self.warnings)
         return info
 
     def example_feed(self, seed: int = 0) -> dict[str, np.ndarray]:
         """A feed at the signature's example sizes (or size 1 for unknown dims) for warm-up and profiling."""
         if self.signature is not None:
-            from modelport.verify.feeds import make_feed
-
             sig = self.signature
             return make_feed(sig, sig.example_sizes(), np.random.default_rng(seed)).arrays
         rng = np.random.default_rng(seed)
         feed = {}
         for info in self.inputs():
             shape = tuple(d if isinstance(d, int) else 1 for d in info.shape)
-            feed[info.name] = (rng.random(shape) * 2).astype(info.dtype)  # ints become 0/1, bools mixed
+            feed[info.name] = np.asarray((rng.random(shape) * 2).astype(info.dtype))  # ints 0/1, bools mixed
         return feed
 
     def warm_up(self, runs: int = 1, feed: dict[str, np.ndarray] | None = None) -> None:
@@ -90,7 +167,7 @@ class Runner(ABC):
             self.infer(feed)
 
     def _record_run(self, seconds: float) -> None:
-        """Called by ``infer``: the first run's time, and cold start = load + first run."""
+        """The first run's time, and cold start = load + first run."""
         if "first_run_s" not in self.timings:
             self.timings["first_run_s"] = seconds
             self.timings["cold_start_s"] = self.timings.get("load_s", 0.0) + seconds
@@ -100,6 +177,20 @@ class Runner(ABC):
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+@runtime_checkable
+class Placement(Protocol):
+    """A runner that can say where each node ran (ONNX Runtime, from a profiled run)."""
+
+    def placement(self, feed: dict[str, np.ndarray] | None = None, strict: bool = False) -> Any: ...
+
+
+@runtime_checkable
+class DeviceFeed(Protocol):
+    """A runner that can move a feed to its device once, so timed runs skip the host-to-device copy."""
+
+    def device_feed(self, feed: dict[str, np.ndarray]) -> dict[str, Any]: ...
 
 
 def cache_folder(model_path: str | Path) -> Path:

@@ -9,7 +9,6 @@ the device actually picked).
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 from typing import Any
 
@@ -52,12 +51,11 @@ class OpenVINORunner(Runner):
         self._request: Any = None
         self._ports: list[tuple[str, Any]] = []
 
-    def load(self) -> OpenVINORunner:
+    def _load(self) -> None:
         try:
             import openvino as ov
         except ImportError:
             raise MissingExtraError("the openvino backend", "openvino") from None
-        start = time.perf_counter()
         config: dict[str, Any] = {}
         if self.mode == "f32":
             config["INFERENCE_PRECISION_HINT"] = "f32"
@@ -72,10 +70,6 @@ class OpenVINORunner(Runner):
             ) from exc
         self._request = self.compiled.create_infer_request()
         self._ports = self._output_ports()
-        self.timings["load_s"] = time.perf_counter() - start
-        if self.warmup:
-            self.warm_up(self.warmup)
-        return self
 
     def _output_ports(self) -> list[tuple[str, Any]]:
         """The outputs by the ONNX output names, in the graph's order (OpenVINO keeps the ONNX names
@@ -100,9 +94,7 @@ class OpenVINORunner(Runner):
         self._need()
         return [_info(name, port) for name, port in self._ports]
 
-    def infer(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        self._need()
-        start = time.perf_counter()
+    def _infer(self, feed: dict[str, np.ndarray], timeout: float | None) -> dict[str, np.ndarray]:
         try:
             result = self._request.infer(feed)
         except Exception as exc:
@@ -110,10 +102,9 @@ class OpenVINORunner(Runner):
                 f"OpenVINO failed: {first_line(exc)}",
                 "check the feed's names, shapes and dtypes against the bundle's inputs (modelport doctor DIR)",
             ) from exc
-        self._record_run(time.perf_counter() - start)
         return {name: np.array(result[port], copy=True) for name, port in self._ports}
 
-    def close(self) -> None:
+    def _close(self) -> None:
         self._request = None
         self.compiled = None
 
@@ -129,8 +120,7 @@ class OpenVINORunner(Runner):
         return info
 
     def _need(self) -> Any:
-        if self.compiled is None:
-            raise RuntimeError("OpenVINORunner used before load(); use `with runner:` or call load() first")
+        self.require_loaded()
         return self.compiled
 
 

@@ -12,13 +12,13 @@ import json
 import os
 import tempfile
 import threading
-import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from modelport.diagnose.translate import ort_load_error, ort_run_error
 from modelport.errors import UsageError
 from modelport.runtime import providers as prov
 from modelport.runtime.base import Runner, TensorInfo, cache_folder
@@ -81,10 +81,9 @@ class OrtRunner(Runner):
         self._binding = False
 
     # -- session ---------------------------------------------------------------------------------
-    def load(self) -> OrtRunner:
-        from modelport.diagnose.translate import ort_load_error
+    stops_itself = True  # RunOptions.terminate
 
-        start = time.perf_counter()
+    def _load(self) -> None:
         self._providers, self.warnings = prov.check_available(self.requested, self.fallback)
         try:
             self.session = self._create_session()
@@ -95,10 +94,6 @@ class OrtRunner(Runner):
         if self.fp16 and "TensorrtExecutionProvider" not in actual:
             self.precision = "fp32"
         self._binding = actual[0] in _GPU if self.io_binding is None else bool(self.io_binding)
-        self.timings["load_s"] = time.perf_counter() - start
-        if self.warmup:
-            self.warm_up(self.warmup)
-        return self
 
     def _create_session(self, profile_prefix: str | None = None) -> Any:
         import onnxruntime as ort
@@ -145,13 +140,12 @@ class OrtRunner(Runner):
     def outputs(self) -> list[TensorInfo]:
         return [_info(o) for o in self._need().get_outputs()]
 
-    def infer(self, feed: dict[str, Any], *, timeout: float | None = None) -> dict[str, np.ndarray]:
+    def _infer(self, feed: dict[str, Any], timeout: float | None) -> dict[str, np.ndarray]:
         """Outputs by name. With ``timeout`` (seconds), a watchdog sets ``RunOptions.terminate`` once it has
         passed: ONNX Runtime stops between nodes (Loop bodies included) and this raises ``TimeoutError``."""
         session = self._need()
         names = [o.name for o in session.get_outputs()]
         run_options, watchdog = _watchdog(timeout)
-        start = time.perf_counter()
         try:
             if self._binding:
                 values = self._run_bound(feed, names, run_options)
@@ -160,13 +154,10 @@ class OrtRunner(Runner):
         except Exception as exc:
             if run_options is not None and run_options.terminate:
                 raise TimeoutError(f"ONNX Runtime did not finish in {timeout:g} s") from exc
-            from modelport.diagnose.translate import ort_run_error
-
             raise ort_run_error(exc, self.inputs(), feed, self.path) from exc
         finally:
             if watchdog is not None:
                 watchdog.cancel()
-        self._record_run(time.perf_counter() - start)
         return dict(zip(names, values, strict=True))
 
     def device_feed(self, feed: dict[str, np.ndarray]) -> dict[str, Any]:
@@ -197,7 +188,7 @@ class OrtRunner(Runner):
         binding.synchronize_outputs()
         return list(binding.copy_outputs_to_cpu())
 
-    def close(self) -> None:
+    def _close(self) -> None:
         self.session = None
 
     def describe(self) -> dict[str, Any]:
@@ -239,8 +230,7 @@ class OrtRunner(Runner):
         return report
 
     def _need(self) -> Any:
-        if self.session is None:
-            raise RuntimeError("OrtRunner used before load(); use `with runner:` or call load() first")
+        self.require_loaded()
         return self.session
 
 

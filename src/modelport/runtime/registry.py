@@ -25,6 +25,7 @@ from modelport.runtime import providers as prov
 from modelport.runtime.base import Runner
 
 __all__ = [
+    "load",
     "create",
     "parse_backend",
     "backend_names",
@@ -49,7 +50,7 @@ NAMES = (
     "ort:cpu", "ort:cuda", "ort:tensorrt", "ort:openvino", "ort:dml", "openvino:f32", "openvino:default",
     "tensorrt", "tensorrt:fp16", "torch", "torchscript", "torch-compile",
 )  # fmt: skip
-_TORCH = ("torch", "torchscript", "torch-compile")
+TORCH_BACKENDS = ("torch", "torchscript", "torch-compile")
 _VARIANTS = {"openvino": {"": "f32", "f32": "f32", "fp32": "f32", "default": "default"},
              "tensorrt": {"": "", "fp32": "", "fp16": "fp16"}}  # fmt: skip
 
@@ -130,7 +131,7 @@ def create(
         b = bundle if isinstance(bundle, Bundle) else Bundle.open(bundle)
         model_path, signature = b.model_path, b.signature
         output_names = [o["name"] for o in b.manifest.get("outputs", [])] or None
-    elif parsed.family in _TORCH:
+    elif parsed.family in TORCH_BACKENDS:
         raise UsageError(
             f"backend {parsed.canonical} runs a bundle's source model; {bundle} is a bare ONNX file",
             "pass a bundle directory written by `modelport export`, or an ONNX backend (ort, openvino, tensorrt)",
@@ -164,6 +165,13 @@ def create(
     runner = cls(*positional, **args, **options)  # type: ignore[call-arg]
     runner.name = parsed.canonical
     return runner
+
+
+def load(model: Bundle | str | Path, backend: str = "ort:cpu", **options: Any) -> Runner:
+    """A loaded runner for a bundle (or any ``.onnx`` file) on ``backend``: call it with numpy arrays or torch
+    tensors (``runner(x=array)``) and close it, or use it as ``with modelport.load(path) as runner:``.
+    ``options`` are ``create``'s (``threads``, ``fallback``, ``optimization``, a runner's own settings)."""
+    return create(backend, model, **options).load()
 
 
 def tolerance_for(

@@ -69,7 +69,7 @@ class TensorRTRunner(Runner):
         self._inputs: list[str] = []
         self._outputs: list[str] = []
 
-    def load(self) -> TensorRTRunner:
+    def _load(self) -> None:
         trt = _import_tensorrt()
         import torch
 
@@ -78,7 +78,6 @@ class TensorRTRunner(Runner):
                 "native TensorRT needs an NVIDIA GPU and none is visible (torch.cuda.is_available() is False)",
                 "run on a machine with a CUDA GPU and a CUDA build of torch, or choose ort:cpu or openvino",
             )
-        start = time.perf_counter()
         self._device = torch.device("cuda", self.device_id)
         logger = trt.Logger(trt.Logger.WARNING)
         with torch.cuda.device(self._device):
@@ -104,10 +103,6 @@ class TensorRTRunner(Runner):
                 "use ort:tensorrt,cuda,cpu for this model",
             )
         self._outputs = list(self.output_names or outputs)
-        self.timings["load_s"] = time.perf_counter() - start
-        if self.warmup:
-            self.warm_up(self.warmup)
-        return self
 
     def _build(self, trt: Any, logger: Any) -> bytes:
         start = time.perf_counter()
@@ -185,15 +180,9 @@ class TensorRTRunner(Runner):
         self._need_inputs()
         return [self._info(n) for n in self._outputs]
 
-    def infer(self, feed: dict[str, Any]) -> dict[str, np.ndarray]:
+    def _infer(self, feed: dict[str, Any], timeout: float | None) -> dict[str, np.ndarray]:
         import torch
 
-        self._need_inputs()
-        missing = [n for n in self._inputs if n not in feed]
-        if missing:
-            raise FeedError(
-                f"no feed for input(s) {', '.join(missing)}", f"feed every input: {', '.join(self._inputs)}"
-            )
         keep: dict[str, Any] = {}
         with torch.cuda.device(self._device), torch.cuda.stream(self._stream):
             for name in self._inputs:
@@ -220,14 +209,12 @@ class TensorRTRunner(Runner):
                     shape, dtype=_torch_dtype(self.engine.get_tensor_dtype(name)), device=self._device
                 )
                 self.context.set_tensor_address(name, keep[name].data_ptr())
-            start = time.perf_counter()
             if not self.context.execute_async_v3(self._stream.cuda_stream):
                 raise FeedError("TensorRT failed to run the engine (its log above says why)", "check the feed's shapes")
             self._stream.synchronize()
-            self._record_run(time.perf_counter() - start)
         return {name: _to_numpy(keep[name]) for name in self._outputs}
 
-    def close(self) -> None:
+    def _close(self) -> None:
         self.context = None
         self.engine = None
 
@@ -246,8 +233,7 @@ class TensorRTRunner(Runner):
         return TensorInfo(name, shape, str(_torch_dtype(self.engine.get_tensor_dtype(name))).removeprefix("torch."))
 
     def _need_inputs(self) -> list[str]:
-        if self.engine is None:
-            raise RuntimeError("TensorRTRunner used before load(); use `with runner:` or call load() first")
+        self.require_loaded()
         return self._inputs
 
 

@@ -8,7 +8,6 @@ the reference the export was verified against. The model comes from the source t
 
 from __future__ import annotations
 
-import time
 import warnings
 from typing import Any
 
@@ -17,7 +16,7 @@ import torch
 
 from modelport.bundle import Bundle
 from modelport.calling import CallPlan, plan_call, run_eager
-from modelport.errors import FeedError, SourceError, UsageError, first_line
+from modelport.errors import SourceError, UsageError, first_line
 from modelport.runtime.base import Runner, TensorInfo, infos_from_manifest, infos_from_signature
 from modelport.sources import LoadedModel, load_model
 from modelport.spec import Signature
@@ -60,8 +59,7 @@ class TorchRunner(Runner):
         self.how = ""
         self._plan: CallPlan | None = None
 
-    def load(self) -> TorchRunner:
-        start = time.perf_counter()
+    def _load(self) -> None:
         loaded = self._source()
         sig = self.signature
         assert sig is not None
@@ -75,10 +73,6 @@ class TorchRunner(Runner):
         elif self.mode == "torch-compile":
             module, self.how = torch.compile(module, **self.compile_options), "torch.compile (compiles on first run)"
         self.module = module
-        self.timings["load_s"] = time.perf_counter() - start
-        if self.warmup:
-            self.warm_up(self.warmup)
-        return self
 
     def _source(self) -> LoadedModel:
         if isinstance(self.model, LoadedModel):
@@ -95,16 +89,9 @@ class TorchRunner(Runner):
     def outputs(self) -> list[TensorInfo]:
         return infos_from_manifest(self._manifest_outputs)
 
-    def infer(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        if self.module is None or self._plan is None or self.signature is None:
-            raise RuntimeError("TorchRunner used before load(); use `with runner:` or call load() first")
-        missing = [s.name for s in self.signature.inputs if s.name not in feed]
-        if missing:
-            every = ", ".join(s.name for s in self.signature.inputs)
-            raise FeedError(f"no feed for input(s) {', '.join(missing)}", f"feed every input: {every}")
-        start = time.perf_counter()
+    def _infer(self, feed: dict[str, np.ndarray], timeout: float | None) -> dict[str, np.ndarray]:
+        assert self._plan is not None and self.signature is not None
         named = run_eager(self.module, self._plan, feed, self.signature)
-        self._record_run(time.perf_counter() - start)
         names = self.output_names or [n for n, _ in named]
         if len(names) != len(named):
             raise SourceError(
@@ -113,7 +100,7 @@ class TorchRunner(Runner):
             )
         return {name: value for name, (_, value) in zip(names, named, strict=True)}
 
-    def close(self) -> None:
+    def _close(self) -> None:
         self.module = None
 
     def describe(self) -> dict[str, Any]:
@@ -126,7 +113,7 @@ def _torchscript(module: Any, plan: CallPlan, sig: Signature) -> tuple[Any, str]
     """Trace at the example sizes (what users deploy as TorchScript), scripting when tracing fails."""
     if isinstance(module, torch.jit.ScriptModule):
         return module, "already TorchScript"
-    from modelport.verify.feeds import make_feed
+    from modelport.feeds import make_feed
 
     example = make_feed(sig, sig.example_sizes(), np.random.default_rng(0)).arrays
     args, kwargs = plan.split([torch.from_numpy(example[s.name]) for s in sig.inputs])

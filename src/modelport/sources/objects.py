@@ -2,7 +2,7 @@
 from a notebook or a training script, and spec strings or objects for their inputs.
 
 An object has no file to re-import, so its bundle records no source: ``verify`` then needs the
-object again (``modelport.verify(bundle, model=net)``) or ``--model``.
+object again (``modelport.verification(bundle, model=net)``) or ``--model``.
 """
 
 from __future__ import annotations

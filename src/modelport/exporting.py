@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 
 from modelport import bundle as bundles
 from modelport.bundle import MODEL_FILE, Bundle
@@ -24,18 +25,17 @@ from modelport.calling import plan_call, run_eager
 from modelport.capture import DEFAULT_OPSET, Attempt, ExportJob
 from modelport.capture.auto import EXPORTERS, CaptureOutcome, capture
 from modelport.capture.check import graph_summary
+from modelport.deadline import DEFAULT_VERIFY_TIMEOUT
 from modelport.errors import UsageError
+from modelport.feeds import make_feed
 from modelport.options import check_opset, check_tolerances
-from modelport.runtime.ort import OPT_LEVELS
-from modelport.runtime.registry import create, parse_backend
-from modelport.sources import LoadedModel, load_model
-from modelport.sources.recorded import source_file, trusted_source
+from modelport.sources import LoadedModel
+from modelport.sources.objects import IN_MEMORY, as_dims, as_loaded, as_specs
+from modelport.sources.recorded import source_file
 from modelport.spec import Dim, InputSpec, Signature
-from modelport.verify.deadline import DEFAULT_VERIFY_TIMEOUT
-from modelport.verify.feeds import make_feed
-from modelport.verify.parity import DEFAULT_ATOL, DEFAULT_RTOL, ParityReport, Reference, check_runners
+from modelport.verification.parity import DEFAULT_ATOL, DEFAULT_RTOL, ParityReport, Reference
 
-__all__ = ["export", "verify", "ExportResult", "resolve_signature"]
+__all__ = ["export", "ExportResult", "resolve_signature"]
 
 Progress = Callable[[str], None]
 
@@ -64,10 +64,10 @@ def resolve_signature(loaded: LoadedModel, inputs: list[InputSpec] | None, dims:
 
 
 def export(
-    model: str | LoadedModel,
+    model: Any,
     output: str | Path,
-    inputs: list[InputSpec] | None = None,
-    dims: list[Dim] | None = None,
+    inputs: Any = None,
+    dims: Any = None,
     exporter: str = "auto",
     opset: int = DEFAULT_OPSET,
     atol: float = DEFAULT_ATOL,
@@ -77,15 +77,55 @@ def export(
     strict_opset: bool = False,
     verify_timeout: float = DEFAULT_VERIFY_TIMEOUT,
 ) -> ExportResult:
+    """Export ``model`` to a verified bundle at ``output``, or raise the reason it cannot be trusted.
+
+    ``model``: an ``nn.Module``, ``ScriptModule`` or ``ExportedProgram``, or a MODEL string
+    (``file.py:factory``, ``model.pt``, ``model.pt2``, ``hf:DIR``, ``demo:minilm``). ``inputs``: spec strings
+    (``"x:batch,3,224,224"``) or ``InputSpec``s; ``dims``: ``"batch=1..32"`` strings, ``Dim``s, or
+    ``{"batch": (1, 32)}``. A module object is exported in eval mode and handed back in the mode it had."""
     if exporter not in EXPORTERS:
         raise UsageError(f"unknown exporter {exporter!r}", f"choose one of: {', '.join(EXPORTERS)}")
     check_tolerances(atol, rtol)
     check_opset(opset)
     bundles.check_replaceable(bundles.output_path(output))  # before minutes of work, not after
     say = progress or (lambda _msg: None)
-    target = Path(output)
     say("loading the model")
-    loaded = load_model(model) if isinstance(model, str) else model
+    was_training = isinstance(model, torch.nn.Module) and model.training
+    loaded = as_loaded(model)
+    try:
+        return _export(
+            loaded,
+            Path(output),
+            as_specs(inputs),
+            as_dims(dims),
+            exporter,
+            opset,
+            atol,
+            rtol,
+            keep_failed,
+            say,
+            strict_opset,
+            verify_timeout,
+        )
+    finally:
+        if was_training:
+            model.train()
+
+
+def _export(
+    loaded: LoadedModel,
+    target: Path,
+    inputs: list[InputSpec] | None,
+    dims: list[Dim] | None,
+    exporter: str,
+    opset: int,
+    atol: float,
+    rtol: float,
+    keep_failed: bool,
+    say: Progress,
+    strict_opset: bool,
+    verify_timeout: float,
+) -> ExportResult:
     sig = resolve_signature(loaded, inputs, dims)
     sig.check_fits_memory()
     if loaded.exported_program is not None and inputs and loaded.signature is not None:
@@ -101,8 +141,6 @@ def export(
 
     staging = bundles.staging_dir(target)
     try:
-        import torch
-
         job = ExportJob(
             module=loaded.module,
             signature=sig,
@@ -133,50 +171,6 @@ def export(
     return ExportResult(result_bundle, outcome.report, outcome.attempts, notes, total - verify_seconds, verify_seconds)
 
 
-def verify(
-    bundle_dir: str | Path,
-    model: str | None = None,
-    atol: float | None = None,
-    rtol: float | None = None,
-    progress: Progress | None = None,
-    *,
-    backend: str = "ort:cpu",
-    threads: int | None = None,
-    fallback: str = "refuse",
-    verify_timeout: float = DEFAULT_VERIFY_TIMEOUT,
-) -> ParityReport:
-    """Re-check a bundle against PyTorch (the recorded source, or ``model``) on ``backend`` (ort:cpu is
-    checked at both optimization levels, as at export). Raises ParityError on mismatch."""
-    say = progress or (lambda _msg: None)
-    check_tolerances(atol, rtol)
-    canonical = parse_backend(backend).canonical
-    bundle = Bundle.open(bundle_dir)
-    bundle.signature.check_fits_memory()
-    source = model or bundle.source
-    if not source:
-        raise UsageError(f"{bundle_dir} does not record its source model", "pass --model MODEL")
-    if model is None:  # the manifest's choice, not the user's: import it only if it is what was exported
-        file = trusted_source(bundle.path, source, bundle.manifest["source"].get("sha256"))
-        say(f"importing {file or source} (the source recorded in the bundle; its sha256 matches)")
-    say("loading the model")
-    loaded = load_model(source)
-    sig = bundle.signature
-    recorded = bundle.manifest.get("parity", {})
-    atol = recorded.get("atol", DEFAULT_ATOL) if atol is None else atol
-    rtol = recorded.get("rtol", DEFAULT_RTOL) if rtol is None else rtol
-    plan = plan_call(loaded.module, sig, loaded.positional)
-    ref = Reference(loaded.module, plan, sig, timeout=verify_timeout, atol=atol, rtol=rtol)
-    options: dict[str, Any] = {"threads": threads, "fallback": fallback}
-    if canonical in ("torch", "torchscript", "torch-compile"):
-        options["model"] = loaded
-    levels = OPT_LEVELS if canonical == "ort:cpu" else ("all",)
-    runners = [create(canonical, bundle, optimization=level, **options) for level in levels]
-    say(f"comparing {canonical} with PyTorch")
-    report = check_runners(runners, ref, atol, rtol, canonical)
-    report.raise_if_failed()
-    return report
-
-
 def _manifest(
     loaded: LoadedModel,
     sig: Signature,
@@ -193,7 +187,7 @@ def _manifest(
         "format_version": bundles.FORMAT_VERSION,
         "status": "verified",
         "created": datetime.now(UTC).isoformat(timespec="seconds"),
-        "source": {"model": loaded.ref, "kind": loaded.kind, "sha256": _source_sha256(loaded.ref)},
+        "source": _source(loaded),
         "inputs": sig.to_json(),
         "outputs": outputs,
         "opset": {"requested": opset, "actual": actual_opset},
@@ -210,10 +204,13 @@ def _manifest(
     }
 
 
-def _source_sha256(ref: str) -> str | None:
-    """What ``verify`` checks before it imports the recorded source again."""
-    file = source_file(ref)
-    return bundles.sha256(file) if file is not None and file.is_file() else None
+def _source(loaded: LoadedModel) -> dict[str, Any]:
+    """What ``verify`` re-imports, with the sha256 it checks first; an object in memory has nothing to re-import."""
+    if loaded.ref.startswith("<"):
+        return {"model": None, "kind": IN_MEMORY, "sha256": None}
+    file = source_file(loaded.ref)
+    digest = bundles.sha256(file) if file is not None and file.is_file() else None
+    return {"model": loaded.ref, "kind": loaded.kind, "sha256": digest}
 
 
 def _versions() -> dict[str, str]:

@@ -39,14 +39,14 @@ from typing import Any
 import numpy as np
 
 from modelport.calling import CallPlan, run_eager
+from modelport.deadline import DEFAULT_VERIFY_TIMEOUT, VerifyTimeoutError, within
 from modelport.errors import ParityError
+from modelport.feeds import Feed, make_feeds
 from modelport.runtime.base import Runner
 from modelport.runtime.ort import OPT_LEVELS, OPTIMIZATIONS, OrtRunner
 from modelport.runtime.registry import TOLERANCES, tolerance_for
 from modelport.spec import Signature
-from modelport.verify.compare import OutputDiff, compare
-from modelport.verify.deadline import DEFAULT_VERIFY_TIMEOUT, VerifyTimeoutError, within
-from modelport.verify.feeds import Feed, make_feeds
+from modelport.verification.compare import OutputDiff, compare
 
 __all__ = [
     "Reference",
@@ -348,13 +348,12 @@ def _check_feed(
 
 
 def _infer(runner: Runner, feed: Feed, setting: str, timeout: float | None) -> dict[str, np.ndarray]:
-    what = f"{runner.name} ({_where(setting)})" if setting != runner.name else runner.name
-    if isinstance(runner, OrtRunner):  # stopped by ONNX Runtime itself (RunOptions.terminate)
-        try:
-            return runner.infer(feed.arrays, timeout=timeout)
-        except TimeoutError:
-            raise VerifyTimeoutError(what, timeout or 0.0, feed.label) from None
-    return within(lambda: runner.infer(feed.arrays), timeout, what, feed.label)
+    try:
+        return runner.infer(feed.arrays, timeout=timeout, label=feed.label)
+    except VerifyTimeoutError as exc:
+        if setting != runner.name:
+            exc.message = exc.message.replace(runner.name, f"{runner.name} ({_where(setting)})", 1)
+        raise
 
 
 def _feed_atol(feed: Feed, atol: float, expected: np.ndarray) -> float:

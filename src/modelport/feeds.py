@@ -29,13 +29,16 @@ float32 or float64 directly (float16 through float32), never through float64 fir
 
 from __future__ import annotations
 
+import difflib
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
+from modelport.errors import FeedError
 from modelport.spec import InputSpec, Signature
 
-__all__ = ["Feed", "size_sets", "make_feed", "make_feeds", "STRESS"]
+__all__ = ["Feed", "size_sets", "make_feed", "make_feeds", "check_names", "check_feed", "as_arrays", "STRESS"]
 
 STRESS = ("negated", "x100")  # the values of Feed.stress: feeds outside the data's usual domain
 
@@ -187,3 +190,73 @@ def _odd_between(low: int, high: int) -> int:
     if mid % 2 == 0:
         mid += 1 if mid + 1 < high else -1
     return min(max(mid, low), high)
+
+
+def as_arrays(feed: dict[str, Any]) -> dict[str, Any]:
+    """numpy arrays as they are, torch tensors (and numpy/Python scalars) as numpy arrays; anything a
+    runner prepared itself (an OrtValue, a tensor already on the GPU) is left for that runner."""
+    out = {}
+    for name, value in feed.items():
+        if hasattr(value, "detach") and getattr(getattr(value, "device", None), "type", "cpu") == "cpu":
+            value = value.detach().numpy()
+        elif isinstance(value, (int, float, bool, np.generic)):
+            value = np.asarray(value)
+        out[name] = value
+    return out
+
+
+def check_names(names: list[str], feed: dict[str, Any]) -> None:
+    """A feed name the model does not have, with the closest valid one; then the inputs left unfed."""
+    for name in feed:
+        if name not in names:
+            close = difflib.get_close_matches(name, names, n=1)
+            raise FeedError(
+                f"the model has no input {name!r}",
+                f"its inputs are {', '.join(names)}" + (f" (did you mean {close[0]!r}?)" if close else ""),
+            )
+    missing = [n for n in names if n not in feed]
+    if missing:
+        raise FeedError(
+            f"no feed for input(s) {', '.join(missing)}", f"feed every input: {', '.join(names)} (--feed NAME=FILE.npy)"
+        )
+
+
+def check_feed(sig: Signature, feeds: dict[str, np.ndarray]) -> list[str]:
+    """Raise FeedError on a wrong name, dtype, rank or fixed size; return warnings for sizes never verified."""
+    check_names([s.name for s in sig.inputs], feeds)
+    warnings: list[str] = []
+    seen: dict[str, tuple[int, str]] = {}
+    for spec in sig.inputs:
+        array = feeds[spec.name]
+        if not isinstance(array, np.ndarray):  # prepared by the runner itself (an OrtValue, a GPU tensor)
+            continue
+        if str(array.dtype) != spec.dtype:
+            raise FeedError(
+                f"input {spec.name!r} is {array.dtype}, the model expects {spec.dtype}",
+                f"convert it: array.astype('{spec.dtype}')",
+            )
+        if array.ndim != len(spec.dims):
+            raise FeedError(
+                f"input {spec.name!r} has shape {list(array.shape)}, the model expects rank "
+                f"{len(spec.dims)} ({', '.join(map(str, spec.dims)) or 'a scalar'})",
+                "reshape the array to the declared dims",
+            )
+        for axis, (want, got) in enumerate(zip(spec.dims, array.shape, strict=True)):
+            if isinstance(want, int):
+                if want != got:
+                    raise FeedError(
+                        f"input {spec.name!r} axis {axis} is {got}, the model was exported with it fixed to {want}",
+                        f"re-export with a symbol for that axis (e.g. --input {spec.name}:...)"
+                        " and --dim to make it dynamic",
+                    )
+                continue
+            if want in seen and seen[want][0] != got:
+                raise FeedError(
+                    f"dimension {want!r} is {seen[want][0]} in {seen[want][1]!r} but {got} in {spec.name!r}",
+                    "inputs that share a dimension must agree on its size",
+                )
+            seen[want] = (got, spec.name)
+            dim = sig.dims[want]
+            if not dim.min <= got <= dim.max and f"{want}={got}" not in warnings:
+                warnings.append(f"{want}={got}")
+    return [f"{w} lies outside the verified range (re-export with a wider --dim to check it)" for w in warnings]

@@ -31,15 +31,15 @@ from typing import Any
 
 import numpy as np
 
-from modelport.bench import machine
+from modelport.benchmark import machine
 from modelport.bundle import Bundle
 from modelport.errors import UsageError
+from modelport.feeds import make_feed
 from modelport.runtime.base import Runner
 from modelport.runtime.ort import OPTIMIZATIONS, physical_cores
 from modelport.runtime.registry import create, parse_backend
 from modelport.spec import Signature
-from modelport.verify.compare import cosine
-from modelport.verify.feeds import make_feed
+from modelport.verification.compare import cosine
 
 __all__ = ["BenchConfig", "BenchResult", "bench", "shape_grid", "parse_sizes", "backend_label", "DEFAULT_BACKENDS"]
 
@@ -189,18 +189,11 @@ def _load(bundle: Bundle, label: str, threads: int, feed: dict[str, np.ndarray])
     runner.name = label
     tracked = machine.reset_peak_rss()
     before = machine.rss_mb()
-    start = time.perf_counter()
     runner.load()
-    loaded = time.perf_counter()
     outputs = runner.infer(feed)
-    end = time.perf_counter()
     peak = machine.peak_rss_mb() if tracked else machine.rss_mb()
-    cold = {
-        "load_ms": (loaded - start) * 1e3,
-        "first_run_ms": (end - loaded) * 1e3,
-        "cold_start_ms": (end - start) * 1e3,
-        "peak_rss_mb": max(0.0, peak - before),
-    }
+    cold = {f"{key[:-2]}_ms": runner.timings[key] * 1e3 for key in ("load_s", "first_run_s", "cold_start_s")}
+    cold["peak_rss_mb"] = max(0.0, peak - before)
     return _Slot(label, runner, cold=cold, outputs=outputs)
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import difflib
 import math
 import zipfile
 from dataclasses import dataclass
@@ -12,13 +11,15 @@ from typing import Any
 import numpy as np
 
 from modelport.bundle import Bundle
-from modelport.diagnose.translate import check_names
-from modelport.errors import FeedError, ResourceError, UsageError, first_line
+from modelport.diagnose.load import open_onnx
+from modelport.errors import ResourceError, UsageError, first_line
+from modelport.feeds import as_arrays, check_feed
+from modelport.runtime.base import Placement
 from modelport.runtime.placement import PlacementReport
-from modelport.runtime.registry import create, parse_backend
-from modelport.spec import Signature, available_memory
+from modelport.runtime.registry import create
+from modelport.spec import available_memory
 
-__all__ = ["run", "RunResult", "load_feeds", "read_npy", "check_feed"]
+__all__ = ["run", "RunResult", "load_feeds", "read_npy"]
 
 
 def load_feeds(pairs: list[str]) -> dict[str, np.ndarray]:
@@ -69,55 +70,6 @@ def read_npy(path: Path) -> np.ndarray:
         raise UsageError(f"{path} is not a readable .npy array ({first_line(exc)[:120]})", fix) from None
 
 
-def check_feed(sig: Signature, feeds: dict[str, np.ndarray]) -> list[str]:
-    """Raise FeedError on a wrong name, dtype, rank or fixed size; return warnings for sizes never verified."""
-    names = [s.name for s in sig.inputs]
-    for name in feeds:
-        if name not in names:
-            close = difflib.get_close_matches(name, names, n=1)
-            raise FeedError(
-                f"the model has no input {name!r}",
-                f"inputs are {', '.join(names)}" + (f" (did you mean {close[0]!r}?)" if close else ""),
-            )
-    missing = [n for n in names if n not in feeds]
-    if missing:
-        raise FeedError(f"no feed for input(s) {', '.join(missing)}", f"add --feed {missing[0]}=FILE.npy")
-    warnings: list[str] = []
-    seen: dict[str, tuple[int, str]] = {}
-    for spec in sig.inputs:
-        array = feeds[spec.name]
-        if str(array.dtype) != spec.dtype:
-            raise FeedError(
-                f"input {spec.name!r} is {array.dtype}, the model expects {spec.dtype}",
-                f"convert it: array.astype('{spec.dtype}')",
-            )
-        if array.ndim != len(spec.dims):
-            raise FeedError(
-                f"input {spec.name!r} has shape {list(array.shape)}, the model expects rank "
-                f"{len(spec.dims)} ({', '.join(map(str, spec.dims)) or 'a scalar'})",
-                "reshape the array to the declared dims",
-            )
-        for axis, (want, got) in enumerate(zip(spec.dims, array.shape, strict=True)):
-            if isinstance(want, int):
-                if want != got:
-                    raise FeedError(
-                        f"input {spec.name!r} axis {axis} is {got}, the model was exported with it fixed to {want}",
-                        f"re-export with a symbol for that axis (e.g. --input {spec.name}:...)"
-                        " and --dim to make it dynamic",
-                    )
-                continue
-            if want in seen and seen[want][0] != got:
-                raise FeedError(
-                    f"dimension {want!r} is {seen[want][0]} in {seen[want][1]!r} but {got} in {spec.name!r}",
-                    "inputs that share a dimension must agree on its size",
-                )
-            seen[want] = (got, spec.name)
-            dim = sig.dims[want]
-            if not dim.min <= got <= dim.max and f"{want}={got}" not in warnings:
-                warnings.append(f"{want}={got}")
-    return [f"{w} lies outside the verified range (re-export with a wider --dim to check it)" for w in warnings]
-
-
 @dataclass
 class RunResult:
     outputs: dict[str, np.ndarray]
@@ -151,26 +103,24 @@ def run(
     anywhere (checked by the runtime, whose errors come back translated into fixes). No feeds: a random
     feed at the example sizes. ``placement`` (ONNX Runtime only) adds where each node ran; ``strict``
     fails when any node left the first-choice provider."""
-    if (placement or strict) and parse_backend(backend).family != "ort":
-        raise UsageError(
-            f"node placement is an ONNX Runtime report; backend {backend} has none", "use an ort:PROVIDERS backend"
-        )
     warnings: list[str] = []
+    feeds = as_arrays(feeds)
     if isinstance(target, Bundle) or not Path(target).is_file():
         target = target if isinstance(target, Bundle) else Bundle.open(target)
         if feeds:
-            warnings = check_feed(target.signature, feeds)
+            warnings = check_feed(target.signature, feeds)  # before the runtime loads: the cheap errors first
     else:
-        from modelport.diagnose.load import open_onnx
-
         target, _ = open_onnx(target)  # a file that is not ONNX gets its one line here
     runner = create(backend, target, threads=threads, fallback=fallback)
+    if (placement or strict) and not isinstance(runner, Placement):
+        raise UsageError(
+            f"node placement is an ONNX Runtime report; backend {backend} has none", "use an ort:PROVIDERS backend"
+        )
     with runner:
-        if feeds:
-            check_names(runner.inputs(), feeds)
         feed = feeds or runner.example_feed()
         outputs = runner.infer(feed)
-        report = runner.placement(feed, strict=strict) if placement or strict else None  # type: ignore[attr-defined]
+        wanted = isinstance(runner, Placement) and (placement or strict)
+        report = runner.placement(feed, strict=strict) if wanted else None
         return RunResult(
             outputs, runner.warnings + warnings, runner.describe(), report, "given" if feeds else "example"
         )

@@ -1,0 +1,97 @@
+"""``modelport.bench``: the Python entry point of a benchmark, and every decision ``modelport bench`` makes.
+
+A bundle is benchmarked as it is; anything else (a model object or a MODEL string) is exported and
+verified first, into a temporary folder. Backends default to eager, ort:cpu and both OpenVINO
+precisions when OpenVINO is installed; threads to the physical cores.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from modelport.benchmark.method import DEFAULT_BACKENDS, BenchConfig, BenchResult, shape_grid
+from modelport.benchmark.method import bench as run_bench
+from modelport.bundle import MANIFEST, Bundle
+from modelport.errors import UsageError
+from modelport.exporting import export
+from modelport.runtime.ort import physical_cores
+
+__all__ = ["bench", "default_backends"]
+
+
+def default_backends() -> tuple[list[str], list[str]]:
+    """The default backends this machine can run, and a note for each one left out."""
+    if importlib.util.find_spec("openvino") is None:
+        kept = [n for n in DEFAULT_BACKENDS if not n.startswith("openvino")]
+        return kept, ["openvino is not installed, so the default backends skip it (pip install 'modelport[openvino]')"]
+    return list(DEFAULT_BACKENDS), []
+
+
+def bench(
+    model: Any,
+    backends: list[str] | str | None = None,
+    *,
+    batch: list[int] | None = None,
+    seq: list[int] | None = None,
+    shapes: list[str] | None = None,
+    inputs: Any = None,
+    dims: Any = None,
+    threads: int | None = None,
+    peak_gflops: float | None = None,
+    progress: Callable[[str, float], None] | None = None,
+    on_export: Callable[[str], None] | None = None,
+    **timing: Any,
+) -> BenchResult:
+    """Time ``backends`` side by side on the same feeds, with parity against eager.
+
+    ``model``: a bundle (``Bundle`` or its directory) or anything ``modelport.export`` takes (exported and
+    verified first, with ``inputs``/``dims``). ``batch``/``seq`` sizes and ``shapes`` (``"NAME=SIZE,..."``)
+    make the grid; ``timing`` sets ``BenchConfig``'s fields (``warmup``, ``min_runs``, ``min_seconds``,
+    ``block_seconds``, ``settle_seconds``)."""
+    names, notes = _backend_list(backends)
+    threads = threads or physical_cores()
+    with tempfile.TemporaryDirectory(prefix="modelport-bench-") as tmp:
+        bundle = _as_bundle(model, Path(tmp) / "bundle", inputs, dims, on_export)
+        config = BenchConfig(
+            backends=names,
+            shapes=shape_grid(bundle.signature, batch, seq, shapes),
+            threads=threads,
+            peak_gflops=peak_gflops,
+            **timing,
+        )
+        result = run_bench(bundle, config, progress)
+    result.notes = notes + result.notes
+    result.model = model if isinstance(model, str) else str(getattr(model, "path", type(model).__name__))
+    return result
+
+
+def _backend_list(backends: list[str] | str | None) -> tuple[list[str], list[str]]:
+    if backends is None:
+        return default_backends()
+    names = [n.strip() for n in backends.split(",")] if isinstance(backends, str) else list(backends)
+    names = [n for n in names if n]
+    if not names:
+        raise UsageError("--backends is empty", f"e.g. --backends {','.join(DEFAULT_BACKENDS)}")
+    if names == list(DEFAULT_BACKENDS):
+        return default_backends()
+    return names, []
+
+
+def _as_bundle(model: Any, staging: Path, inputs: Any, dims: Any, on_export: Callable[[str], None] | None) -> Bundle:
+    if isinstance(model, Bundle):
+        return model
+    if isinstance(model, (str, Path)) and Path(model).is_dir() and (Path(model) / MANIFEST).is_file():
+        if inputs or dims:
+            raise UsageError("--input/--dim apply when bench exports a MODEL, not to a bundle", "drop them")
+        return Bundle.open(model)
+    say = on_export or (lambda _msg: None)
+    result = export(model, staging, inputs, dims, progress=say)
+    say(
+        f"exported and verified ({result.bundle.manifest['capture']['strategy']}, "
+        f"{result.export_seconds + result.verify_seconds:.0f} s)"
+    )
+    return result.bundle

@@ -1,0 +1,69 @@
+"""``verify(bundle)``: re-check a bundle against PyTorch, on any backend.
+
+The reference is the model the user passes (an object or a MODEL string) or, without one, the source
+the bundle records, imported only after ``sources.recorded.trusted_source`` has checked it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from modelport.bundle import Bundle
+from modelport.calling import plan_call
+from modelport.deadline import DEFAULT_VERIFY_TIMEOUT
+from modelport.errors import UsageError
+from modelport.options import check_tolerances
+from modelport.runtime.ort import OPT_LEVELS
+from modelport.runtime.registry import TORCH_BACKENDS, create, parse_backend
+from modelport.sources.objects import as_loaded
+from modelport.sources.recorded import trusted_source
+from modelport.verification.parity import DEFAULT_ATOL, DEFAULT_RTOL, ParityReport, Reference, check_runners
+
+__all__ = ["verify"]
+
+
+def verify(
+    bundle_dir: str | Path | Bundle,
+    model: Any = None,
+    atol: float | None = None,
+    rtol: float | None = None,
+    progress: Callable[[str], None] | None = None,
+    *,
+    backend: str = "ort:cpu",
+    threads: int | None = None,
+    fallback: str = "refuse",
+    verify_timeout: float = DEFAULT_VERIFY_TIMEOUT,
+) -> ParityReport:
+    """Re-check a bundle against PyTorch — ``model`` (an ``nn.Module``, ``ScriptModule``, ``ExportedProgram``
+    or MODEL string) or the recorded source — on ``backend`` (ort:cpu at both optimization levels, as at
+    export). Tolerances default to the bundle's. Raises ``ParityError`` on a mismatch."""
+    say = progress or (lambda _msg: None)
+    check_tolerances(atol, rtol)
+    canonical = parse_backend(backend).canonical
+    bundle = bundle_dir if isinstance(bundle_dir, Bundle) else Bundle.open(bundle_dir)
+    bundle.signature.check_fits_memory()
+    if model is None:  # the manifest's choice, not the user's: import it only if it is what was exported
+        model = bundle.source
+        if not model:
+            raise UsageError(f"{bundle.path} does not record its source model", "pass the model (--model MODEL)")
+        file = trusted_source(bundle.path, model, bundle.manifest["source"].get("sha256"))
+        say(f"importing {file or model} (the source recorded in the bundle; its sha256 matches)")
+    say("loading the model")
+    loaded = as_loaded(model)
+    sig = bundle.signature
+    recorded = bundle.manifest.get("parity") or {}
+    atol = recorded.get("atol", DEFAULT_ATOL) if atol is None else atol
+    rtol = recorded.get("rtol", DEFAULT_RTOL) if rtol is None else rtol
+    plan = plan_call(loaded.module, sig, loaded.positional)
+    ref = Reference(loaded.module, plan, sig, timeout=verify_timeout, atol=atol, rtol=rtol)
+    options: dict[str, Any] = {"threads": threads, "fallback": fallback}
+    if canonical in TORCH_BACKENDS:
+        options["model"] = loaded
+    levels = OPT_LEVELS if canonical == "ort:cpu" else ("all",)
+    runners = [create(canonical, bundle, optimization=level, **options) for level in levels]
+    say(f"comparing {canonical} with PyTorch")
+    report = check_runners(runners, ref, atol, rtol, canonical)
+    report.raise_if_failed()
+    return report

@@ -99,7 +99,8 @@ def test_verify_fails_on_a_backend_that_answers_wrong(cnn: Path) -> None:
     # a tolerance no fp32 runtime can meet against PyTorch: the failure names the backend
     proc = run_cli("verify", str(cnn), "--backend", "openvino:f32", "--atol", "0", "--rtol", "0")
     assert proc.returncode == 1
-    [line] = error_lines(proc)
+    [note, line] = error_lines(proc)  # which file verify imports, said before it imports it; then the error
+    assert note.startswith("importing ") and note.endswith("(the source recorded in the bundle; its sha256 matches)")
     assert line.startswith("error: openvino:f32 disagrees with PyTorch on feed")
 
 

@@ -135,7 +135,9 @@ def verify(
             model,
             atol,
             rtol,
-            lambda msg: err.print(msg, highlight=False) if msg.startswith("importing") else status.update(msg),
+            lambda msg: (
+                err.print(msg, highlight=False, soft_wrap=True) if msg.startswith("importing") else status.update(msg)
+            ),
             backend=backend,
             threads=threads,
             fallback=fallback,

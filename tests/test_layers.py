@@ -25,6 +25,7 @@ LAYERS: list[tuple[str, ...]] = [
         "modelport.manifest",
         "modelport.bundle",
         "modelport.tolerances",
+        "modelport.onnx_graph",
     ),
     ("modelport.diagnose",),  # ONNX helpers: graph facts, checks, error translation
     ("modelport.sources", "modelport.calling"),  # PyTorch models in, and how they are called

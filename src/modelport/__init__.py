@@ -19,6 +19,8 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
+_ERRORS = ("ModelportError", "UsageError", "SourceError", "BundleError", "FeedError", "UnsafeModelError", "ParityError")
+
 __all__ = [
     "export",
     "verify",
@@ -33,13 +35,7 @@ __all__ = [
     "ExportResult",
     "ParityReport",
     "Runner",
-    "ModelportError",
-    "UsageError",
-    "SourceError",
-    "BundleError",
-    "FeedError",
-    "UnsafeModelError",
-    "ParityError",
+    *_ERRORS,
 ]
 
 _WHERE = {
@@ -56,18 +52,7 @@ _WHERE = {
     "Signature": "modelport.spec",
     "ParityReport": "modelport.verification.parity",
     "Runner": "modelport.runtime.base",
-    **{
-        name: "modelport.errors"
-        for name in (
-            "ModelportError",
-            "UsageError",
-            "SourceError",
-            "BundleError",
-            "FeedError",
-            "UnsafeModelError",
-            "ParityError",
-        )
-    },
+    **dict.fromkeys(_ERRORS, "modelport.errors"),
 }
 
 

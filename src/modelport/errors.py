@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import errno
 import os
+from typing import Any
 
 __all__ = [
     "ModelportError",
@@ -64,6 +65,7 @@ class ModelportError(Exception):
         super().__init__(message)
         self.message = message
         self.hint = hint
+        self.attempts: list[Any] = []  # an export's capture attempts (capture.Attempt), when it got that far
 
     def one_line(self) -> str:
         return f"{self.message} — {self.hint}" if self.hint else self.message

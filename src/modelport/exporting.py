@@ -7,7 +7,9 @@ verification leaves no bundle unless ``keep_failed``.
 
 from __future__ import annotations
 
+import os
 import platform
+import shutil
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -155,12 +157,14 @@ def _export(
         start = time.perf_counter()
         outcome = capture(job, ref, exporter, atol, rtol, on_attempt=lambda name: say(f"exporting with {name}"))
         total = time.perf_counter() - start
+        written = [a.path for a in outcome.attempts if a.path is not None and a.path.exists()]
+        model_path = _keep(staging, outcome.path if outcome.error is None else (written or [None])[-1])
         verify_seconds = sum(a.verify_seconds for a in outcome.attempts)
         notes = loaded.notes + [n for a in outcome.attempts if a.strategy == outcome.strategy for n in a.notes]
-        manifest = _manifest(loaded, sig, exporter, opset, outcome, job.path, total - verify_seconds, verify_seconds)
+        manifest = _manifest(loaded, sig, exporter, opset, outcome, model_path, total - verify_seconds, verify_seconds)
         manifest["notes"] = notes
         if outcome.error is not None:
-            if keep_failed and job.path.exists():
+            if keep_failed and model_path is not None:
                 manifest["status"] = "failed verification"
                 bundles.commit(staging, target, manifest)
             outcome.raise_if_failed()
@@ -171,17 +175,30 @@ def _export(
     return ExportResult(result_bundle, outcome.report, outcome.attempts, notes, total - verify_seconds, verify_seconds)
 
 
+def _keep(staging: Path, chosen: Path | None) -> Path | None:
+    """The chosen attempt's files move to the bundle's root (their names, external data's included, stay);
+    every attempt's own folder goes."""
+    final = None
+    if chosen is not None:
+        for file in chosen.parent.iterdir():
+            os.replace(file, staging / file.name)
+        final = staging / chosen.name
+    for folder in staging.glob(".attempt-*"):
+        shutil.rmtree(folder)
+    return final
+
+
 def _manifest(
     loaded: LoadedModel,
     sig: Signature,
     exporter: str,
     opset: int,
     outcome: CaptureOutcome,
-    model_path: Path,
+    model_path: Path | None,
     export_s: float,
     verify_s: float,
 ) -> dict[str, Any]:
-    outputs, actual_opset = graph_summary(model_path) if model_path.exists() else ([], None)
+    outputs, actual_opset = graph_summary(model_path) if model_path is not None else ([], None)
     return {
         "format": "modelport-bundle",
         "format_version": bundles.FORMAT_VERSION,

@@ -5,18 +5,19 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from pathlib import Path
 
 import torch
 
-from modelport.capture import Attempt, ExportJob, dynamo, script, trace
+from modelport.capture import Attempt, ExportJob, Outcome, dynamo, script, trace
 from modelport.capture.check import check_graph
 from modelport.capture.opset import export_at_opset
 from modelport.capture.record import recording
 from modelport.errors import CaptureError, GraphCheckError, ModelportError, ParityError
 from modelport.verification.parity import ParityReport, Reference, check_parity
 
-__all__ = ["STRATEGIES", "EXPORTERS", "CaptureOutcome", "capture"]
+__all__ = ["STRATEGIES", "EXPORTERS", "CaptureOutcome", "capture", "attempt"]
 
 # name -> capture function, in the order auto tries them
 STRATEGIES: dict[str, Callable[[ExportJob], None]] = {
@@ -35,9 +36,9 @@ EXPORTERS: dict[str, tuple[str, ...]] = {
 
 _PLACE = re.compile(r"\.py:\d+")
 _OUTCOME = {
-    CaptureError: "failed to capture",
-    GraphCheckError: "failed graph check",
-    ParityError: "failed verification",
+    CaptureError: Outcome.FAILED_CAPTURE,
+    GraphCheckError: Outcome.FAILED_GRAPH_CHECK,
+    ParityError: Outcome.FAILED_VERIFICATION,  # a timeout is a ParityError too
 }
 
 
@@ -48,70 +49,81 @@ class CaptureOutcome:
     report: ParityReport | None = None  # of the winner, or of the last attempt that got as far as verifying
     error: ModelportError | None = None
 
+    @property
+    def path(self) -> Path | None:
+        return next((a.path for a in self.attempts if a.strategy == self.strategy), None)
+
     def raise_if_failed(self) -> None:
         if self.error is not None:
-            self.error.attempts = self.attempts  # type: ignore[attr-defined]
+            self.error.attempts = self.attempts
             raise self.error
 
 
-def capture(job: ExportJob, ref: Reference, exporter: str, atol: float, rtol: float, on_attempt=None) -> CaptureOutcome:
+def capture(
+    job: ExportJob,
+    ref: Reference,
+    exporter: str,
+    atol: float,
+    rtol: float,
+    on_attempt: Callable[[str], None] | None = None,
+) -> CaptureOutcome:
+    """Each strategy of ``exporter`` in order, each into a folder of its own beside ``job.path``; the first
+    that exports, reads back right and verifies wins."""
     order = EXPORTERS[exporter]
     outcome = CaptureOutcome(None)
     if exporter == "auto" and isinstance(job.module, torch.jit.ScriptModule):
         # TorchScript cannot go through torch.export: straight to the TorchScript exporter
         order = tuple(n for n in order if n in ("script", "trace"))
-        outcome.attempts = [Attempt(n, "skipped", "the source is TorchScript") for n in EXPORTERS["dynamo"]]
-    errors: list[tuple[str, ModelportError]] = []
-    requested = job.opset
-    for name in order:
+        outcome.attempts = [Attempt(n, Outcome.SKIPPED, "the source is TorchScript") for n in EXPORTERS["dynamo"]]
+    for index, name in enumerate(order):
         if on_attempt:
             on_attempt(name)
-        _clear(job)
-        start = time.perf_counter()
-        attempt = Attempt(name, "exported")
-        job.opset = requested
-        try:
-            with recording() as rec:
-                note = export_at_opset(STRATEGIES[name], job)
-            attempt.warnings = rec.summary()
-            if note:
-                attempt.notes.append(note)
-            check_graph(job.path, job.signature, job.opset, len(job.output_names))
-            verify_start = time.perf_counter()
-            report = check_parity(job.path, ref, atol, rtol)
-            attempt.verify_seconds = time.perf_counter() - verify_start
-            outcome.report = report
-            report.raise_if_failed()
-            attempt.notes += report.warnings  # x100 stress feeds that differed slightly and were kept
-        except (CaptureError, GraphCheckError, ParityError) as exc:  # a timeout is a ParityError too
-            attempt.outcome = next(text for kind, text in _OUTCOME.items() if isinstance(exc, kind))
-            attempt.reason = exc.one_line()
-            errors.append((name, exc))
-        attempt.seconds = time.perf_counter() - start
-        outcome.attempts.append(attempt)
-        if attempt.outcome == "exported":
+        folder = job.path.parent / f".attempt-{index}-{name}"
+        folder.mkdir()
+        result = attempt(name, replace(job, path=folder / job.path.name), ref, atol, rtol)
+        outcome.attempts.append(result)
+        outcome.report = result.report or outcome.report
+        if result.outcome == Outcome.EXPORTED:
             outcome.strategy = name
             return outcome
-    outcome.error = _pick_error(errors)
+    outcome.error = _pick_error(outcome.attempts)
     return outcome
 
 
-def _pick_error(errors: list[tuple[str, ModelportError]]) -> ModelportError:
+def attempt(name: str, job: ExportJob, ref: Reference, atol: float, rtol: float) -> Attempt:
+    """One strategy: export, read the graph back, verify. The expected failures come back in the result."""
+    result = Attempt(name, Outcome.EXPORTED, path=job.path)
+    start = time.perf_counter()
+    try:
+        with recording() as rec:
+            note = export_at_opset(STRATEGIES[name], job)
+        result.warnings = rec.summary()
+        result.notes += [note] if note else []
+        check_graph(job.path, job.signature, job.opset, len(job.output_names))
+        verify_start = time.perf_counter()
+        result.report = check_parity(job.path, ref, atol, rtol)
+        result.verify_seconds = time.perf_counter() - verify_start
+        result.report.raise_if_failed()
+        result.notes += result.report.warnings  # x100 stress feeds that differed slightly and were kept
+    except (CaptureError, GraphCheckError, ParityError) as exc:
+        result.outcome = next(o for kind, o in _OUTCOME.items() if isinstance(exc, kind))
+        result.reason = exc.one_line()
+        result.error = exc
+    result.seconds = time.perf_counter() - start
+    return result
+
+
+def _pick_error(attempts: list[Attempt]) -> ModelportError:
     """A wrong answer matters most, then a graph that differs from the request, then capture failures;
     among those, the first that names a place in the user's code."""
+    failed = [(a.strategy, a.error) for a in attempts if a.error is not None]
     for kind in (ParityError, GraphCheckError):
-        for name, exc in errors:
+        for name, exc in failed:
             if isinstance(exc, kind):
                 exc.message = f"{name}: {exc.message}"
                 return exc
-    if len(errors) == 1:
-        return errors[0][1]
-    name, best = next(((n, e) for n, e in errors if _PLACE.search(e.message)), errors[0])
-    others = ", ".join(n for n, _ in errors if n != name)
+    if len(failed) == 1:
+        return failed[0][1]
+    name, best = next(((n, e) for n, e in failed if _PLACE.search(e.message)), failed[0])
+    others = ", ".join(n for n, _ in failed if n != name)
     return CaptureError(f"no strategy captured the model; {name}: {best.message} (also failed: {others})", best.hint)
-
-
-def _clear(job: ExportJob) -> None:
-    for path in job.path.parent.iterdir():
-        if path.name.startswith(job.path.name):
-            path.unlink()

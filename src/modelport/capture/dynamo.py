@@ -14,8 +14,8 @@ from typing import Any
 
 from modelport.calling import forward_params
 from modelport.capture import ExportJob
-from modelport.capture.check import name_dims
 from modelport.errors import CaptureError, GraphCheckError
+from modelport.onnx_graph import RenameDims
 
 __all__ = ["export_nonstrict", "export_strict", "dynamic_shapes", "explain"]
 _FILE_LINE = re.compile(r'File "([^"]+)", line (\d+)')
@@ -64,8 +64,8 @@ def export(job: ExportJob, strict: bool) -> None:
             external_data=external,
             verbose=False,
         )
+        RenameDims(job.signature)(onnx_program.model)  # torch.onnx's model is an onnx-ir Model: renamed in place
         onnx_program.save(str(job.path), external_data=external)
-        name_dims(job.path, job.signature)
     except (CaptureError, GraphCheckError):
         raise
     except Exception as exc:

@@ -330,7 +330,7 @@ def _fail(exc: ModelportError, debug: bool, as_json: bool, cause: BaseException 
                 "error": exc.message,
                 "hint": exc.hint,
                 "exit_code": exc.exit_code,
-                "attempts": getattr(exc, "attempts", []),
+                "attempts": exc.attempts,
             }
         )
     err.print(f"error: {exc.one_line()}", highlight=False, soft_wrap=True)

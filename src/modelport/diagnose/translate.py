@@ -5,7 +5,6 @@ The original message stays on the exception's ``__cause__`` (shown with ``--debu
 
 from __future__ import annotations
 
-import difflib
 import re
 from pathlib import Path
 from typing import Any
@@ -14,7 +13,7 @@ import numpy as np
 
 from modelport.errors import BundleError, FeedError, ModelportError, first_line
 
-__all__ = ["ort_run_error", "ort_load_error", "check_names"]
+__all__ = ["ort_run_error", "ort_load_error"]
 
 _BAD_DIMS = re.compile(r"Got invalid dimensions for input: (\S+) for the following indices(.*?)Please fix", re.S)
 _INDEX = re.compile(r"index: (\d+) Got: (\d+) Expected: (\d+)")
@@ -24,18 +23,6 @@ _DTYPE = re.compile(r"Unexpected input data type\. Actual: \((tensor\(\w+\))\) ,
 _RANK = re.compile(r"Invalid rank for input: (\S+) Got: (\d+) Expected: (\d+)")
 _PARAM = re.compile(r"(^onnx::)|(\.(weight|bias|running_mean|running_var)$)")
 _SYMBOL = {0: "batch", 1: "seq", 2: "h", 3: "w"}
-
-
-def check_names(inputs: list[Any], feed: dict[str, np.ndarray]) -> None:
-    """Before running: a feed name the model does not have, with the closest valid one."""
-    names = [i.name for i in inputs]
-    for name in feed:
-        if name not in names:
-            close = difflib.get_close_matches(name, names, n=1)
-            raise FeedError(
-                f"the model has no input {name!r}",
-                f"its inputs are {', '.join(names)}" + (f" (did you mean {close[0]!r}?)" if close else ""),
-            )
 
 
 def ort_run_error(exc: BaseException, inputs: list[Any], feed: dict[str, np.ndarray], path: Path) -> ModelportError:

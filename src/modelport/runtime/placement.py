@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from modelport import onnx_graph as graph
 from modelport.runtime.providers import ProviderError
 
 __all__ = [
@@ -173,14 +174,4 @@ def read_profile(path: str | Path) -> list[dict[str, Any]]:
 
 def heavy_ops_in_graph(model_path: str | Path) -> int:
     """Compute-heavy ops in the file as exported (subgraphs included), without loading external weights."""
-    import onnx
-
-    model = onnx.load(str(model_path), load_external_data=False)
-    count = 0
-    graphs = [model.graph]
-    while graphs:
-        graph = graphs.pop()
-        for node in graph.node:
-            count += node.op_type in HEAVY_OPS
-            graphs += [a.g for a in node.attribute if a.HasField("g")] + [g for a in node.attribute for g in a.graphs]
-    return count
+    return sum(node.op_type in HEAVY_OPS for node in graph.nodes(graph.read(model_path)))

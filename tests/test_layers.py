@@ -26,6 +26,7 @@ LAYERS: list[tuple[str, ...]] = [
         "modelport.bundle",
         "modelport.tolerances",
         "modelport.onnx_graph",
+        "modelport.interrupts",
     ),
     ("modelport.diagnose",),  # ONNX helpers: graph facts, checks, error translation
     ("modelport.sources", "modelport.calling"),  # PyTorch models in, and how they are called

@@ -478,10 +478,10 @@ def test_an_npy_feed_of_objects_runs_nothing(bundle, tmp_path):
     assert marker.exists()
     marker.unlink()
 
-    from modelport.runtime.run import load_feeds
+    from modelport.runtime.run import run
 
     with pytest.raises(UsageError, match="evil.npy holds Python objects"):
-        load_feeds([f"x={feed}"])
+        run(bundle, {"x": feed})
     proc = run_cli("run", str(bundle), "--feed", f"x={feed}", cwd=tmp_path)
     assert proc.returncode == 2, proc.stderr
     lines = error_lines(proc)

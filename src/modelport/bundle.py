@@ -19,6 +19,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from modelport import interrupts
 from modelport.errors import BundleError, UsageError, first_line
 from modelport.manifest import validate
 from modelport.spec import Signature
@@ -177,6 +178,7 @@ def check_replaceable(target: Path) -> None:
 def commit(staging: Path, target: Path, manifest: dict[str, Any]) -> Bundle:
     """Hash the files, write the manifest, and swap the finished directory into place."""
     target = output_path(target)
+    interrupts.check()  # an interrupt that something swallowed still means: write nothing
     manifest["files"] = file_table(staging)
     write_manifest(staging, manifest)
     check_replaceable(target)  # again: the user may have added files while we exported

@@ -205,17 +205,18 @@ def as_arrays(feed: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def check_names(names: list[str], feed: dict[str, Any]) -> None:
-    """A feed name the model does not have, with the closest valid one; then the inputs left unfed."""
+def check_names(names: list[str], feed: dict[str, Any], complete: bool = True) -> None:
+    """A feed name the model does not have, with the closest valid one; then, with ``complete``, the inputs
+    left unfed (without it the runtime says, and its translator knows which of them are weights)."""
     for name in feed:
         if name not in names:
             close = difflib.get_close_matches(name, names, n=1)
             raise FeedError(
                 f"the model has no input {name!r}",
-                f"its inputs are {', '.join(names)}" + (f" (did you mean {close[0]!r}?)" if close else ""),
+                f"inputs are {', '.join(names)}" + (f" (did you mean {close[0]!r}?)" if close else ""),
             )
     missing = [n for n in names if n not in feed]
-    if missing:
+    if missing and complete:
         raise FeedError(
             f"no feed for input(s) {', '.join(missing)}", f"feed every input: {', '.join(names)} (--feed NAME=FILE.npy)"
         )

@@ -13,8 +13,20 @@ import onnx
 
 from modelport.errors import UsageError
 
-__all__ = ["check_tolerances", "check_opset", "check_threads", "MIN_OPSET", "max_opset"]
+__all__ = [
+    "check_tolerances",
+    "check_opset",
+    "check_threads",
+    "max_opset",
+    "MIN_OPSET",
+    "DEFAULT_ATOL",
+    "DEFAULT_RTOL",
+    "DEFAULT_OPSET",
+]
 
+DEFAULT_ATOL = 1e-4
+DEFAULT_RTOL = 1e-3
+DEFAULT_OPSET = 18
 MIN_OPSET = 7  # ONNX Runtime supports nothing older
 _EXPORTER_MAX_OPSET = 23  # torch.onnx's newest (torch/onnx/_constants.py ONNX_MAX_OPSET in torch 2.13)
 
@@ -36,7 +48,7 @@ def check_opset(opset: int) -> None:
     if not MIN_OPSET <= opset <= max_opset():
         raise UsageError(
             f"--opset {opset} is outside what the installed exporters and ONNX support",
-            f"choose an opset from {MIN_OPSET} to {max_opset()} (default 18)",
+            f"choose an opset from {MIN_OPSET} to {max_opset()} (default {DEFAULT_OPSET})",
         )
 
 

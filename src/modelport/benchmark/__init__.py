@@ -4,6 +4,7 @@ method.py runs the measurement, machine.py says what it ran on (and measures the
 report.py writes the JSON records, the Markdown report and its plot."""
 
 from modelport.benchmark.machine import fingerprint, measure_peak
-from modelport.benchmark.method import DEFAULT_BACKENDS, BenchConfig, BenchResult, bench, shape_grid
+from modelport.benchmark.method import DEFAULT_BACKENDS, BenchConfig, BenchResult, bench
+from modelport.benchmark.shapes import shape_grid
 
 __all__ = ["bench", "BenchConfig", "BenchResult", "DEFAULT_BACKENDS", "shape_grid", "fingerprint", "measure_peak"]

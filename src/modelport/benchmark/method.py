@@ -32,6 +32,7 @@ from typing import Any
 import numpy as np
 
 from modelport.benchmark import machine
+from modelport.benchmark.shapes import batch_symbol, first_dim_is_symbol, outside, shape_text
 from modelport.bundle import Bundle
 from modelport.errors import UsageError
 from modelport.feeds import make_feed
@@ -41,7 +42,7 @@ from modelport.runtime.registry import create, parse_backend
 from modelport.spec import Signature
 from modelport.verification.compare import cosine
 
-__all__ = ["BenchConfig", "BenchResult", "bench", "shape_grid", "parse_sizes", "backend_label", "DEFAULT_BACKENDS"]
+__all__ = ["BenchConfig", "BenchResult", "bench", "backend_label", "DEFAULT_BACKENDS"]
 
 DEFAULT_BACKENDS = ("eager", "ort:cpu", "openvino:f32", "openvino:default")
 Progress = Callable[[str, float], None]  # what is happening, overall fraction done
@@ -97,29 +98,6 @@ def backend_label(name: str) -> str:
     return canonical
 
 
-def shape_grid(
-    sig: Signature, batch: list[int] | None = None, seq: list[int] | None = None, shape: list[str] | None = None
-) -> list[dict[str, int]]:
-    """Every combination of the requested sizes; symbols not named keep their example size.
-    ``batch`` sets axis 0 of the first input, ``seq`` the symbol named ``seq`` (or axis 1 of the first
-    integer input), ``shape`` takes ``NAME=SIZE[,SIZE...]`` for any symbol."""
-    axes: dict[str, list[int]] = {}
-    if batch:
-        axes[_batch_symbol(sig, "--batch")] = batch
-    if seq:
-        axes[_seq_symbol(sig)] = seq
-    for text in shape or []:
-        name, sep, values = text.partition("=")
-        name = name.strip()
-        if not sep or name not in sig.dims:
-            raise UsageError(
-                f"bad --shape {text!r}", f"write NAME=SIZE[,SIZE...] with NAME one of: {', '.join(sig.dims) or 'none'}"
-            )
-        axes[name] = parse_sizes(values, f"--shape {name}")
-    base = sig.example_sizes()
-    return [{**base, **dict(zip(axes, combo, strict=True))} for combo in itertools.product(*axes.values())]
-
-
 def bench(bundle: Bundle, config: BenchConfig, progress: Progress | None = None) -> BenchResult:
     say = progress or (lambda _text, _done: None)
     if config.min_runs < 2 or min(config.min_seconds, config.warmup, config.block_seconds, config.settle_seconds) < 0:
@@ -154,7 +132,7 @@ def _bench_shape(
     say: Progress,
 ) -> list[dict[str, Any]]:
     sig = bundle.signature
-    shape = _shape_text(sizes)
+    shape = shape_text(sizes)
     feed = make_feed(sig, sizes, np.random.default_rng(0)).arrays
     slots: list[_Slot] = []
     try:
@@ -243,10 +221,10 @@ def _record(
 ) -> dict[str, Any]:
     ms = sorted(t * 1e3 for t in slot.times)
     p50 = _percentile(ms, 50)
-    batch = sizes.get(_batch_symbol(sig, ""), 1) if _first_dim_is_symbol(sig) else 1
+    batch = sizes.get(batch_symbol(sig, ""), 1) if first_dim_is_symbol(sig) else 1
     record: dict[str, Any] = {
         "backend": slot.label,
-        "shape": _shape_text(sizes),
+        "shape": shape_text(sizes),
         "sizes": sizes,
         "runs": len(ms),
         "timed_s": round(sum(slot.times), 4),
@@ -265,7 +243,7 @@ def _record(
         "gflops": round(flops / p50 / 1e6, 2) if flops else None,
         "fraction_of_peak": None,
         "runtime": slot.runner.describe(),
-        "warnings": list(slot.runner.warnings) + _outside(sig, sizes),
+        "warnings": list(slot.runner.warnings) + outside(sig, sizes),
     }
     if record["gflops"] and config.peak_gflops:
         record["fraction_of_peak"] = round(record["gflops"] / config.peak_gflops, 4)
@@ -300,46 +278,3 @@ def _count_flops(runner: Runner, feed: dict[str, np.ndarray]) -> int | None:
 
 def _percentile(sorted_ms: list[float], q: float) -> float:
     return float(np.percentile(sorted_ms, q, method="linear"))
-
-
-def _shape_text(sizes: dict[str, int]) -> str:
-    return ",".join(f"{k}={v}" for k, v in sizes.items())
-
-
-def _outside(sig: Signature, sizes: dict[str, int]) -> list[str]:
-    return [
-        f"{name}={size} lies outside the verified range {sig.dims[name].min}..{sig.dims[name].max}"
-        for name, size in sizes.items()
-        if name in sig.dims and not sig.dims[name].min <= size <= sig.dims[name].max
-    ]
-
-
-def _first_dim_is_symbol(sig: Signature) -> bool:
-    return bool(sig.inputs and sig.inputs[0].dims and isinstance(sig.inputs[0].dims[0], str))
-
-
-def _batch_symbol(sig: Signature, flag: str) -> str:
-    if _first_dim_is_symbol(sig):
-        return str(sig.inputs[0].dims[0])
-    raise UsageError(f"{flag}: the first input's axis 0 is not a dynamic dimension", "use --shape NAME=SIZE")
-
-
-def _seq_symbol(sig: Signature) -> str:
-    if "seq" in sig.dims:
-        return "seq"
-    for spec in sig.inputs:
-        if spec.is_integer and len(spec.dims) > 1 and isinstance(spec.dims[1], str):
-            return str(spec.dims[1])
-    raise UsageError(
-        "--seq: the model has no sequence dimension", f"use --shape NAME=SIZE with NAME one of: {', '.join(sig.dims)}"
-    )
-
-
-def parse_sizes(text: str, flag: str) -> list[int]:
-    try:
-        values = [int(v) for v in text.split(",") if v.strip()]
-    except ValueError:
-        values = []
-    if not values or min(values) < 1:
-        raise UsageError(f"bad {flag} {text!r}", "give positive sizes separated by commas, e.g. 1,8")
-    return values

@@ -14,11 +14,11 @@ from typing import Any
 
 from modelport.calling import CallPlan
 from modelport.errors import ModelportError
+from modelport.options import DEFAULT_OPSET
 from modelport.spec import Signature
 
 __all__ = ["ExportJob", "Attempt", "Outcome"]
 
-DEFAULT_OPSET = 18
 EXTERNAL_DATA_BYTES = 2 * 1024**3  # protobuf's limit: only bigger models get model.onnx.data
 
 

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import torch
 
+from modelport import interrupts
 from modelport.capture import Attempt, ExportJob, Outcome, dynamo, script, trace
 from modelport.capture.check import check_graph
 from modelport.capture.opset import export_at_opset
@@ -81,6 +82,7 @@ def capture(
         folder = job.path.parent / f".attempt-{index}-{name}"
         folder.mkdir()
         result = attempt(name, replace(job, path=folder / job.path.name), ref, atol, rtol)
+        interrupts.check()
         outcome.attempts.append(result)
         outcome.report = result.report or outcome.report
         if result.outcome == Outcome.EXPORTED:

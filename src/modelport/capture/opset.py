@@ -15,8 +15,8 @@ from collections.abc import Callable
 import onnx
 
 from modelport.capture import ExportJob
-from modelport.diagnose.checks import check_resize
 from modelport.diagnose.graph import default_opset
+from modelport.diagnose.semantics import check_resize
 from modelport.errors import CaptureError
 
 __all__ = ["export_at_opset", "needed_opset"]

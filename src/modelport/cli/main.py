@@ -2,19 +2,16 @@
 
 from __future__ import annotations
 
-import json
-import signal
 import sys
-import traceback
 from pathlib import Path
-from typing import Any, NoReturn
 
 import typer
-from rich.console import Console
 
 from modelport.benchmark.method import DEFAULT_BACKENDS
+from modelport.cli.console import emit_json, err, errors_as_json, out
+from modelport.cli.failures import run_app
 from modelport.deadline import DEFAULT_VERIFY_TIMEOUT
-from modelport.errors import EXIT_BUG, EXIT_INTERRUPTED, EXIT_OK, ModelportError, environment_error, first_line
+from modelport.options import DEFAULT_ATOL, DEFAULT_OPSET, DEFAULT_RTOL
 from modelport.runtime.registry import backend_help, backend_names
 
 app = typer.Typer(
@@ -26,8 +23,6 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     rich_markup_mode=None,
 )
-out = Console(markup=False, highlight=False)
-err = Console(stderr=True, markup=False, highlight=False)
 
 Inputs = typer.Option(
     None, "--input", "-i", help="NAME:DIMS[:DTYPE[:LOW..HIGH]], e.g. x:batch,3,h,w (repeat per input)"
@@ -39,16 +34,6 @@ VerifyTimeout = typer.Option(
     help="seconds each PyTorch or runtime call may take while verifying; past it the model is refused "
     "(a loop that does not end)",
 )
-
-
-def emit_json(payload: dict[str, Any]) -> None:
-    print(json.dumps(payload, indent=2, default=_default))
-
-
-def _default(value: Any) -> Any:
-    if hasattr(value, "to_json"):
-        return value.to_json()
-    return str(value)
 
 
 @app.command()
@@ -65,18 +50,19 @@ def export(
         "verifies wins), dynamo, script or trace",
     ),
     opset: int = typer.Option(
-        18, help="ONNX opset to write; raised to the lowest that can express the model (said in one line)"
+        DEFAULT_OPSET, help="ONNX opset to write; raised to the lowest that can express the model (said in one line)"
     ),
     strict_opset: bool = typer.Option(
         False, "--strict-opset", help="refuse, naming the minimum, instead of raising the opset"
     ),
-    atol: float = typer.Option(1e-4, help="absolute tolerance against PyTorch"),
-    rtol: float = typer.Option(1e-3, help="relative tolerance against PyTorch"),
+    atol: float = typer.Option(DEFAULT_ATOL, help="absolute tolerance against PyTorch"),
+    rtol: float = typer.Option(DEFAULT_RTOL, help="relative tolerance against PyTorch"),
     keep_failed: bool = typer.Option(False, "--keep-failed", help="write the bundle even when verification fails"),
     verify_timeout: float = VerifyTimeout,
     as_json: bool = typer.Option(False, "--json", help="print the result as JSON"),
 ) -> None:
     """Export MODEL to an ONNX bundle, verified against PyTorch at min/max/odd sizes of every dimension."""
+    errors_as_json(as_json)
     from modelport.cli import show
     from modelport.exporting import export as do_export
     from modelport.spec import parse_dim, parse_input
@@ -126,6 +112,7 @@ def verify(
     as_json: bool = typer.Option(False, "--json", help="print the parity report as JSON"),
 ) -> None:
     """Re-check a bundle against PyTorch on a backend (tolerances per its precision); exit 1 on a mismatch."""
+    errors_as_json(as_json)
     from modelport.cli import show
     from modelport.verification.bundle import verify as do_verify
 
@@ -164,19 +151,18 @@ def run(
     as_json: bool = typer.Option(False, "--json", help="print output stats, the backend and placement as JSON"),
 ) -> None:
     """Run a bundle (or an .onnx file) on a backend with inputs from .npy files."""
-    from modelport.bundle import Bundle
+    errors_as_json(as_json)
     from modelport.cli import show
-    from modelport.runtime.run import load_feeds
+    from modelport.runtime.run import parse_feeds
     from modelport.runtime.run import run as do_run
 
-    target = bundle if bundle.is_file() else Bundle.open(bundle)  # a bad bundle is reported before the feeds
     result = do_run(
-        target,
-        load_feeds(feed or []),
+        bundle,
+        parse_feeds(feed or []),
         backend,
         threads=threads,
         fallback=fallback,
-        placement=show_placement or as_json and backend.startswith("ort"),
+        placement=True if show_placement else (None if as_json else False),
         strict=strict,
     )
     for warning in result.warnings:
@@ -198,6 +184,7 @@ def doctor(
     as_json: bool = typer.Option(False, "--json", help="print the findings as JSON"),
 ) -> None:
     """What is wrong with an ONNX model and how to fix it; exit 1 when a finding is an error."""
+    errors_as_json(as_json)
     from modelport.cli.show_graph import doctor_text
     from modelport.diagnose.doctor import doctor as do_doctor
 
@@ -219,6 +206,7 @@ def graph(
     as_json: bool = typer.Option(False, "--json", help="print the summary as JSON"),
 ) -> None:
     """Inputs/outputs with dims, op histogram, and If/Loop with the size of their subgraphs."""
+    errors_as_json(as_json)
     from modelport.cli.show_graph import graph_text
     from modelport.diagnose.graph import describe
     from modelport.diagnose.load import open_onnx
@@ -283,64 +271,5 @@ def demo(
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Run one command; every failure ends as one line on stderr and an exit code from the table in
-    ``modelport.errors`` (0 ok, 1 unsafe model, 2 usage/input/environment, 3 bug, 130 interrupted)."""
-    args = list(sys.argv[1:] if argv is None else argv)
-    debug = "--debug" in args
-    args = [a for a in args if a != "--debug"]
-    as_json = "--json" in args and "bench" not in args[:1]  # bench --json names a file
-    signal.signal(signal.SIGTERM, _interrupt)  # SIGTERM unwinds like Ctrl-C: temp directories are removed
-    try:
-        code = app(args=args, prog_name="modelport", standalone_mode=False)
-    except ModelportError as exc:
-        _fail(exc, debug, as_json)
-    except KeyboardInterrupt:
-        code = EXIT_INTERRUPTED
-    except Exception as exc:
-        if _is_click(exc, "ClickException"):  # usage errors keep click's own message (typer vendors click)
-            exc.show()  # type: ignore[attr-defined]
-            sys.exit(exc.exit_code)  # type: ignore[attr-defined]
-        if _is_click(exc, "Abort"):
-            code = EXIT_INTERRUPTED
-        else:
-            known = environment_error(exc)
-            if known is not None:
-                _fail(known, debug, as_json, exc)
-            if debug:
-                traceback.print_exc()
-            err.print(
-                f"error: internal error {type(exc).__name__}: {first_line(exc)} — this is a modelport bug; rerun "
-                "with --debug and report the traceback",
-                highlight=False,
-                soft_wrap=True,
-            )
-            sys.exit(EXIT_BUG)
-    if code == EXIT_INTERRUPTED:
-        err.print("interrupted; nothing was written", highlight=False)
-    sys.exit(code if isinstance(code, int) else EXIT_OK)
-
-
-def _fail(exc: ModelportError, debug: bool, as_json: bool, cause: BaseException | None = None) -> NoReturn:
-    if debug:
-        traceback.print_exception(cause or exc)
-    if as_json:
-        emit_json(
-            {
-                "ok": False,
-                "error": exc.message,
-                "hint": exc.hint,
-                "exit_code": exc.exit_code,
-                "attempts": exc.attempts,
-            }
-        )
-    err.print(f"error: {exc.one_line()}", highlight=False, soft_wrap=True)
-    sys.exit(exc.exit_code)
-
-
-def _is_click(exc: BaseException, name: str) -> bool:
-    """click's exception classes, from click itself or from the copy typer ships (typer._click)."""
-    return any(cls.__name__ == name and cls.__module__.endswith("click.exceptions") for cls in type(exc).__mro__)
-
-
-def _interrupt(signum: int, frame: object) -> None:
-    raise KeyboardInterrupt
+    """The ``modelport`` command: one line and an exit code from ``modelport.errors`` on every failure."""
+    run_app(app, sys.argv[1:] if argv is None else argv)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["Finding", "ERROR", "WARNING", "INFO"]
+__all__ = ["Finding", "ERROR", "WARNING", "INFO", "few"]
 
 ERROR, WARNING, INFO = "error", "warning", "info"
 
@@ -29,3 +29,7 @@ class Finding:
             "fix": self.fix,
             "node": self.node,
         }
+
+
+def few(names: list[str], n: int = 3) -> str:
+    return ", ".join(names[:n]) + (f" +{len(names) - n} more" if len(names) > n else "")

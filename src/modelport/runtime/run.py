@@ -19,22 +19,23 @@ from modelport.runtime.placement import PlacementReport
 from modelport.runtime.registry import create
 from modelport.spec import available_memory
 
-__all__ = ["run", "RunResult", "load_feeds", "read_npy"]
+__all__ = ["run", "RunResult", "parse_feeds", "read_npy"]
 
 
-def load_feeds(pairs: list[str]) -> dict[str, np.ndarray]:
-    """``NAME=FILE.npy`` pairs → arrays (``allow_pickle=False``: a .npy cannot run code). The header is read
-    first, so a file that claims more data than it holds, or more than memory, is refused unread."""
+def parse_feeds(pairs: list[str]) -> dict[str, Path]:
+    """``NAME=FILE.npy`` pairs (the CLI's ``--feed``) → paths by input name; ``run`` reads them."""
     feeds = {}
     for pair in pairs:
         name, sep, file = pair.partition("=")
         if not sep or not name or not file:
             raise UsageError(f"bad --feed {pair!r}", "expected NAME=FILE.npy")
-        feeds[name] = read_npy(Path(file))
+        feeds[name] = Path(file)
     return feeds
 
 
 def read_npy(path: Path) -> np.ndarray:
+    """A ``.npy`` file as an array, never unpickled (``allow_pickle=False``). The header is read first, so a
+    file that claims more data than it holds, or more than memory, is refused unread."""
     fix = "save one array with numpy.save(FILE, array)"
     if not path.is_file():
         raise UsageError(f"feed {str(path)!r} " + ("is a directory" if path.is_dir() else "does not exist"), fix)
@@ -89,28 +90,31 @@ class RunResult:
 
 def run(
     target: Bundle | str | Path,
-    feeds: dict[str, np.ndarray],
+    feeds: dict[str, Any] | None = None,
     backend: str = "ort:cpu",
     *,
     threads: int | None = None,
     fallback: str = "refuse",
-    placement: bool = False,
+    placement: bool | None = False,
     strict: bool = False,
 ) -> RunResult:
     """Outputs by name, with what the backend really got.
 
     ``target`` is a bundle (feeds checked against its manifest first) or a bare ``.onnx`` file from
-    anywhere (checked by the runtime, whose errors come back translated into fixes). No feeds: a random
-    feed at the example sizes. ``placement`` (ONNX Runtime only) adds where each node ran; ``strict``
-    fails when any node left the first-choice provider."""
+    anywhere (checked by the runtime, whose errors come back translated into fixes). ``feeds``: arrays,
+    tensors or ``.npy`` paths by input name (the bundle is opened first, so its errors come first); none: a
+    random feed at the example sizes. ``placement`` adds where each node ran (True: required, so an error
+    on a backend without the report; None: when the backend has it); ``strict`` fails when any node left
+    the first-choice provider."""
     warnings: list[str] = []
-    feeds = as_arrays(feeds)
     if isinstance(target, Bundle) or not Path(target).is_file():
         target = target if isinstance(target, Bundle) else Bundle.open(target)
-        if feeds:
-            warnings = check_feed(target.signature, feeds)  # before the runtime loads: the cheap errors first
     else:
         target, _ = open_onnx(target)  # a file that is not ONNX gets its one line here
+    feeds = as_arrays({k: read_npy(Path(v)) if isinstance(v, (str, Path)) else v for k, v in (feeds or {}).items()})
+    if isinstance(target, Bundle):
+        if feeds:
+            warnings = check_feed(target.signature, feeds)  # before the runtime loads: the cheap errors first
     runner = create(backend, target, threads=threads, fallback=fallback)
     if (placement or strict) and not isinstance(runner, Placement):
         raise UsageError(
@@ -119,7 +123,7 @@ def run(
     with runner:
         feed = feeds or runner.example_feed()
         outputs = runner.infer(feed)
-        wanted = isinstance(runner, Placement) and (placement or strict)
+        wanted = isinstance(runner, Placement) and (placement is not False or strict)
         report = runner.placement(feed, strict=strict) if wanted else None
         return RunResult(
             outputs, runner.warnings + warnings, runner.describe(), report, "given" if feeds else "example"

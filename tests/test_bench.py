@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from modelport.benchmark import BenchConfig, bench, shape_grid
-from modelport.benchmark import method as bench_method
+from modelport.benchmark import timing as bench_method
 from modelport.benchmark.report import write_json, write_report
 from modelport.bundle import Bundle
 from modelport.errors import UsageError

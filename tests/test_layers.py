@@ -29,11 +29,11 @@ LAYERS: list[tuple[str, ...]] = [
         "modelport.interrupts",
     ),
     ("modelport.diagnose",),  # ONNX helpers: graph facts, checks, error translation
-    ("modelport.sources", "modelport.calling"),  # PyTorch models in, and how they are called
+    ("modelport.sources", "modelport.forward"),  # PyTorch models in, and how they are called
     ("modelport.runtime",),
     ("modelport.verification",),
     ("modelport.capture",),
-    ("modelport.exporting", "modelport.benchmark", "modelport.demo"),
+    ("modelport.exporting", "modelport.benchmark", "modelport.demo_job"),
     ("modelport",),  # the public API
     ("modelport.cli", "modelport.__main__"),
 ]

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from modelport.bundle import Bundle
-from modelport.demo import SENTENCES, embed, reference_embeddings
+from modelport.demo_job import SENTENCES, embed, reference_embeddings
 from modelport.sources import load_model
 from modelport.verification.bundle import verify
 from modelport.verification.compare import cosine

@@ -14,10 +14,10 @@ import torch
 from torch import nn
 
 from modelport.bundle import MANIFEST
-from modelport.calling import plan_call
 from modelport.deadline import DEFAULT_VERIFY_TIMEOUT, VerifyTimeoutError, within
 from modelport.errors import ParityError, UnsafeModelError
 from modelport.exporting import export
+from modelport.forward import plan_call
 from modelport.runtime.base import Runner, TensorInfo
 from modelport.spec import Signature, parse_dim, parse_input
 from modelport.verification.bundle import verify

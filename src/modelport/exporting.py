@@ -23,13 +23,13 @@ import torch
 
 from modelport import bundle as bundles
 from modelport.bundle import MODEL_FILE, Bundle
-from modelport.calling import plan_call, run_eager
 from modelport.capture import DEFAULT_OPSET, Attempt, ExportJob
 from modelport.capture.auto import EXPORTERS, CaptureOutcome, capture
 from modelport.capture.check import graph_summary
 from modelport.deadline import DEFAULT_VERIFY_TIMEOUT
 from modelport.errors import UsageError
 from modelport.feeds import make_feed
+from modelport.forward import plan_call, run_eager
 from modelport.options import check_opset, check_tolerances
 from modelport.sources import LoadedModel
 from modelport.sources.objects import IN_MEMORY, as_dims, as_loaded, as_specs

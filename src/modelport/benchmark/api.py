@@ -13,9 +13,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from modelport.benchmark.method import DEFAULT_BACKENDS, BenchConfig, BenchResult
-from modelport.benchmark.method import bench as run_bench
 from modelport.benchmark.shapes import shape_grid
+from modelport.benchmark.timing import DEFAULT_BACKENDS, BenchConfig, BenchResult
+from modelport.benchmark.timing import bench as run_bench
 from modelport.bundle import MANIFEST, Bundle
 from modelport.errors import UsageError
 from modelport.exporting import export

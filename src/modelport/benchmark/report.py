@@ -8,7 +8,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from modelport.benchmark.method import BenchResult
+from modelport.benchmark.timing import BenchResult
 from modelport.bundle import atomic_write
 from modelport.errors import MissingExtraError
 

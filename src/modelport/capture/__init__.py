@@ -12,8 +12,8 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
-from modelport.calling import CallPlan
 from modelport.errors import ModelportError
+from modelport.forward import CallPlan
 from modelport.options import DEFAULT_OPSET
 from modelport.spec import Signature
 

@@ -13,8 +13,8 @@ import torch
 from modelport import interrupts
 from modelport.capture import Attempt, ExportJob, Outcome, dynamo, script, trace
 from modelport.capture.check import check_graph
+from modelport.capture.exporter_log import recording
 from modelport.capture.opset import export_at_opset
-from modelport.capture.record import recording
 from modelport.errors import CaptureError, GraphCheckError, ModelportError, ParityError
 from modelport.verification.parity import ParityReport, Reference, check_parity
 

@@ -12,9 +12,9 @@ import re
 from pathlib import Path
 from typing import Any
 
-from modelport.calling import forward_params
 from modelport.capture import ExportJob
 from modelport.errors import CaptureError, GraphCheckError
+from modelport.forward import forward_params
 from modelport.onnx_graph import RenameDims
 
 __all__ = ["export_nonstrict", "export_strict", "dynamic_shapes", "explain"]

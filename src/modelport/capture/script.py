@@ -18,7 +18,7 @@ from pathlib import Path
 import torch
 
 from modelport.capture import ExportJob
-from modelport.capture.torchscript import to_onnx
+from modelport.capture.torchscript_exporter import to_onnx
 from modelport.errors import CaptureError, first_line
 
 __all__ = ["export", "adapter_source"]

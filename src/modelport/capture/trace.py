@@ -16,8 +16,8 @@ from typing import Any
 import torch
 
 from modelport.capture import ExportJob
-from modelport.capture.record import recording
-from modelport.capture.torchscript import to_onnx
+from modelport.capture.exporter_log import recording
+from modelport.capture.torchscript_exporter import to_onnx
 from modelport.errors import CaptureError
 
 __all__ = ["export", "export_mixed"]

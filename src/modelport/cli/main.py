@@ -7,7 +7,7 @@ from pathlib import Path
 
 import typer
 
-from modelport.benchmark.method import DEFAULT_BACKENDS
+from modelport.benchmark.timing import DEFAULT_BACKENDS
 from modelport.cli.console import emit_json, err, errors_as_json, out
 from modelport.cli.failures import run_app
 from modelport.deadline import DEFAULT_VERIFY_TIMEOUT
@@ -209,7 +209,7 @@ def graph(
     errors_as_json(as_json)
     from modelport.cli.show_graph import graph_text
     from modelport.diagnose.graph import describe
-    from modelport.diagnose.load import open_onnx
+    from modelport.diagnose.open_model import open_onnx
 
     model_path, model = open_onnx(path)
     info = describe(model)
@@ -218,7 +218,7 @@ def graph(
     else:
         graph_text(out, info)
     if netron:
-        from modelport.diagnose.viewer import serve_netron
+        from modelport.diagnose.netron import serve_netron
 
         serve_netron(model_path, port, say=lambda msg: err.print(msg, highlight=False))
 
@@ -251,7 +251,7 @@ def bench(
     dim: list[str] = Dims,
 ) -> None:
     """Time backends side by side on the same feeds, with parity against eager and GFLOP/s."""
-    from modelport.cli.show_bench import BenchTiming, bench_command
+    from modelport.cli.bench_command import BenchTiming, bench_command
 
     timing = BenchTiming(warmup, min_runs, min_seconds, block_seconds, settle_seconds)
     bench_command(out, err, model, backends, batch, seq, shape, threads, timing, peak, json_file, report, input, dim)
@@ -263,7 +263,7 @@ def demo(
 ) -> None:
     """Export the packaged all-MiniLM-L6-v2, verify it, and embed real sentences with it."""
     from modelport.cli import show
-    from modelport.demo import run_demo
+    from modelport.demo_job import run_demo
 
     with err.status("exporting demo:minilm") as status:
         report = run_demo(output, progress=lambda msg: status.update(msg))

@@ -11,8 +11,8 @@ from typing import Any
 from modelport.diagnose.checks import GRAPH_CHECKS
 from modelport.diagnose.findings import ERROR, WARNING, Finding
 from modelport.diagnose.graph import GraphInfo, describe
-from modelport.diagnose.kernels import check_session
-from modelport.diagnose.load import open_onnx
+from modelport.diagnose.open_model import open_onnx
+from modelport.diagnose.session_checks import check_session
 
 __all__ = ["doctor", "DoctorReport"]
 

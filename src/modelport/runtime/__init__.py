@@ -3,5 +3,5 @@
 
 ``registry.create(name, bundle)`` is the way in: ``ort[:providers]`` (ort.py, providers.py,
 placement.py), ``openvino[:f32|:default]`` (openvino.py), ``tensorrt[:fp16]`` (tensorrt.py),
-``torch`` / ``torchscript`` / ``torch-compile`` (torch.py); base.py holds the Runner contract.
+``torch`` / ``torchscript`` / ``torch-compile`` (pytorch.py); base.py holds the Runner base class.
 """

@@ -157,7 +157,7 @@ def create(
         cls = TensorRTRunner
         args = dict(fp16=parsed.variant == "fp16", signature=signature, output_names=output_names)
     else:
-        from modelport.runtime.torch import TorchRunner
+        from modelport.runtime.pytorch import TorchRunner
 
         cls, positional = TorchRunner, (b,)
         args = dict(mode=parsed.family, threads=threads)

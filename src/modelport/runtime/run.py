@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 
 from modelport.bundle import Bundle
-from modelport.diagnose.load import open_onnx
+from modelport.diagnose.open_model import open_onnx
 from modelport.errors import ResourceError, UsageError, first_line
 from modelport.feeds import as_arrays, check_feed
 from modelport.runtime.base import Placement

@@ -11,9 +11,9 @@ from pathlib import Path
 from typing import Any
 
 from modelport.bundle import Bundle
-from modelport.calling import plan_call
 from modelport.deadline import DEFAULT_VERIFY_TIMEOUT
 from modelport.errors import UsageError
+from modelport.forward import plan_call
 from modelport.options import check_tolerances
 from modelport.runtime.ort import OPT_LEVELS
 from modelport.runtime.registry import TORCH_BACKENDS, create, parse_backend

@@ -13,10 +13,10 @@ from typing import Any
 
 import numpy as np
 
-from modelport.calling import CallPlan, run_eager
 from modelport.deadline import DEFAULT_VERIFY_TIMEOUT, within
 from modelport.errors import ParityError
 from modelport.feeds import Feed, make_feeds
+from modelport.forward import CallPlan, run_eager
 from modelport.options import DEFAULT_ATOL, DEFAULT_RTOL
 from modelport.spec import Signature
 from modelport.verification.compare import compare

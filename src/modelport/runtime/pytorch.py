@@ -15,8 +15,8 @@ import numpy as np
 import torch
 
 from modelport.bundle import Bundle
-from modelport.calling import CallPlan, plan_call, run_eager
 from modelport.errors import SourceError, UsageError, first_line
+from modelport.forward import CallPlan, plan_call, run_eager
 from modelport.runtime.base import Runner, TensorInfo, infos_from_manifest, infos_from_signature
 from modelport.sources import LoadedModel, load_model
 from modelport.spec import Signature

@@ -14,9 +14,9 @@ from rich.table import Table
 
 from modelport.benchmark.api import bench
 from modelport.benchmark.machine import measure_peak
-from modelport.benchmark.method import DEFAULT_BACKENDS, BenchResult
 from modelport.benchmark.report import COLUMNS, SPLIT, cell, write_json, write_report
 from modelport.benchmark.shapes import parse_sizes
+from modelport.benchmark.timing import DEFAULT_BACKENDS, BenchResult
 from modelport.errors import UsageError
 from modelport.runtime.ort import physical_cores
 

@@ -29,6 +29,7 @@ __all__ = ["Bundle", "MANIFEST", "MODEL_FILE", "FORMAT_VERSION", "staging_dir", 
 MANIFEST = "modelport.json"
 MODEL_FILE = "model.onnx"
 FORMAT_VERSION = 1
+MAX_MANIFEST_BYTES = 64 * 2**20  # a manifest of a 1000-feed parity report is a few MB
 
 
 class Bundle:
@@ -64,9 +65,14 @@ class Bundle:
                 f"{str(path)!r} has no {MANIFEST}, so it is not a modelport bundle",
                 "create one with `modelport export MODEL -o DIR`",
             )
+        if manifest_path.stat().st_size > MAX_MANIFEST_BYTES:
+            raise BundleError(
+                f"{manifest_path} is {manifest_path.stat().st_size} bytes; no manifest is that big",
+                "re-export the bundle",
+            )
         try:
             manifest = json.loads(manifest_path.read_text(), parse_constant=_no_constant)
-        except (json.JSONDecodeError, UnicodeDecodeError, ValueError) as exc:
+        except (json.JSONDecodeError, UnicodeDecodeError, ValueError, RecursionError) as exc:
             raise BundleError(f"{manifest_path} is not valid JSON ({first_line(exc)})", "re-export the bundle") from exc
         if not isinstance(manifest, dict) or manifest.get("format_version") != FORMAT_VERSION:
             raise BundleError(
@@ -162,10 +168,14 @@ def check_replaceable(target: Path) -> None:
             "refusing to replace it",
             "choose a new -o directory, or empty this one",
         )
-    try:
-        listed = set(json.loads((target / MANIFEST).read_text())["files"])
-    except (OSError, ValueError, KeyError, TypeError):
-        listed = set()
+    try:  # the manifest validated and every listed file a regular file with its recorded sha256
+        listed = set(Bundle.open(target).manifest["files"])
+    except BundleError as exc:
+        raise UsageError(
+            f"output {str(target)!r} holds a {MANIFEST} but is not a bundle modelport can replace ({exc.message}); "
+            "refusing to replace it",
+            "choose a new -o directory, or move its files out",
+        ) from None
     extra = [name for name in present if name not in listed | {MANIFEST}]
     if extra:
         raise UsageError(
@@ -249,6 +259,8 @@ def atomic_write(path: Path, write: Callable[[Any], Any]) -> None:
     path = Path(path)
     if path.is_dir():
         raise UsageError(f"{str(path)!r} is a directory", "give a file name to write, e.g. out/result.npz")
+    if path.exists() and not path.is_file():  # a device, a FIFO, a socket: renaming over it would destroy it
+        raise UsageError(f"{str(path)!r} is not a regular file; refusing to replace it", "give a file name to write")
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     try:

@@ -51,7 +51,8 @@ T = TypeVar("T")
 
 def timeout_hint() -> str:
     return (
-        "raise --verify-timeout if the model is only slow at this input; otherwise fix the loop that does not end "
+        "raise --verify-timeout (--timeout for run) if the model is only slow at this input; otherwise fix the "
+        "loop that does not end "
         "for it (if the model only works for some values, declare them: --input NAME:DIMS:DTYPE:LOW..HIGH)"
     )
 

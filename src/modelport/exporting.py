@@ -27,10 +27,10 @@ from modelport.capture import DEFAULT_OPSET, Attempt, ExportJob
 from modelport.capture.auto import EXPORTERS, CaptureOutcome, capture
 from modelport.capture.check import graph_summary
 from modelport.deadline import DEFAULT_VERIFY_TIMEOUT
-from modelport.errors import UsageError
+from modelport.errors import SourceError, UsageError
 from modelport.feeds import make_feed
 from modelport.forward import plan_call, run_eager
-from modelport.options import check_opset, check_tolerances
+from modelport.options import check_opset, check_timeout, check_tolerances
 from modelport.sources import LoadedModel
 from modelport.sources.objects import IN_MEMORY, as_dims, as_loaded, as_specs
 from modelport.sources.recorded import source_file
@@ -89,7 +89,9 @@ def export(
         raise UsageError(f"unknown exporter {exporter!r}", f"choose one of: {', '.join(EXPORTERS)}")
     check_tolerances(atol, rtol)
     check_opset(opset)
-    bundles.check_replaceable(bundles.output_path(output))  # before minutes of work, not after
+    target = bundles.output_path(output)  # now: the model's code may change the working directory
+    bundles.check_replaceable(target)  # before minutes of work, not after
+    check_timeout(verify_timeout)
     say = progress or (lambda _msg: None)
     say("loading the model")
     was_training = isinstance(model, torch.nn.Module) and model.training
@@ -97,7 +99,7 @@ def export(
     try:
         return _export(
             loaded,
-            Path(output),
+            target,
             as_specs(inputs),
             as_dims(dims),
             exporter,
@@ -137,6 +139,11 @@ def _export(
     plan = plan_call(loaded.module, sig, loaded.positional)
     example = make_feed(sig, sig.example_sizes(), np.random.default_rng(1234))
     answers = run_eager(loaded.module, plan, example.arrays, sig, timeout=verify_timeout, label="example")
+    if not answers:
+        raise SourceError(
+            f"{loaded.ref} returned no tensors on the example feed",
+            "forward must return tensors (or tuples/dicts of them)",
+        )
     output_names = _unique([name for name, _ in answers])
     say("computing PyTorch's answers")
     ref = Reference(loaded.module, plan, sig, timeout=verify_timeout, atol=atol, rtol=rtol)

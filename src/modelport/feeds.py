@@ -81,7 +81,8 @@ def size_sets(sig: Signature) -> list[tuple[str, dict[str, int]]]:
 def make_feed(
     sig: Signature, sizes: dict[str, int], rng: np.random.Generator, high: bool | None = None, label: str = ""
 ) -> Feed:
-    arrays = {spec.name: _array(spec, sig.shape(spec, sizes), rng, high) for spec in sig.inputs}
+    with np.errstate(over="ignore"):  # a range near the dtype's limits is the user's to declare
+        arrays = {spec.name: _array(spec, sig.shape(spec, sizes), rng, high) for spec in sig.inputs}
     return Feed(label, sizes, arrays)
 
 
@@ -201,6 +202,8 @@ def as_arrays(feed: dict[str, Any]) -> dict[str, Any]:
             value = value.detach().numpy()
         elif isinstance(value, (int, float, bool, np.generic)):
             value = np.asarray(value)
+        if isinstance(value, np.ndarray) and not value.dtype.isnative:  # big-endian .npy: runtimes read raw bytes
+            value = value.astype(value.dtype.newbyteorder("="))
         out[name] = value
     return out
 

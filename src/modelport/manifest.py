@@ -13,7 +13,7 @@ import re
 from typing import Any
 
 from modelport.errors import BundleError
-from modelport.spec import DTYPES
+from modelport.spec import DTYPES, MAX_DIM, range_problem
 
 __all__ = ["validate", "FIELDS", "plain_name"]
 
@@ -100,7 +100,8 @@ def _check_inputs(inputs: Any) -> None:
         _expect(isinstance(name, str) and bool(_IDENT.match(name)), f"input name {name!r} is not an identifier")
         _expect(name not in names, f"input {name!r} is listed twice")
         names.add(name)
-        _expect(item.get("dtype") in DTYPES, f"input {name!r} has unknown dtype {item.get('dtype')!r}")
+        dtype = item.get("dtype")
+        _expect(isinstance(dtype, str) and dtype in DTYPES, f"input {name!r} has unknown dtype {dtype!r}")
         _expect(item.get("role", "data") in ("data", "control"), f"input {name!r} has unknown role")
         dims = item.get("dims")
         _expect(isinstance(dims, list), f"input {name!r} has no 'dims' list")
@@ -108,13 +109,17 @@ def _check_inputs(inputs: Any) -> None:
             if isinstance(dim, dict):
                 _check_symbol(name, dim, symbols)
             else:
-                _expect(_int(dim) and dim >= 1, f"input {name!r} has dimension {dim!r} (need an integer >= 1)")
+                _expect(
+                    _int(dim) and 1 <= dim <= MAX_DIM, f"input {name!r} has dimension {dim!r} (need 1 to {MAX_DIM})"
+                )
         rng = item.get("range")
         if rng is not None:
             _expect(
                 isinstance(rng, list) and len(rng) == 2 and all(_number(v) for v in rng) and rng[0] < rng[1],
                 f"input {name!r} has range {rng!r} (need [LOW, HIGH] with LOW < HIGH)",
             )
+            problem = range_problem(item["dtype"], *rng) if item["dtype"] != "bool" else "on a bool input"
+            _expect(problem is None, f"input {name!r} has range {rng!r}: {problem}")
 
 
 def _check_symbol(input_name: str, dim: dict[str, Any], symbols: dict[str, tuple[int, int, int]]) -> None:
@@ -122,7 +127,7 @@ def _check_symbol(input_name: str, dim: dict[str, Any], symbols: dict[str, tuple
     _expect(isinstance(sym, str) and bool(_IDENT.match(sym)), f"input {input_name!r} has a symbol without a name")
     bounds = (dim.get("min"), dim.get("opt"), dim.get("max"))
     _expect(
-        all(_int(v) for v in bounds) and 1 <= bounds[0] <= bounds[1] <= bounds[2],  # type: ignore[operator]
+        all(_int(v) for v in bounds) and 1 <= bounds[0] <= bounds[1] <= bounds[2] <= MAX_DIM,  # type: ignore[operator]
         f"symbol {sym!r} has bounds min {bounds[0]!r}, opt {bounds[1]!r}, max {bounds[2]!r} "
         "(need integers with 1 <= min <= opt <= max)",
     )

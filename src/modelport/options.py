@@ -8,6 +8,7 @@ fail deep inside an exporter.
 from __future__ import annotations
 
 import math
+import os
 
 import onnx
 
@@ -17,6 +18,7 @@ __all__ = [
     "check_tolerances",
     "check_opset",
     "check_threads",
+    "check_timeout",
     "max_opset",
     "MIN_OPSET",
     "DEFAULT_ATOL",
@@ -55,3 +57,14 @@ def check_opset(opset: int) -> None:
 def check_threads(threads: int | None) -> None:
     if threads is not None and threads < 1:
         raise UsageError(f"--threads {threads} is not a thread count", "give --threads 1 or more, or leave it out")
+    most = 4 * (os.cpu_count() or 1)
+    if threads is not None and threads > most:
+        raise UsageError(
+            f"--threads {threads} is more than 4x this machine's {os.cpu_count()} CPUs", f"give at most {most}"
+        )
+
+
+def check_timeout(seconds: float, flag: str = "--verify-timeout") -> None:
+    """A deadline is a finite number of seconds: 0, negative, NaN or infinite would mean waiting forever."""
+    if not (isinstance(seconds, (int, float)) and math.isfinite(seconds) and seconds > 0):
+        raise UsageError(f"{flag} {seconds!r} is not a number of seconds > 0", f"e.g. {flag} 120")

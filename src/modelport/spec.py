@@ -16,7 +16,17 @@ import numpy as np
 
 from modelport.errors import ResourceError, UsageError
 
-__all__ = ["Dim", "InputSpec", "Signature", "parse_input", "parse_dim", "DTYPES", "available_memory"]
+__all__ = [
+    "Dim",
+    "InputSpec",
+    "Signature",
+    "parse_input",
+    "parse_dim",
+    "range_problem",
+    "available_memory",
+    "DTYPES",
+    "MAX_DIM",
+]
 
 INPUT_FORM = "NAME:DIMS[:DTYPE[:LOW..HIGH]], e.g. x:batch,3,224,224 or input_ids:batch,seq:int64:0..30522"
 DIM_FORM = "NAME=MIN..MAX[@OPT], e.g. batch=1..32@8"
@@ -39,6 +49,7 @@ _DIM = re.compile(r"^([A-Za-z_][A-Za-z0-9_]*)=(\d+)\.\.(\d+)(?:@(\d+))?$")
 DEFAULT_MIN = 1
 DEFAULT_MAX = 32
 DEFAULT_INT_RANGE = (0, 10)
+MAX_DIM = 2**31 - 1  # what ONNX Runtime and numpy index with; any larger size is a typo or an attack
 FEED_COPIES = 8
 
 
@@ -184,6 +195,19 @@ class Signature:
         return " ".join(parts)
 
 
+def range_problem(dtype: str, low: float, high: float) -> str | None:
+    """Why ``low..high`` cannot be sampled in ``dtype`` (integers half-open), or None when it can."""
+    if dtype.startswith(("int", "uint")):
+        info = np.iinfo(dtype)
+        if low < info.min or high - 1 > info.max:
+            return f"does not fit {dtype} ({info.min}..{info.max + 1})"
+        return None
+    limit = float(np.finfo(dtype).max) / 2  # /2: HIGH - LOW must be finite too
+    if not (math.isfinite(low) and math.isfinite(high)) or max(abs(low), abs(high)) > limit:
+        return f"must be finite numbers within +-{limit:.3g} for {dtype}"
+    return None
+
+
 def available_memory() -> int | None:
     """Bytes the kernel says a new allocation can get (MemAvailable), or None where it does not say."""
     try:
@@ -215,6 +239,8 @@ def parse_input(text: str) -> InputSpec:
         if token.isdigit():
             if int(token) < 1:
                 raise _bad_input(text, f"dimension {token} is empty; every size must be at least 1")
+            if int(token) > MAX_DIM:
+                raise _bad_input(text, f"dimension {token} is larger than {MAX_DIM}")
             dims.append(int(token))
         elif _SYMBOL.match(token):
             dims.append(token)
@@ -229,10 +255,9 @@ def parse_input(text: str) -> InputSpec:
         if dtype == "bool":
             raise _bad_input(text, "a bool input takes no value range")
         low, high = _parse_range(text, parts[3], integer=dtype.startswith(("int", "uint")))
-        if dtype.startswith(("int", "uint")):
-            info = np.iinfo(dtype)
-            if low < info.min or high - 1 > info.max:
-                raise _bad_input(text, f"range {parts[3]!r} does not fit {dtype} ({info.min}..{info.max + 1})")
+        problem = range_problem(dtype, low, high)
+        if problem:
+            raise _bad_input(text, f"range {parts[3]!r} {problem}")
     return InputSpec(name, tuple(dims), dtype, low, high)
 
 
@@ -242,9 +267,9 @@ def parse_dim(text: str) -> Dim:
     if not match:
         raise UsageError(f"bad --dim {text!r}", f"expected {DIM_FORM}")
     name, lo, hi, opt = match.group(1), int(match.group(2)), int(match.group(3)), match.group(4)
-    if lo < 1 or hi <= lo:
+    if lo < 1 or hi <= lo or hi > MAX_DIM:
         raise UsageError(
-            f"bad --dim {text!r}: need 1 <= MIN < MAX",
+            f"bad --dim {text!r}: need 1 <= MIN < MAX <= {MAX_DIM}",
             "a dimension fixed to one size is written as that number in --input",
         )
     if opt is not None and not lo <= int(opt) <= hi:

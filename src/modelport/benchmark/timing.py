@@ -100,9 +100,10 @@ def backend_label(name: str) -> str:
 
 def bench(bundle: Bundle, config: BenchConfig, progress: Progress | None = None) -> BenchResult:
     say = progress or (lambda _text, _done: None)
-    if config.min_runs < 2 or min(config.min_seconds, config.warmup, config.block_seconds, config.settle_seconds) < 0:
+    numbers = (config.min_seconds, config.warmup, config.block_seconds, config.settle_seconds)
+    if config.min_runs < 2 or not all(math.isfinite(n) and n >= 0 for n in numbers):
         raise UsageError(
-            "bench needs --min-runs >= 2 and --min-seconds, --warmup, --block-seconds, --settle-seconds >= 0",
+            "bench needs --min-runs >= 2 and finite --min-seconds, --warmup, --block-seconds, --settle-seconds >= 0",
             "fix the numbers",
         )
     threads = config.threads or physical_cores()

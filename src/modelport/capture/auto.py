@@ -15,7 +15,7 @@ from modelport.capture import Attempt, ExportJob, Outcome, dynamo, script, trace
 from modelport.capture.check import check_graph
 from modelport.capture.exporter_log import recording
 from modelport.capture.opset import export_at_opset
-from modelport.errors import CaptureError, GraphCheckError, ModelportError, ParityError
+from modelport.errors import CaptureError, GraphCheckError, ModelportError, ParityError, environment_error
 from modelport.verification.parity import ParityReport, Reference, check_parity
 
 __all__ = ["STRATEGIES", "EXPORTERS", "CaptureOutcome", "capture", "attempt"]
@@ -108,11 +108,24 @@ def attempt(name: str, job: ExportJob, ref: Reference, atol: float, rtol: float)
         result.report.raise_if_failed()
         result.notes += result.report.warnings  # x100 stress feeds that differed slightly and were kept
     except (CaptureError, GraphCheckError, ParityError) as exc:
+        _raise_environment_cause(exc)
         result.outcome = next(o for kind, o in _OUTCOME.items() if isinstance(exc, kind))
         result.reason = exc.one_line()
         result.error = exc
     result.seconds = time.perf_counter() - start
     return result
+
+
+def _raise_environment_cause(exc: BaseException) -> None:
+    """No space, no memory, no permission under an exporter's error: the machine's answer, not the model's."""
+    seen: BaseException | None = exc
+    for _ in range(20):
+        if seen is None:
+            return
+        known = environment_error(seen)
+        if known is not None:
+            raise known from exc
+        seen = seen.__cause__ or seen.__context__
 
 
 def _pick_error(attempts: list[Attempt]) -> ModelportError:

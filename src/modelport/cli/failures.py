@@ -10,13 +10,14 @@ from __future__ import annotations
 import os
 import sys
 import traceback
+from collections.abc import Callable
 from typing import Any, NoReturn
 
 from modelport import interrupts
 from modelport.cli.console import emit_json, err, wants_json
 from modelport.errors import EXIT_BUG, EXIT_INTERRUPTED, EXIT_OK, ModelportError, environment_error, first_line
 
-__all__ = ["run_app"]
+__all__ = ["run_app", "exit_process"]
 
 
 def run_app(app: Any, argv: list[str]) -> NoReturn:
@@ -25,7 +26,6 @@ def run_app(app: Any, argv: list[str]) -> NoReturn:
     args = list(argv)
     debug = "--debug" in args
     args = [a for a in args if a != "--debug"]
-    interrupts.install()  # SIGTERM unwinds like Ctrl-C (temporary directories are removed); none is lost
     try:
         code = app(args=args, prog_name="modelport", standalone_mode=False)
     except ModelportError as exc:
@@ -53,13 +53,25 @@ def run_app(app: Any, argv: list[str]) -> NoReturn:
             sys.exit(EXIT_BUG)
     if code == EXIT_INTERRUPTED:
         err.print("interrupted; nothing was written", highlight=False)
-        # Temporary files are gone already (every writer cleans up in its finally). Exit now: a Ctrl-C that
-        # passed through a C extension's embedded Python call (torch's) makes CPython kill itself with
-        # SIGINT at shutdown, which would turn exit code 130 into -2.
-        sys.stdout.flush()
-        sys.stderr.flush()
-        os._exit(EXIT_INTERRUPTED)
     sys.exit(code if isinstance(code, int) else EXIT_OK)
+
+
+def exit_process(run: Callable[[], Any]) -> NoReturn:
+    """The process's end, as the command line's entry point: ``run()``'s exit code, then ``os._exit``.
+
+    Temporary files are gone by then (every writer cleans up in its finally), and ending here means that
+    nothing can turn the code into another: a thread that the user's model code started and never ended
+    would keep the process alive, and a Ctrl-C that passed through a C extension's embedded Python call
+    (torch's) makes CPython kill itself with SIGINT at shutdown (exit -2 instead of 130)."""
+    interrupts.install()  # SIGTERM unwinds like Ctrl-C; none is lost
+    try:
+        run()
+        code = EXIT_OK
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else EXIT_OK if exc.code is None else EXIT_BUG
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
 
 
 def _fail(exc: ModelportError, debug: bool, cause: BaseException | None = None) -> NoReturn:

@@ -9,7 +9,7 @@ import typer
 
 from modelport.benchmark.timing import DEFAULT_BACKENDS
 from modelport.cli.console import emit_json, err, errors_as_json, out
-from modelport.cli.failures import run_app
+from modelport.cli.failures import exit_process, run_app
 from modelport.deadline import DEFAULT_VERIFY_TIMEOUT
 from modelport.options import DEFAULT_ATOL, DEFAULT_OPSET, DEFAULT_RTOL
 from modelport.runtime.registry import backend_help, backend_names
@@ -148,6 +148,7 @@ def run(
     ),
     strict: bool = typer.Option(False, "--strict", help="fail when any node leaves the first-choice provider"),
     save: Path = typer.Option(None, help="write the outputs to this .npz file"),
+    timeout: float = typer.Option(600.0, "--timeout", help="seconds the run may take; past it, it is stopped"),
     as_json: bool = typer.Option(False, "--json", help="print output stats, the backend and placement as JSON"),
 ) -> None:
     """Run a bundle (or an .onnx file) on a backend with inputs from .npy files."""
@@ -164,6 +165,7 @@ def run(
         fallback=fallback,
         placement=True if show_placement else (None if as_json else False),
         strict=strict,
+        timeout=timeout,
     )
     for warning in result.warnings:
         err.print(f"warning: {warning}", highlight=False, soft_wrap=True)
@@ -271,5 +273,8 @@ def demo(
 
 
 def main(argv: list[str] | None = None) -> None:
-    """The ``modelport`` command: one line and an exit code from ``modelport.errors`` on every failure."""
-    run_app(app, sys.argv[1:] if argv is None else argv)
+    """The ``modelport`` command: one line and an exit code from ``modelport.errors`` on every failure.
+    With ``argv`` (tests, scripts) it raises ``SystemExit``; as the process's entry point it ends the process."""
+    if argv is not None:
+        run_app(app, argv)
+    exit_process(lambda: run_app(app, sys.argv[1:]))

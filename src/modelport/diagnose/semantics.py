@@ -6,11 +6,12 @@ Each check takes the model (external data not loaded) and its folder and returns
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import numpy as np
 import onnx
-from onnx import numpy_helper
+from onnx import helper, numpy_helper
 
 from modelport.diagnose.findings import ERROR, INFO, WARNING, Finding, few
 from modelport.diagnose.graph import default_opset, describe, walk
@@ -75,24 +76,38 @@ def check_resize(model: onnx.ModelProto, folder: Path) -> list[Finding]:
 
 
 def check_weights_finite(model: onnx.ModelProto, folder: Path) -> list[Finding]:
-    bad = []
+    bad, malformed = [], []
     for tensor in model.graph.initializer:
         if tensor.data_location == onnx.TensorProto.EXTERNAL or tensor.data_type not in _FLOATS:
+            continue
+        if _held(tensor) != math.prod(tensor.dims):  # read before reshaping: the shape may be a lie
+            malformed.append(tensor.name)
             continue
         array = numpy_helper.to_array(tensor)
         if array.size and not np.isfinite(array).all():
             bad.append(tensor.name)
-    if not bad:
-        return []
-    return [
-        Finding(
-            ERROR,
-            "nonfinite-weights",
-            f"{len(bad)} weights hold NaN or Inf ({few(bad)}): every output that depends on them is NaN/Inf",
-            "the checkpoint diverged or was corrupted: re-export from good weights",
-            bad[0],
+    found = []
+    if malformed:
+        found.append(
+            Finding(
+                ERROR,
+                "malformed-weights",
+                f"{len(malformed)} weights hold fewer or more values than their shape says ({few(malformed)})",
+                "the file is damaged or was written by a broken tool; re-export it",
+                malformed[0],
+            )
         )
-    ]
+    if bad:
+        found.append(
+            Finding(
+                ERROR,
+                "nonfinite-weights",
+                f"{len(bad)} weights hold NaN or Inf ({few(bad)}): every output that depends on them is NaN/Inf",
+                "the checkpoint diverged or was corrupted: re-export from good weights",
+                bad[0],
+            )
+        )
+    return found
 
 
 _FLOATS = (onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16, onnx.TensorProto.DOUBLE, onnx.TensorProto.BFLOAT16)
@@ -169,3 +184,10 @@ def _small(tensor: onnx.TensorProto) -> bool:
     for d in tensor.dims:
         count *= d
     return count <= 16
+
+
+def _held(tensor: onnx.TensorProto) -> int:
+    """How many values a float initializer really stores (raw bytes, or the typed field it uses)."""
+    if tensor.raw_data:
+        return len(tensor.raw_data) // np.dtype(helper.tensor_dtype_to_np_dtype(tensor.data_type)).itemsize
+    return len(tensor.float_data) or len(tensor.double_data) or len(tensor.int32_data)

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 import numpy as np
 
 from modelport.deadline import VerifyTimeoutError, active, within
+from modelport.errors import FeedError
 from modelport.feeds import as_arrays, check_feed, check_names, make_feed
 
 if TYPE_CHECKING:
@@ -157,7 +158,14 @@ class Runner(ABC):
         feed = {}
         for info in self.inputs():
             shape = tuple(d if isinstance(d, int) else 1 for d in info.shape)
-            feed[info.name] = np.asarray((rng.random(shape) * 2).astype(info.dtype))  # ints 0/1, bools mixed
+            try:
+                dtype = np.dtype(info.dtype)
+            except TypeError:  # a sequence, an optional, float8...: nothing numpy can make up
+                raise FeedError(
+                    f"input {info.name!r} is of type {info.dtype}, for which modelport cannot make an example feed",
+                    f"pass it: --feed {info.name}=FILE.npy",
+                ) from None
+            feed[info.name] = np.asarray((rng.random(shape) * 2).astype(dtype))  # ints 0/1, bools mixed
         return feed
 
     def warm_up(self, runs: int = 1, feed: dict[str, np.ndarray] | None = None) -> None:

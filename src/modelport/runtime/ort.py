@@ -12,7 +12,7 @@ import json
 import os
 import tempfile
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -142,15 +142,19 @@ class OrtRunner(Runner):
 
     def _infer(self, feed: dict[str, Any], timeout: float | None) -> dict[str, np.ndarray]:
         """Outputs by name. With ``timeout`` (seconds), a watchdog sets ``RunOptions.terminate`` once it has
-        passed: ONNX Runtime stops between nodes (Loop bodies included) and this raises ``TimeoutError``."""
+        passed: ONNX Runtime stops between nodes (Loop bodies included) and this raises ``TimeoutError``. The
+        run then happens off the main thread, so Ctrl-C is heard at once and terminates it the same way."""
         session = self._need()
         names = [o.name for o in session.get_outputs()]
         run_options, watchdog = _watchdog(timeout)
-        try:
+
+        def call() -> list[Any]:
             if self._binding:
-                values = self._run_bound(feed, names, run_options)
-            else:
-                values = session.run(names, feed, run_options)
+                return self._run_bound(feed, names, run_options)
+            return session.run(names, feed, run_options)
+
+        try:
+            values = call() if run_options is None else _interruptible(call, run_options)
         except Exception as exc:
             if run_options is not None and run_options.terminate:
                 raise TimeoutError(f"ONNX Runtime did not finish in {timeout:g} s") from exc
@@ -250,6 +254,31 @@ def _watchdog(timeout: float | None) -> tuple[Any, threading.Timer | None]:
 
 def _terminate(run_options: Any) -> None:
     run_options.terminate = True
+
+
+def _interruptible(call: Callable[[], list[Any]], run_options: Any) -> list[Any]:
+    """``call()`` in a worker thread while this one waits in short steps: a signal's Python handler only runs
+    here, between steps, and a KeyboardInterrupt then stops ONNX Runtime through ``run_options``."""
+    box: dict[str, Any] = {}
+
+    def work() -> None:
+        try:
+            box["values"] = call()
+        except BaseException as exc:  # handed back to the caller's thread
+            box["error"] = exc
+
+    worker = threading.Thread(target=work, name="modelport-ort-run", daemon=True)
+    worker.start()
+    try:
+        while worker.is_alive():
+            worker.join(0.05)
+    except BaseException:
+        run_options.terminate = True
+        worker.join()
+        raise
+    if "error" in box:
+        raise box["error"]
+    return box["values"]
 
 
 def physical_cores() -> int:

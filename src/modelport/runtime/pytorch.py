@@ -19,6 +19,8 @@ from modelport.errors import SourceError, UsageError, first_line
 from modelport.forward import CallPlan, plan_call, run_eager
 from modelport.runtime.base import Runner, TensorInfo, infos_from_manifest, infos_from_signature
 from modelport.sources import LoadedModel, load_model
+from modelport.sources.objects import as_loaded
+from modelport.sources.recorded import trusted_source
 from modelport.spec import Signature
 
 __all__ = ["TorchRunner", "MODES"]
@@ -75,11 +77,12 @@ class TorchRunner(Runner):
         self.module = module
 
     def _source(self) -> LoadedModel:
-        if isinstance(self.model, LoadedModel):
-            return self.model
-        ref = self.model or (self.bundle.source if self.bundle is not None else None)
-        if not ref:
+        if self.model is not None:
+            return as_loaded(self.model)  # the user's own choice
+        ref = self.bundle.source if self.bundle is not None else None
+        if not ref or self.bundle is None:
             raise UsageError("the bundle does not record its source model", "pass model=MODEL (--model MODEL)")
+        trusted_source(self.bundle.path, ref, self.bundle.manifest["source"].get("sha256"))  # or refused
         return load_model(ref)
 
     def inputs(self) -> list[TensorInfo]:

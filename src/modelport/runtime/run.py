@@ -14,6 +14,7 @@ from modelport.bundle import Bundle
 from modelport.diagnose.open_model import open_onnx
 from modelport.errors import ResourceError, UsageError, first_line
 from modelport.feeds import as_arrays, check_feed
+from modelport.options import check_timeout
 from modelport.runtime.base import Placement
 from modelport.runtime.placement import PlacementReport
 from modelport.runtime.registry import create
@@ -29,6 +30,8 @@ def parse_feeds(pairs: list[str]) -> dict[str, Path]:
         name, sep, file = pair.partition("=")
         if not sep or not name or not file:
             raise UsageError(f"bad --feed {pair!r}", "expected NAME=FILE.npy")
+        if name in feeds:
+            raise UsageError(f"--feed {name} is given twice", "give one --feed per input")
         feeds[name] = Path(file)
     return feeds
 
@@ -38,7 +41,8 @@ def read_npy(path: Path) -> np.ndarray:
     file that claims more data than it holds, or more than memory, is refused unread."""
     fix = "save one array with numpy.save(FILE, array)"
     if not path.is_file():
-        raise UsageError(f"feed {str(path)!r} " + ("is a directory" if path.is_dir() else "does not exist"), fix)
+        why = "is a directory" if path.is_dir() else "is not a regular file" if path.exists() else "does not exist"
+        raise UsageError(f"feed {str(path)!r} {why}", fix)
     try:
         with open(path, "rb") as fh:
             if zipfile.is_zipfile(fh):
@@ -59,7 +63,7 @@ def read_npy(path: Path) -> np.ndarray:
     if path.stat().st_size - start < need:
         raise UsageError(f"{path} is truncated: its header promises {list(shape)} {dtype} ({need} bytes)", fix)
     available = available_memory()
-    if available is not None and need > available:
+    if available is not None and 2 * need > available:  # the array, and the runtime's copy or outputs
         raise ResourceError(
             f"{path} holds {need / 2**30:.1f} GiB ({list(shape)} {dtype}); {available / 2**30:.1f} GiB of memory "
             "is available",
@@ -97,6 +101,7 @@ def run(
     fallback: str = "refuse",
     placement: bool | None = False,
     strict: bool = False,
+    timeout: float | None = None,
 ) -> RunResult:
     """Outputs by name, with what the backend really got.
 
@@ -105,7 +110,9 @@ def run(
     tensors or ``.npy`` paths by input name (the bundle is opened first, so its errors come first); none: a
     random feed at the example sizes. ``placement`` adds where each node ran (True: required, so an error
     on a backend without the report; None: when the backend has it); ``strict`` fails when any node left
-    the first-choice provider."""
+    the first-choice provider. ``timeout`` (seconds) stops a run that has not finished by then."""
+    if timeout is not None:
+        check_timeout(timeout, "--timeout")
     warnings: list[str] = []
     if isinstance(target, Bundle) or not Path(target).is_file():
         target = target if isinstance(target, Bundle) else Bundle.open(target)
@@ -122,7 +129,7 @@ def run(
         )
     with runner:
         feed = feeds or runner.example_feed()
-        outputs = runner.infer(feed)
+        outputs = runner.infer(feed, timeout=timeout, label="given" if feeds else "example")
         wanted = isinstance(runner, Placement) and (placement is not False or strict)
         report = runner.placement(feed, strict=strict) if wanted else None
         return RunResult(

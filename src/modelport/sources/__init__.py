@@ -63,6 +63,8 @@ def existing_file(path_text: str, what: str) -> Path:
         raise SourceError(f"{what} {path_text!r} does not exist", f"check the path (MODEL is one of: {MODEL_FORMS})")
     if path.is_dir():
         raise SourceError(f"{what} {path_text!r} is a directory, not a file", f"MODEL is one of: {MODEL_FORMS}")
+    if not path.is_file():  # a FIFO or a device would block or never end
+        raise SourceError(f"{what} {path_text!r} is not a regular file", f"MODEL is one of: {MODEL_FORMS}")
     return path.resolve()
 
 

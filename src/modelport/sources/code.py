@@ -32,7 +32,8 @@ def load(ref: str) -> LoadedModel:
                 f"cannot import module {target!r}: {exc}",
                 "check the dotted name and that its package is installed, or pass path/to/file.py:factory",
             ) from exc
-        except Exception as exc:
+        except BaseException as exc:  # sys.exit() and the like in user code end the import, not modelport
+            _reraise_interrupt(exc)
             raise SourceError(f"importing {target!r} raised {_describe(exc)}", "fix the error in that module") from exc
     factory = getattr(module, factory_name, None)
     if factory is None or not callable(factory):
@@ -47,7 +48,8 @@ def load(ref: str) -> LoadedModel:
         )
     try:
         model = factory()
-    except Exception as exc:
+    except BaseException as exc:
+        _reraise_interrupt(exc)
         raise SourceError(
             f"{factory_name}() raised {_describe(exc)}", "the factory must build the model with no arguments"
         ) from exc
@@ -69,12 +71,18 @@ def _import_file(path: Path):
     sys.path.insert(0, str(path.parent))  # so the file can import its neighbours
     try:
         spec.loader.exec_module(module)
-    except Exception as exc:
+    except BaseException as exc:
+        _reraise_interrupt(exc)
         sys.modules.pop(name, None)
         raise SourceError(f"importing {path.name} raised {_describe(exc)}", "fix the error in that file") from exc
     finally:
         sys.path.remove(str(path.parent))
     return module
+
+
+def _reraise_interrupt(exc: BaseException) -> None:
+    if isinstance(exc, (KeyboardInterrupt, GeneratorExit)):
+        raise exc
 
 
 def _describe(exc: BaseException) -> str:

@@ -23,14 +23,20 @@ def source_file(ref: str) -> Path | None:
     """The file whose content decides what ``ref`` runs, found without importing it; None for demos."""
     if ref.startswith("demo:"):
         return None
+    path = _path_part(ref)
+    if path is None:
+        return _module_file(ref.rpartition(":")[0])
+    return Path(path).expanduser() / "config.json" if ref.startswith("hf:") else Path(path).expanduser()
+
+
+def _path_part(ref: str) -> str | None:
+    """The path a MODEL names (``hf:DIR``, ``model.pt2``, ``file.py`` of ``file.py:factory``); None for a module."""
     if ref.startswith("hf:"):
-        return Path(ref.removeprefix("hf:")).expanduser() / "config.json"  # weights are data; code stays off
+        return ref.removeprefix("hf:")
     if ref.endswith((".pt2", ".pt", ".pth", ".ts")):
-        return Path(ref).expanduser()
-    target, _, _ = ref.rpartition(":")
-    if target.endswith(".py"):
-        return Path(target).expanduser()
-    return _module_file(target)
+        return ref
+    target = ref.rpartition(":")[0]
+    return target if target.endswith(".py") else None
 
 
 def trusted_source(bundle_dir: Path, ref: str, recorded_sha256: str | None) -> Path | None:
@@ -38,6 +44,9 @@ def trusted_source(bundle_dir: Path, ref: str, recorded_sha256: str | None) -> P
     fix = "pass --model MODEL with the model code you trust"
     if ref.startswith("demo:"):
         return None
+    path = _path_part(ref)
+    if path is not None and not Path(path).is_absolute():  # hand-written: every export records an absolute path
+        raise SourceError(f"the bundle records a relative source path {ref!r}, which depends on where you are", fix)
     file = source_file(ref)
     if file is None or not file.is_file():
         raise SourceError(f"the recorded source {ref!r} is not on this machine", fix)

@@ -14,7 +14,7 @@ from modelport.bundle import Bundle
 from modelport.deadline import DEFAULT_VERIFY_TIMEOUT
 from modelport.errors import UsageError
 from modelport.forward import plan_call
-from modelport.options import check_tolerances
+from modelport.options import check_timeout, check_tolerances
 from modelport.runtime.ort import OPT_LEVELS
 from modelport.runtime.registry import TORCH_BACKENDS, create, parse_backend
 from modelport.sources.objects import as_loaded
@@ -41,6 +41,7 @@ def verify(
     export). Tolerances default to the bundle's. Raises ``ParityError`` on a mismatch."""
     say = progress or (lambda _msg: None)
     check_tolerances(atol, rtol)
+    check_timeout(verify_timeout)
     canonical = parse_backend(backend).canonical
     bundle = bundle_dir if isinstance(bundle_dir, Bundle) else Bundle.open(bundle_dir)
     bundle.signature.check_fits_memory()
@@ -49,7 +50,7 @@ def verify(
         if not model:
             raise UsageError(f"{bundle.path} does not record its source model", "pass the model (--model MODEL)")
         file = trusted_source(bundle.path, model, bundle.manifest["source"].get("sha256"))
-        say(f"importing {file or model} (the source recorded in the bundle; its sha256 matches)")
+        say(f"importing {file} (the source recorded in the bundle; its sha256 matches)" if file else f"loading {model}")
     say("loading the model")
     loaded = as_loaded(model)
     sig = bundle.signature

@@ -30,7 +30,11 @@ class OutputDiff:
 
 
 def compare(name: str, expected: np.ndarray, actual: np.ndarray, atol: float, rtol: float) -> OutputDiff:
-    expected, actual = np.asarray(expected), np.asarray(actual)
+    with np.errstate(all="ignore"):  # inf and NaN are compared on purpose below; numpy need not warn
+        return _compare(name, np.asarray(expected), np.asarray(actual), atol, rtol)
+
+
+def _compare(name: str, expected: np.ndarray, actual: np.ndarray, atol: float, rtol: float) -> OutputDiff:
     diff = OutputDiff(
         name,
         list(expected.shape),

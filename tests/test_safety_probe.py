@@ -244,7 +244,7 @@ def test_run_options_that_cannot_work(bundle, tmp_path):
 
 
 def test_doctor_on_a_weight_that_lies_about_its_shape(tmp_path):
-    weight = helper.make_tensor("w", TensorProto.FLOAT, [100000, 100000], [])
+    weight = TensorProto(name="w", data_type=TensorProto.FLOAT, dims=[100000, 100000])  # and no data
     graph = helper.make_graph(
         [helper.make_node("Add", ["x", "w"], ["y"])],
         "g",

@@ -1,4 +1,4 @@
-"""``export`` and ``verify``: the path from a PyTorch model to a checked bundle.
+"""``export``: the path from a PyTorch model to a checked bundle.
 
 export: load the source, settle the signature, capture (strategies in order), read the graph back,
 verify against PyTorch on feeds beyond the example, write the bundle atomically. A model that fails
@@ -7,11 +7,12 @@ verification leaves no bundle unless ``keep_failed``.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import platform
 import shutil
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from importlib import metadata
@@ -94,23 +95,17 @@ def export(
     check_timeout(verify_timeout)
     say = progress or (lambda _msg: None)
     say("loading the model")
+    with _mode_kept(model):
+        return _export(as_loaded(model), target, as_specs(inputs), as_dims(dims), exporter, opset, atol, rtol,
+                       keep_failed, say, strict_opset, verify_timeout)  # fmt: skip
+
+
+@contextlib.contextmanager
+def _mode_kept(model: Any) -> Iterator[None]:
+    """A module object the user handed in goes back in the mode it came in (export puts it in eval)."""
     was_training = isinstance(model, torch.nn.Module) and model.training
-    loaded = as_loaded(model)
     try:
-        return _export(
-            loaded,
-            target,
-            as_specs(inputs),
-            as_dims(dims),
-            exporter,
-            opset,
-            atol,
-            rtol,
-            keep_failed,
-            say,
-            strict_opset,
-            verify_timeout,
-        )
+        yield
     finally:
         if was_training:
             model.train()

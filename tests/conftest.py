@@ -1,6 +1,8 @@
 from __future__ import annotations
 
+import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -51,3 +53,52 @@ def minilm_bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("minilm") / "bundle"
     export("demo:minilm", out)
     return out
+
+
+# -- the safety corpora (tests/test_safety*.py): a small bundle, and the one-line error contract --------
+
+SPEC = ["--input", "x:batch,4", "--dim", "batch=1..8"]
+
+
+@pytest.fixture(scope="module")
+def bundle(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("safety") / "good"
+    proc = run_cli("export", f"{ZOO}:multi_output", *SPEC, "-o", str(out))
+    assert proc.returncode == 0, proc.stderr
+    return out
+
+
+@pytest.fixture
+def copy(bundle, tmp_path) -> Path:
+    target = tmp_path / "bundle"
+    shutil.copytree(bundle, target)
+    return target
+
+
+def one_error(proc: subprocess.CompletedProcess[str], code: int, *fragments: str) -> str:
+    """The contract for every failure: the exit code, one `error:` line naming what is wrong, no traceback."""
+    lines = error_lines(proc)
+    assert proc.returncode == code, (proc.returncode, proc.stderr)
+    assert "Traceback" not in proc.stderr
+    assert len(lines) == 1 and lines[0].startswith("error: "), proc.stderr
+    for fragment in fragments:
+        assert fragment in lines[0], lines[0]
+    return lines[0]
+
+
+def usage_error(proc: subprocess.CompletedProcess[str], fragment: str) -> None:
+    """click's own usage message (Usage/Try/Error), exit 2, no traceback."""
+    assert proc.returncode == 2, proc.stderr
+    assert "Traceback" not in proc.stderr and "internal error" not in proc.stderr
+    assert fragment in proc.stderr
+
+
+def edit_manifest(folder: Path, change) -> None:
+    path = folder / "modelport.json"
+    manifest = json.loads(path.read_text())
+    change(manifest)
+    path.write_text(json.dumps(manifest))
+
+
+def tree(folder: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -20,25 +19,9 @@ import onnx
 import pytest
 from onnx import TensorProto, helper
 
-from tests.conftest import ROOT, ZOO, run_cli
-from tests.test_safety import SPEC, edit_manifest, one_error
+from tests.conftest import ROOT, SPEC, ZOO, edit_manifest, one_error, run_cli
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture(scope="module")
-def bundle(tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("probe") / "good"
-    proc = run_cli("export", f"{ZOO}:multi_output", *SPEC, "-o", str(out))
-    assert proc.returncode == 0, proc.stderr
-    return out
-
-
-@pytest.fixture
-def copy(bundle, tmp_path) -> Path:
-    target = tmp_path / "bundle"
-    shutil.copytree(bundle, target)
-    return target
 
 
 def endless_loop_model(path: Path) -> Path:

@@ -182,6 +182,18 @@ def test_tensorrt_profile_and_cache_options_come_from_the_signature(bundles: dic
     assert options["trt_engine_cache_path"] == str(cache / "trt")
 
 
+def test_gpu_provider_options_without_a_gpu(bundles: dict[str, Bundle], tmp_path) -> None:
+    """What the GPU providers are handed, checked where CI can: the TensorRT cache folder exists before the
+    session (ORT's provider cannot make parents, and its Python layer then drops the options silently),
+    CUDA computes true fp32 (no TF32), and every session refuses to fall back during a run."""
+    runner = OrtRunner(bundles["two_inputs"].model_path, providers="tensorrt,cuda,cpu", cache_dir=tmp_path / "a" / "b")
+    trt, cuda, cpu = runner._options_for(["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"])
+    assert (tmp_path / "a" / "b" / "trt").is_dir() and trt["trt_engine_cache_path"] == str(tmp_path / "a" / "b" / "trt")
+    assert cuda == {"device_id": "0", "use_tf32": "0"} and cpu == {}
+    with OrtRunner(bundles["two_inputs"].model_path) as cpu_runner:
+        assert cpu_runner.session._enable_fallback is False
+
+
 # -- placement -------------------------------------------------------------------------------------
 def test_placement_on_cpu_counts_nodes_and_leaves_no_profile_behind(bundles: dict[str, Bundle]) -> None:
     before = set(Path(tempfile.gettempdir()).glob("modelport-profile-*"))

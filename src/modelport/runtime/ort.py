@@ -113,9 +113,12 @@ class OrtRunner(Runner):
         if profile_prefix:
             options.enable_profiling = True
             options.profile_file_prefix = profile_prefix
-        return ort.InferenceSession(
+        session = ort.InferenceSession(
             str(self.path), options, providers=self._providers, provider_options=self._options_for(self._providers)
         )
+        # a provider failing during a run must fail the run, not move it silently to the next provider
+        session.disable_fallback()
+        return session
 
     @property
     def intra_threads(self) -> int:
@@ -127,7 +130,12 @@ class OrtRunner(Runner):
             options: dict[str, Any] = {}
             if provider in _GPU:
                 options["device_id"] = self.device_id
+            if provider == "CUDAExecutionProvider":
+                options["use_tf32"] = 0  # fp32 means fp32: ORT's CUDA provider rounds matmuls to TF32 by default
             if provider == "TensorrtExecutionProvider":
+                # ORT's TensorRT provider makes this folder without parents, and on failure its Python layer
+                # silently retries with the next providers and without these options
+                (self.cache_dir / "trt").mkdir(parents=True, exist_ok=True)
                 options.update(prov.tensorrt_options(self.signature, self.cache_dir / "trt", self.fp16))
             options.update(self.provider_options.get(provider, {}))
             out.append({k: str(v) for k, v in options.items()})

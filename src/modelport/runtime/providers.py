@@ -50,7 +50,7 @@ PACKAGES = {
 # libraries a provider loads at session creation; missing ones make ONNX Runtime drop it silently
 _LIBRARIES = {
     "CUDAExecutionProvider": "CUDA 12 and cuDNN 9 libraries (pip install 'onnxruntime-gpu[cuda,cudnn]')",
-    "TensorrtExecutionProvider": "TensorRT libraries (pip install tensorrt) and CUDA/cuDNN",
+    "TensorrtExecutionProvider": "TensorRT 10 libraries (pip install 'tensorrt>=10,<11') and CUDA/cuDNN",
 }
 FALLBACKS = ("refuse", "allow")
 

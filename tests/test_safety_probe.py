@@ -239,3 +239,28 @@ def test_doctor_on_a_weight_that_lies_about_its_shape(tmp_path):
     proc = run_cli("doctor", str(tmp_path / "m.onnx"))
     assert proc.returncode == 1 and "Traceback" not in proc.stderr
     assert "hold fewer or more values than their shape says" in proc.stdout
+
+
+@pytest.mark.hf
+def test_an_hf_folder_with_custom_code_is_refused_without_asking(tmp_path):
+    transformers = pytest.importorskip("transformers")
+    folder = tmp_path / "hf"
+    config = transformers.BertConfig(
+        vocab_size=50, hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=32
+    )
+    transformers.BertModel(config).save_pretrained(folder)
+    marker = tmp_path / "pwned"
+    (folder / "evil.py").write_text(f"open({str(marker)!r}, 'w').write('ran')\nfrom transformers import BertConfig\n")
+    data = json.loads((folder / "config.json").read_text())
+    data.update(model_type="evilbert", architectures=["EvilModel"], auto_map={"AutoConfig": "evil.EvilConfig"})
+    (folder / "config.json").write_text(json.dumps(data))
+    proc = subprocess.run(  # a terminal would be asked "Do you wish to run the custom code? [y/N]"
+        [sys.executable, "-m", "modelport", "export", f"hf:{folder}", "-o", str(tmp_path / "b")],
+        input="y\n",
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        timeout=300,
+    )
+    one_error(proc, 2, "contains custom code")
+    assert not marker.exists()

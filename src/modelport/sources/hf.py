@@ -65,7 +65,8 @@ def load(ref: str) -> LoadedModel:
 def load_folder(folder: Path) -> Any:
     transformers = require_transformers()
     try:
-        config = transformers.AutoConfig.from_pretrained(folder, local_files_only=True)
+        # trust_remote_code=False: a folder's auto_map names Python files in it; never run them (and never ask)
+        config = transformers.AutoConfig.from_pretrained(folder, local_files_only=True, trust_remote_code=False)
         if hasattr(config, "use_cache"):
             config.use_cache = False
         # the class the folder was saved from (T5EncoderModel, BertForMaskedLM...), else the base AutoModel
@@ -73,7 +74,9 @@ def load_folder(folder: Path) -> Any:
         model_class = getattr(transformers, architecture, None) or transformers.AutoModel
         # eager attention: torch 2.13 cannot decompose the SDPA path of some architectures (T5) for ONNX,
         # and the eager one is the same computation
-        model = model_class.from_pretrained(folder, config=config, local_files_only=True, attn_implementation="eager")
+        model = model_class.from_pretrained(
+            folder, config=config, local_files_only=True, attn_implementation="eager", trust_remote_code=False
+        )
     except Exception as exc:
         raise SourceError(
             f"transformers could not load {folder}: {first_line(exc)}",

@@ -62,3 +62,25 @@ def test_load_a_bare_onnx_file_on_another_backend_name(tmp_path):
         assert runner.timings["load_s"] > 0 and "cold_start_s" in runner.timings
     finally:
         runner.close()
+
+
+def test_python_mistakes_get_modelport_errors(tmp_path):
+    modelport.export(Net(), tmp_path / "b", inputs=["x:batch,4"], dims=["batch=1..8"])
+    with modelport.load(tmp_path / "b") as runner:
+        with pytest.raises(FeedError, match="inputs go by name, not as a bare ndarray"):
+            runner(np.ones((2, 4), np.float32))
+    with pytest.raises(RuntimeError, match="after close"):
+        runner(x=np.ones((2, 4), np.float32))
+    for call, message in [
+        (lambda: modelport.export(Net(), tmp_path / "c", inputs="x:batch,4", dims={"batch": 8}), "give \\(MIN, MAX\\)"),
+        (lambda: modelport.export(Net(), tmp_path / "c", inputs=[5]), "an input spec is text or an InputSpec"),
+        (lambda: modelport.export(Net(), tmp_path / "c", inputs="x:2,4", opset="18"), "--opset '18' is outside"),
+        (lambda: modelport.export(Net(), None, inputs="x:2,4"), "the output directory must be a path"),
+        (lambda: modelport.load(tmp_path / "b", backend=None), "a backend name is text"),
+        (lambda: modelport.load(tmp_path / "b", threads="two"), "not a thread count"),
+        (lambda: modelport.verify(None), "the bundle must be a path"),
+        (lambda: modelport.doctor(None), "the model must be a path"),
+        (lambda: modelport.run(tmp_path / "b", [1, 2]), "feeds go by input name"),
+    ]:
+        with pytest.raises(modelport.ModelportError, match=message):
+            call()

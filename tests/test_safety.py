@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from modelport.bundle import TEMP_MARK
 from tests.conftest import ROOT, SPEC, ZOO, edit_manifest, error_lines, one_error, run_cli, tree, usage_error
 
 pytestmark = pytest.mark.slow
@@ -121,17 +122,28 @@ def test_output_under_a_file_is_an_environment_error(tmp_path):
     assert (tmp_path / "file").read_text() == "x"
 
 
-def test_a_dead_runs_leftovers_are_removed_and_a_live_ones_kept(tmp_path):
+def test_a_dead_runs_leftovers_are_removed_and_a_live_ones_and_the_users_kept(tmp_path):
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()
-    stale = tmp_path / f".b.partial-{dead.pid}-abc123"
-    live = tmp_path / f".b.partial-{os.getpid()}-def456"
-    for folder in (stale, live):
+    stale = tmp_path / f".b.partial-{dead.pid}-abc123_x"
+    live = tmp_path / f".b.partial-{os.getpid()}-def456_y"
+    users = tmp_path / f".b.old-{dead.pid}-jan2024x"  # looks like ours, but modelport did not make it
+    for folder in (stale, live, users):
         folder.mkdir()
         (folder / "model.onnx").write_bytes(b"half")
+    for folder in (stale, live):
+        (folder / TEMP_MARK).write_text("")
     proc = run_cli("export", f"{ZOO}:multi_output", *SPEC, "-o", str(tmp_path / "b"))
     assert proc.returncode == 0, proc.stderr
-    assert not stale.exists() and live.exists()
+    assert not stale.exists() and live.exists() and (users / "model.onnx").read_bytes() == b"half"
+    assert sorted(p.name for p in (tmp_path / "b").iterdir()) == ["model.onnx", "modelport.json"]
+
+
+def test_a_very_long_output_name_fits_its_temporary_directory(tmp_path):
+    out = tmp_path / ("m" * 240)
+    proc = run_cli("export", f"{ZOO}:multi_output", *SPEC, "-o", str(out))
+    assert proc.returncode == 0, proc.stderr
+    assert (out / "model.onnx").is_file()
 
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])

@@ -70,6 +70,26 @@ def test_torch_backends_and_bench_check_the_recorded_source_too(copy, tmp_path, 
     assert not marker.exists()
 
 
+@pytest.mark.parametrize("ref", ["os:abort", "http.server:test", "pdb:set_trace"])
+def test_a_recorded_source_from_python_or_an_installed_package_is_refused(copy, ref):
+    from modelport.bundle import sha256
+    from modelport.sources.recorded import source_file
+
+    origin = source_file(ref)  # a file of Python's own: anyone can compute its sha256
+    edit_manifest(copy, lambda m: m["source"].update(model=ref, sha256=sha256(origin)))
+    for command in (["verify"], ["run", "--backend", "torch"]):
+        one_error(run_cli(command[0], str(copy), *command[1:]), 2, "part of Python or an installed package")
+
+
+def test_bench_report_does_not_replace_a_png_it_did_not_write(bundle, tmp_path):
+    photo = tmp_path / "photo.png"
+    photo.write_bytes(b"my holiday")
+    proc = run_cli("bench", str(bundle), "--backends", "ort:cpu", "--min-runs", "2", "--min-seconds", "0.05",
+                   "--report", str(tmp_path / "photo.md"))  # fmt: skip
+    one_error(proc, 2, "refusing to replace it")
+    assert photo.read_bytes() == b"my holiday"
+
+
 def test_a_relative_recorded_source_is_refused(copy, tmp_path):
     marker = tmp_path / "pwned"
     (tmp_path / "helper.py").write_text(f"import pathlib\npathlib.Path({str(marker)!r}).touch()\n")
@@ -146,9 +166,12 @@ def test_ctrl_c_stops_an_endless_onnx_run(tmp_path):
         text=True,
         env=env,
     )
-    time.sleep(8)  # imports, session creation, then the loop
-    proc.send_signal(signal.SIGINT)
-    _, stderr = proc.communicate(timeout=30)
+    try:
+        time.sleep(8)  # imports, session creation, then the loop
+        proc.send_signal(signal.SIGINT)
+        _, stderr = proc.communicate(timeout=30)
+    finally:
+        proc.kill()  # never leave an endless run behind, whatever happened
     assert proc.returncode == 130, stderr
     assert stderr.strip().splitlines()[-1] == "interrupted; nothing was written"
 

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from modelport import interrupts
-from modelport.errors import BundleError, UsageError, first_line
+from modelport.errors import BundleError, UsageError, as_path, first_line
 from modelport.manifest import validate
 from modelport.spec import Signature
 
@@ -29,6 +29,8 @@ __all__ = ["Bundle", "MANIFEST", "MODEL_FILE", "FORMAT_VERSION", "staging_dir", 
 MANIFEST = "modelport.json"
 MODEL_FILE = "model.onnx"
 FORMAT_VERSION = 1
+TEMP_MARK = ".modelport-temporary"
+_NAME_PART = 120  # of a target's name in its temporary directories' names
 MAX_MANIFEST_BYTES = 64 * 2**20  # a manifest of a 1000-feed parity report is a few MB
 
 
@@ -51,7 +53,7 @@ class Bundle:
 
     @classmethod
     def open(cls, path: str | Path) -> Bundle:
-        folder = Path(path)
+        folder = Path(as_path(path, "the bundle"))
         if not folder.exists():
             raise BundleError(f"bundle {str(path)!r} does not exist", "create one with `modelport export MODEL -o DIR`")
         if not folder.is_dir():
@@ -129,14 +131,14 @@ def staging_dir(target: Path) -> Path:
     check_replaceable(target)
     target.parent.mkdir(parents=True, exist_ok=True)
     _remove_stale(target)
-    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.partial-{os.getpid()}-", dir=target.parent))
+    staging = _temp_dir(target, "partial")
     staging.chmod(0o755)  # mkdtemp makes it private; the bundle it becomes is meant to be shared and served
     return staging
 
 
 def output_path(target: str | Path) -> Path:
     """``-o`` made absolute; the current directory or one above it is refused (it cannot be swapped out)."""
-    path = Path(target).expanduser().absolute()
+    path = Path(as_path(target, "the output directory")).expanduser().absolute()
     resolved = path.resolve()
     cwd = Path.cwd().resolve()
     if resolved == cwd or resolved in cwd.parents or not path.name:
@@ -189,12 +191,13 @@ def commit(staging: Path, target: Path, manifest: dict[str, Any]) -> Bundle:
     """Hash the files, write the manifest, and swap the finished directory into place."""
     target = output_path(target)
     interrupts.check()  # an interrupt that something swallowed still means: write nothing
+    (staging / TEMP_MARK).unlink(missing_ok=True)
     manifest["files"] = file_table(staging)
     write_manifest(staging, manifest)
     check_replaceable(target)  # again: the user may have added files while we exported
     old = None
     if target.exists():
-        old = Path(tempfile.mkdtemp(prefix=f".{target.name}.old-{os.getpid()}-", dir=target.parent))
+        old = _temp_dir(target, "old")
         os.replace(target, old / "bundle")
     os.replace(staging, target)
     if old is not None:
@@ -202,11 +205,21 @@ def commit(staging: Path, target: Path, manifest: dict[str, Any]) -> Bundle:
     return Bundle(target, manifest)
 
 
+def _temp_dir(target: Path, kind: str) -> Path:
+    """``.NAME.KIND-PID-XXXXXXXX`` beside ``target``, marked as ours (``TEMP_MARK``) so that only ours are ever
+    removed as leftovers; NAME is cut short so the whole name stays within the file system's 255 bytes."""
+    folder = Path(tempfile.mkdtemp(prefix=f".{target.name[:_NAME_PART]}.{kind}-{os.getpid()}-", dir=target.parent))
+    (folder / TEMP_MARK).write_text("a modelport temporary directory; removed when its process is gone\n")
+    return folder
+
+
 def _remove_stale(target: Path) -> None:
-    """``.NAME.partial-PID-*`` and ``.NAME.old-PID-*`` left by a process that no longer runs."""
-    for path in target.parent.glob(f".{glob.escape(target.name)}.*-*"):
-        match = re.fullmatch(rf"\.{re.escape(target.name)}\.(?:partial|old)-(\d+)-\w+", path.name)
-        if match and path.is_dir() and not path.is_symlink() and not _alive(int(match.group(1))):
+    """Our temporary directories for ``target`` left by a process that no longer runs (kill -9)."""
+    name = re.escape(target.name[:_NAME_PART])
+    for path in target.parent.glob(f".{glob.escape(target.name[:_NAME_PART])}.*-*"):
+        match = re.fullmatch(rf"\.{name}\.(?:partial|old)-(\d+)-[a-z0-9_]{{8}}", path.name)
+        ours = match and path.is_dir() and not path.is_symlink() and (path / TEMP_MARK).is_file()
+        if ours and not _alive(int(match.group(1))):  # type: ignore[union-attr]
             shutil.rmtree(path, ignore_errors=True)
 
 
@@ -259,8 +272,11 @@ def atomic_write(path: Path, write: Callable[[Any], Any]) -> None:
     path = Path(path)
     if path.is_dir():
         raise UsageError(f"{str(path)!r} is a directory", "give a file name to write, e.g. out/result.npz")
-    if path.exists() and not path.is_file():  # a device, a FIFO, a socket: renaming over it would destroy it
-        raise UsageError(f"{str(path)!r} is not a regular file; refusing to replace it", "give a file name to write")
+    if path.is_symlink() or (path.exists() and not path.is_file()):  # renaming over it would destroy it
+        raise UsageError(
+            f"{str(path)!r} is a link, a device or a pipe, not a regular file; refusing to replace it",
+            "give a file name to write",
+        )
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     try:

@@ -47,6 +47,7 @@ __all__ = [
     "GraphCheckError",
     "ParityError",
     "first_line",
+    "as_path",
     "environment_error",
     "EXIT_OK",
     "EXIT_UNSAFE",
@@ -126,6 +127,13 @@ class ParityError(UnsafeModelError):
     def __init__(self, message: str, hint: str | None = None, report: object = None) -> None:
         super().__init__(message, hint)
         self.report = report
+
+
+def as_path(value: object, what: str) -> os.PathLike[str] | str:
+    """``value`` when it is a path (str or os.PathLike); a UsageError naming ``what`` otherwise (None, a list...)."""
+    if isinstance(value, (str, os.PathLike)):
+        return value
+    raise UsageError(f"{what} must be a path, not {type(value).__name__}", f"pass {what} as a str or pathlib.Path")
 
 
 def first_line(exc: BaseException, limit: int = 300) -> str:

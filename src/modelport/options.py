@@ -47,15 +47,15 @@ def max_opset() -> int:
 
 
 def check_opset(opset: int) -> None:
-    if not MIN_OPSET <= opset <= max_opset():
+    if not isinstance(opset, int) or isinstance(opset, bool) or not MIN_OPSET <= opset <= max_opset():
         raise UsageError(
-            f"--opset {opset} is outside what the installed exporters and ONNX support",
+            f"--opset {opset!r} is outside what the installed exporters and ONNX support",
             f"choose an opset from {MIN_OPSET} to {max_opset()} (default {DEFAULT_OPSET})",
         )
 
 
 def check_threads(threads: int | None) -> None:
-    if threads is not None and threads < 1:
+    if threads is not None and (not isinstance(threads, int) or isinstance(threads, bool) or threads < 1):
         raise UsageError(f"--threads {threads} is not a thread count", "give --threads 1 or more, or leave it out")
     most = 4 * (os.cpu_count() or 1)
     if threads is not None and threads > most:

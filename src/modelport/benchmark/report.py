@@ -10,7 +10,7 @@ from typing import Any
 
 from modelport.benchmark.timing import BenchResult
 from modelport.bundle import atomic_write
-from modelport.errors import MissingExtraError
+from modelport.errors import MissingExtraError, UsageError
 
 __all__ = ["write_json", "write_report", "COLUMNS", "SPLIT", "cell"]
 
@@ -49,9 +49,15 @@ def write_json(result: BenchResult, path: Path) -> None:
 
 
 def write_report(result: BenchResult, path: Path, command: str) -> Path:
-    """``path`` (.md) and the plot beside it (same stem, .png); returns the plot's path."""
+    """``path`` (.md) and the plot beside it (same stem, .png); returns the plot's path. The plot may replace
+    only a plot of an earlier report at ``path``: a PNG there without its report is the user's."""
     path = Path(path)
     plot = path.with_suffix(".png")
+    if plot.exists() and not path.exists():
+        raise UsageError(
+            f"{plot} exists and is not the plot of a report at {path}; refusing to replace it",
+            "choose another --report name, or move that file",
+        )
     _write_plot(result, plot)
     atomic_write(path, lambda fh: fh.write(markdown(result, command, plot.name).encode()))
     return plot

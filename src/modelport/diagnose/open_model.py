@@ -8,7 +8,7 @@ import onnx
 from google.protobuf.message import DecodeError
 
 from modelport.bundle import MANIFEST, MODEL_FILE
-from modelport.errors import ModelFileError
+from modelport.errors import ModelFileError, as_path
 
 __all__ = ["open_onnx"]
 
@@ -17,7 +17,7 @@ _ZIP = b"PK\x03\x04"
 
 def open_onnx(path: str | Path) -> tuple[Path, onnx.ModelProto]:
     """The model file and its graph, external weights not loaded (they are checked, not needed)."""
-    target = Path(path)
+    target = Path(as_path(path, "the model"))
     if not target.exists():
         raise ModelFileError(f"{str(path)!r} does not exist", "pass an .onnx file or a bundle directory")
     if target.is_dir():

@@ -129,6 +129,12 @@ class Runner(ABC):
 
     def __call__(self, feed: dict[str, Any] | None = None, /, **named: Any) -> dict[str, np.ndarray]:
         """``runner({"x": array})`` or ``runner(x=tensor)``: numpy arrays, torch tensors or scalars."""
+        if feed is not None and not isinstance(feed, dict):
+            names = ", ".join(i.name for i in self.inputs())
+            raise FeedError(
+                f"inputs go by name, not as a bare {type(feed).__name__}",
+                f"call runner({names.split(', ')[0]}=array) or runner({{name: array}}); inputs: {names}",
+            )
         return self.infer({**(feed or {}), **named})
 
     def close(self) -> None:
@@ -138,7 +144,10 @@ class Runner(ABC):
 
     def require_loaded(self) -> None:
         if not self._loaded:
-            raise RuntimeError(f"{type(self).__name__} used before load(); use `with runner:` or call load() first")
+            raise RuntimeError(
+                f"{type(self).__name__} is not loaded (used before load() or after close()); use `with runner:` or "
+                "call load() first"
+            )
 
     def describe(self) -> dict[str, Any]:
         """What the runner really got (providers, device, precision...), for reports and --json."""

@@ -84,6 +84,8 @@ class BackendName:
 
 def parse_backend(name: str) -> BackendName:
     """Validate a backend name and give its canonical form; UsageError with the closest valid name."""
+    if not isinstance(name, str):
+        raise UsageError(f"a backend name is text, not {type(name).__name__}", 'e.g. backend="ort:cpu"')
     family, _, variant = name.strip().partition(":")
     family = family.lower()
     if family == "ort":

@@ -12,7 +12,7 @@ import numpy as np
 
 from modelport.bundle import Bundle
 from modelport.diagnose.open_model import open_onnx
-from modelport.errors import ResourceError, UsageError, first_line
+from modelport.errors import FeedError, ResourceError, UsageError, first_line
 from modelport.feeds import as_arrays, check_feed
 from modelport.options import check_timeout
 from modelport.runtime.base import Placement
@@ -113,6 +113,8 @@ def run(
     the first-choice provider. ``timeout`` (seconds) stops a run that has not finished by then."""
     if timeout is not None:
         check_timeout(timeout, "--timeout")
+    if feeds is not None and not isinstance(feeds, dict):
+        raise FeedError(f"feeds go by input name, not as a {type(feeds).__name__}", "pass {name: array or .npy path}")
     warnings: list[str] = []
     if isinstance(target, Bundle) or not Path(target).is_file():
         target = target if isinstance(target, Bundle) else Bundle.open(target)

@@ -71,7 +71,9 @@ def load_folder(folder: Path) -> Any:
             config.use_cache = False
         # the class the folder was saved from (T5EncoderModel, BertForMaskedLM...), else the base AutoModel
         architecture = (getattr(config, "architectures", None) or [""])[0]
-        model_class = getattr(transformers, architecture, None) or transformers.AutoModel
+        model_class = getattr(transformers, architecture, None)
+        if not (isinstance(model_class, type) and issubclass(model_class, transformers.PreTrainedModel)):
+            model_class = transformers.AutoModel  # a name that is no model class (a tokenizer, a typo)
         # eager attention: torch 2.13 cannot decompose the SDPA path of some architectures (T5) for ONNX,
         # and the eager one is the same computation
         model = model_class.from_pretrained(

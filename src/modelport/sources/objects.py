@@ -11,9 +11,9 @@ from typing import Any
 
 import torch
 
-from modelport.errors import SourceError
+from modelport.errors import SourceError, UsageError
 from modelport.sources import MODEL_FORMS, LoadedModel, load_model, to_eval
-from modelport.spec import Dim, InputSpec, parse_dim, parse_input
+from modelport.spec import DIM_FORM, INPUT_FORM, Dim, InputSpec, parse_dim, parse_input
 
 __all__ = ["as_loaded", "as_specs", "as_dims", "IN_MEMORY"]
 
@@ -53,6 +53,9 @@ def as_specs(inputs: Any) -> list[InputSpec] | None:
     if inputs is None:
         return None
     items = [inputs] if isinstance(inputs, (str, InputSpec)) else list(inputs)
+    for item in items:
+        if not isinstance(item, (str, InputSpec)):
+            raise UsageError(f"an input spec is text or an InputSpec, not {item!r}", f"e.g. inputs=['{INPUT_FORM}']")
     return [parse_input(i) if isinstance(i, str) else i for i in items]
 
 
@@ -61,6 +64,12 @@ def as_dims(dims: Any) -> list[Dim] | None:
     if dims is None:
         return None
     if isinstance(dims, dict):
+        for name, bounds in dims.items():
+            if not (isinstance(bounds, tuple) and 2 <= len(bounds) <= 3 and all(type(b) is int for b in bounds)):
+                raise UsageError(f"dims[{name!r}] is {bounds!r}", "give (MIN, MAX) or (MIN, MAX, OPT) as integers")
         return [Dim(name, *bounds) for name, bounds in dims.items()]
     items = [dims] if isinstance(dims, (str, Dim)) else list(dims)
+    for item in items:
+        if not isinstance(item, (str, Dim)):
+            raise UsageError(f"a dim is text or a Dim, not {item!r}", f"e.g. dims=['{DIM_FORM}']")
     return [parse_dim(d) if isinstance(d, str) else d for d in items]

@@ -1,8 +1,10 @@
-"""The source a bundle records, and whether ``verify`` may import it.
+"""The source a bundle records, and whether ``verify`` (or a torch backend, or bench) may import it.
 
 A bundle can come from anyone, and its manifest names the MODEL it was exported from: importing
 that (a ``file.py``, a module, a TorchScript file) runs code. ``verify`` therefore imports a recorded
-source only when it lies outside the bundle and its sha256 matches the one recorded at export;
+source only when it is the user's own code — outside the bundle, outside Python's standard library
+and installed packages (whose files anyone can hash), at an absolute path — and its sha256 matches the
+one recorded at export;
 otherwise it refuses and asks for ``--model``, the code the user chooses to trust. Finding the file
 never imports anything.
 """
@@ -10,7 +12,9 @@ never imports anything.
 from __future__ import annotations
 
 import importlib.machinery
+import site
 import sys
+import sysconfig
 from pathlib import Path
 
 from modelport.bundle import sha256
@@ -57,11 +61,24 @@ def trusted_source(bundle_dir: Path, ref: str, recorded_sha256: str | None) -> P
             "inside a bundle",
             fix,
         )
+    if _installed(file):  # a hash of a file anyone has proves nothing: `os:abort` would pass it
+        raise SourceError(
+            f"the bundle names {file}, part of Python or an installed package, as its model source; modelport "
+            "re-imports a recorded source only when it is your own code",
+            fix,
+        )
     if recorded_sha256 is None:
         raise SourceError(f"the bundle records no sha256 for its source {file}, so it cannot be trusted", fix)
     if sha256(file) != recorded_sha256:
         raise SourceError(f"the source {file} changed since the export (sha256 differs)", fix)
     return file
+
+
+def _installed(file: Path) -> bool:
+    """Inside Python's standard library or a site-packages folder (editable installs point elsewhere)."""
+    roots = {sysconfig.get_paths()[key] for key in ("stdlib", "platstdlib", "purelib", "platlib")}
+    roots |= {*site.getsitepackages(), site.getusersitepackages(), sys.base_prefix, sys.prefix}
+    return any(file.is_relative_to(Path(root).resolve()) for root in roots if root)
 
 
 def _module_file(dotted: str) -> Path | None:

@@ -8,7 +8,7 @@ runs ``_infer`` under an optional deadline and records the first run (cold start
 and ``outputs``; nothing heavy happens in ``__init__``.
 
 Optional capabilities are protocols a caller tests for: ``Placement`` (where each node ran: ONNX
-Runtime) and ``DeviceFeed`` (a feed moved to the device once, for timing without copies).
+Runtime).
 
 Every runner keeps ``warnings`` (what it had to accept, e.g. a dropped provider) and ``timings``
 (``load_s``, ``first_run_s``, ``cold_start_s``), both shown by ``describe()``, because a benchmark that
@@ -36,7 +36,6 @@ __all__ = [
     "Runner",
     "TensorInfo",
     "Placement",
-    "DeviceFeed",
     "cache_folder",
     "infos_from_signature",
     "infos_from_manifest",
@@ -201,13 +200,6 @@ class Placement(Protocol):
     """A runner that can say where each node ran (ONNX Runtime, from a profiled run)."""
 
     def placement(self, feed: dict[str, np.ndarray] | None = None, strict: bool = False) -> Any: ...
-
-
-@runtime_checkable
-class DeviceFeed(Protocol):
-    """A runner that can move a feed to its device once, so timed runs skip the host-to-device copy."""
-
-    def device_feed(self, feed: dict[str, np.ndarray]) -> dict[str, Any]: ...
 
 
 def cache_folder(model_path: str | Path) -> Path:

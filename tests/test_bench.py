@@ -13,7 +13,7 @@ from modelport.benchmark import BenchConfig, bench, shape_grid
 from modelport.benchmark import timing as bench_method
 from modelport.benchmark.report import write_json, write_report
 from modelport.bundle import Bundle
-from modelport.errors import UsageError
+from modelport.errors import ResourceError, UsageError
 from modelport.exporting import export
 from modelport.spec import Signature, parse_dim, parse_input
 from tests.conftest import ZOO, error_lines, run_cli, zoo_specs
@@ -174,3 +174,29 @@ def test_feeds_are_the_same_for_every_backend(cnn: Bundle, monkeypatch: pytest.M
     bench(cnn, BenchConfig(backends=["eager", "ort:cpu", "openvino:f32"], threads=1, **QUICK))
     first = seen["eager"][0]
     assert all(np.array_equal(first, feeds[0]) for feeds in seen.values())
+
+
+@pytest.fixture
+def busy_machine():
+    """Two processes spinning on the CPU for the length of a test."""
+    import subprocess
+    import sys
+
+    spinners = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(2)]
+    try:
+        yield
+    finally:
+        for proc in spinners:
+            proc.kill()
+            proc.wait()
+
+
+def test_a_busy_machine_is_noticed_and_strict_runs_refuse_it(cnn: Bundle, busy_machine) -> None:
+    quick = dict(min_runs=2, min_seconds=0.0, warmup=1, block_seconds=0.0, settle_seconds=0.0)
+    result = bench_method.bench(cnn, BenchConfig(backends=["ort:cpu"], threads=1, **quick))
+    busy = result.records[0]["others_busy_cores"]
+    assert busy["before"] > 1.0  # two spinners: nearly two cores
+    assert any("the machine was busy" in note and "unreliable" in note for note in result.notes)
+    with pytest.raises(ResourceError, match="the machine was busy: other processes kept") as info:
+        bench_method.bench(cnn, BenchConfig(backends=["ort:cpu"], threads=1, strict=True, **quick))
+    assert "drop --strict" in info.value.hint

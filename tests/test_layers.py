@@ -33,7 +33,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("modelport.runtime",),
     ("modelport.verification",),
     ("modelport.capture",),
-    ("modelport.exporting", "modelport.benchmark", "modelport.demo_job"),
+    ("modelport.exporting", "modelport.benchmark", "modelport.optimization", "modelport.demo_job"),
     ("modelport",),  # the public API
     ("modelport.cli", "modelport.__main__"),
 ]

@@ -51,6 +51,17 @@ class Bundle:
     def source(self) -> str | None:
         return self.manifest.get("source", {}).get("model")
 
+    @property
+    def optimization(self) -> dict[str, Any] | None:
+        """The last ``modelport optimize`` entry: how this bundle was made faster, and its budget."""
+        entries = self.manifest.get("optimizations") or []
+        return entries[-1] if entries else None
+
+    @property
+    def backend(self) -> str:
+        """The backend this bundle runs on by default: the one ``optimize`` chose, else ``ort:cpu``."""
+        return (self.optimization or {}).get("backend") or "ort:cpu"
+
     @classmethod
     def open(cls, path: str | Path) -> Bundle:
         folder = Path(as_path(path, "the bundle"))

@@ -38,7 +38,7 @@ from modelport.sources.recorded import source_file
 from modelport.spec import Dim, InputSpec, Signature
 from modelport.verification.parity import DEFAULT_ATOL, DEFAULT_RTOL, ParityReport, Reference
 
-__all__ = ["export", "ExportResult", "resolve_signature"]
+__all__ = ["export", "ExportResult", "resolve_signature", "as_bundle"]
 
 Progress = Callable[[str], None]
 
@@ -250,3 +250,21 @@ def _unique(names: list[str]) -> list[str]:
         seen[name] = count + 1
         out.append(name if count == 0 else f"{name}_{count}")
     return out
+
+
+def as_bundle(model: Any, staging: Path, inputs: Any, dims: Any, on_export: Callable[[str], None] | None) -> Bundle:
+    """``model`` as a bundle: opened when it is one (a ``Bundle`` or its directory), otherwise exported and
+    verified into ``staging`` (``inputs``/``dims`` as for ``export``)."""
+    if isinstance(model, Bundle):
+        return model
+    if isinstance(model, (str, Path)) and Path(model).is_dir() and (Path(model) / bundles.MANIFEST).is_file():
+        if inputs or dims:
+            raise UsageError("--input/--dim apply when a MODEL is exported, not to a bundle", "drop them")
+        return Bundle.open(model)
+    say = on_export or (lambda _msg: None)
+    result = export(model, staging, inputs, dims, progress=say)
+    say(
+        f"exported and verified ({result.bundle.manifest['capture']['strategy']}, "
+        f"{result.export_seconds + result.verify_seconds:.0f} s)"
+    )
+    return result.bundle

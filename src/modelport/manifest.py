@@ -36,6 +36,7 @@ FIELDS = (
 )
 _IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
+_BACKEND = re.compile(r"^[a-z-]+(:[a-z0-9,]+)?$")
 _PLAIN = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.+-]*$")
 
 
@@ -80,6 +81,20 @@ def _check(m: Any, model_file: str, manifest_file: str) -> None:
     for key in ("optimizations", "notes"):
         _expect(isinstance(m.get(key, []), list), f"{key!r} is not a list")
     _expect(all(isinstance(n, str) for n in m.get("notes", [])), "'notes' holds something other than text")
+    for entry in m.get("optimizations", []):
+        _check_optimization(entry)
+
+
+def _check_optimization(entry: Any) -> None:
+    _expect(isinstance(entry, dict), "an 'optimizations' entry is not an object")
+    backend = entry.get("backend")
+    _expect(
+        backend is None or (isinstance(backend, str) and bool(_BACKEND.match(backend))),
+        f"optimization backend {backend!r} is not a backend name",
+    )
+    _expect(isinstance(entry.get("budget", ""), str), "optimization 'budget' is not text")
+    threads = entry.get("threads")
+    _expect(threads is None or (_int(threads) and 1 <= threads <= 4096), f"optimization threads {threads!r}")
 
 
 def _check_source(source: Any) -> None:

@@ -83,6 +83,24 @@ class IgnoresInput(nn.Module):
         return x * 3
 
 
+class Classifier(nn.Module):
+    """An MLP with GELU and LayerNorm, 10 classes: small enough to optimize in seconds."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.net = nn.Sequential(
+            nn.Linear(32, 128), nn.GELU(), nn.LayerNorm(128), nn.Linear(128, 128), nn.ReLU(), nn.Linear(128, 10)
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
+
+
+def classifier() -> nn.Module:
+    torch.manual_seed(0)
+    return Classifier().eval()
+
+
 def dynamic_cnn() -> nn.Module:
     torch.manual_seed(0)
     return DynamicCNN().eval()
@@ -144,6 +162,7 @@ SPECS: dict[str, tuple[list[str], list[str]]] = {
         ["m=1..6", "n=1..9", "seq=1..12", "patches=1..5"],
     ),
     "multi_output": (["x:batch,4"], ["batch=1..16"]),
+    "classifier": (["x:batch,32"], ["batch=1..8"]),
     "upsample": (["x:batch,2,h,w"], ["batch=1..3", "h=2..17", "w=2..17"]),
     "left_in_training": (["x:batch,8"], ["batch=2..16"]),
     "bool_flag": (["x:batch,3", "flag::bool"], []),

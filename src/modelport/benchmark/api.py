@@ -16,9 +16,8 @@ from typing import Any
 from modelport.benchmark.shapes import shape_grid
 from modelport.benchmark.timing import DEFAULT_BACKENDS, BenchConfig, BenchResult
 from modelport.benchmark.timing import bench as run_bench
-from modelport.bundle import MANIFEST, Bundle
 from modelport.errors import UsageError
-from modelport.exporting import export
+from modelport.exporting import as_bundle
 from modelport.runtime.ort import physical_cores
 
 __all__ = ["bench", "default_backends"]
@@ -49,14 +48,17 @@ def bench(
 ) -> BenchResult:
     """Time ``backends`` side by side on the same feeds, with parity against eager.
 
-    ``model``: a bundle (``Bundle`` or its directory) or anything ``modelport.export`` takes (exported and
+    ``model``: a bundle (``Bundle`` or its directory; one written by ``optimize`` defaults to eager and its own
+    backend) or anything ``modelport.export`` takes (exported and
     verified first, with ``inputs``/``dims``). ``batch``/``seq`` sizes and ``shapes`` (``"NAME=SIZE,..."``)
     make the grid; ``timing`` sets ``BenchConfig``'s fields (``warmup``, ``min_runs``, ``min_seconds``,
     ``block_seconds``, ``settle_seconds``)."""
     names, notes = _backend_list(backends)
     threads = threads or physical_cores()
     with tempfile.TemporaryDirectory(prefix="modelport-bench-") as tmp:
-        bundle = _as_bundle(model, Path(tmp) / "bundle", inputs, dims, on_export)
+        bundle = as_bundle(model, Path(tmp) / "bundle", inputs, dims, on_export)
+        if backends is None and bundle.optimization is not None:  # the backend optimize chose for it
+            names, notes = ["eager", bundle.backend], []
         config = BenchConfig(
             backends=names,
             shapes=shape_grid(bundle.signature, batch, seq, shapes),
@@ -80,19 +82,3 @@ def _backend_list(backends: list[str] | str | None) -> tuple[list[str], list[str
     if names == list(DEFAULT_BACKENDS):
         return default_backends()
     return names, []
-
-
-def _as_bundle(model: Any, staging: Path, inputs: Any, dims: Any, on_export: Callable[[str], None] | None) -> Bundle:
-    if isinstance(model, Bundle):
-        return model
-    if isinstance(model, (str, Path)) and Path(model).is_dir() and (Path(model) / MANIFEST).is_file():
-        if inputs or dims:
-            raise UsageError("--input/--dim apply when bench exports a MODEL, not to a bundle", "drop them")
-        return Bundle.open(model)
-    say = on_export or (lambda _msg: None)
-    result = export(model, staging, inputs, dims, progress=say)
-    say(
-        f"exported and verified ({result.bundle.manifest['capture']['strategy']}, "
-        f"{result.export_seconds + result.verify_seconds:.0f} s)"
-    )
-    return result.bundle

@@ -12,7 +12,7 @@ from modelport.benchmark.timing import BenchResult
 from modelport.bundle import atomic_write
 from modelport.errors import MissingExtraError, UsageError
 
-__all__ = ["write_json", "write_report", "COLUMNS", "SPLIT", "cell"]
+__all__ = ["write_json", "write_report", "plot_path", "COLUMNS", "SPLIT", "cell"]
 
 # (header, record key, format) for the terminal table and the Markdown table
 COLUMNS: list[tuple[str, str, str]] = [
@@ -52,14 +52,20 @@ def write_report(result: BenchResult, path: Path, command: str) -> Path:
     """``path`` (.md) and the plot beside it (same stem, .png); returns the plot's path. The plot may replace
     only a plot of an earlier report at ``path``: a PNG there without its report is the user's."""
     path = Path(path)
-    plot = path.with_suffix(".png")
-    if plot.exists() and not path.exists():
-        raise UsageError(
-            f"{plot} exists and is not the plot of a report at {path}; refusing to replace it",
-            "choose another --report name, or move that file",
-        )
+    plot = plot_path(path)
     _write_plot(result, plot)
     atomic_write(path, lambda fh: fh.write(markdown(result, command, plot.name).encode()))
+    return plot
+
+
+def plot_path(report: Path) -> Path:
+    """The PNG beside a Markdown report; refused when a PNG is there without its report (it is the user's)."""
+    plot = report.with_suffix(".png")
+    if plot.exists() and not report.exists():
+        raise UsageError(
+            f"{plot} exists and is not the plot of a report at {report}; refusing to replace it",
+            "choose another --report name, or move that file",
+        )
     return plot
 
 

@@ -34,7 +34,7 @@ import numpy as np
 from modelport.benchmark import machine
 from modelport.benchmark.shapes import batch_symbol, first_dim_is_symbol, outside, shape_text
 from modelport.bundle import Bundle
-from modelport.errors import UsageError
+from modelport.errors import ResourceError, UsageError
 from modelport.feeds import make_feed
 from modelport.runtime.base import Runner
 from modelport.runtime.ort import OPTIMIZATIONS, physical_cores
@@ -42,7 +42,16 @@ from modelport.runtime.registry import create, parse_backend
 from modelport.spec import Signature
 from modelport.verification.compare import cosine
 
-__all__ = ["BenchConfig", "BenchResult", "bench", "backend_label", "DEFAULT_BACKENDS"]
+__all__ = [
+    "BenchConfig",
+    "BenchResult",
+    "bench",
+    "backend_label",
+    "busy_note",
+    "DEFAULT_BACKENDS",
+    "Slot",
+    "timed_rounds",
+]
 
 DEFAULT_BACKENDS = ("eager", "ort:cpu", "openvino:f32", "openvino:default")
 Progress = Callable[[str, float], None]  # what is happening, overall fraction done
@@ -59,6 +68,7 @@ class BenchConfig:
     block_seconds: float = 0.25  # timed runs per backend per round
     settle_seconds: float = 0.1  # pause (and one untimed run) before each block; 0: neither
     peak_gflops: float | None = None  # measured sgemm peak, for the roofline columns
+    strict: bool = False  # refuse to report timings taken while other processes kept the machine busy
 
 
 @dataclass
@@ -71,7 +81,7 @@ class BenchResult:
 
 
 @dataclass
-class _Slot:
+class Slot:
     label: str
     runner: Runner
     times: list[float] = field(default_factory=list)
@@ -119,7 +129,10 @@ def bench(bundle: Bundle, config: BenchConfig, progress: Progress | None = None)
         result.machine["sgemm_peak_gflops"] = config.peak_gflops
     for index, sizes in enumerate(shapes):
         part = (index / len(shapes), 1 / len(shapes))
-        result.records += _bench_shape(bundle, sizes, labels, threads, config, part, say)
+        records = _bench_shape(bundle, sizes, labels, threads, config, part, say)
+        result.records += records
+        if records and (note := busy_note(records[0]["others_busy_cores"], threads)):
+            result.notes.append(f"{records[0]['shape']}: {note}")
     return result
 
 
@@ -135,7 +148,7 @@ def _bench_shape(
     sig = bundle.signature
     shape = shape_text(sizes)
     feed = make_feed(sig, sizes, np.random.default_rng(0)).arrays
-    slots: list[_Slot] = []
+    slots: list[Slot] = []
     try:
         for i, label in enumerate(labels):
             say(f"{shape}: loading {label}", part[0] + part[1] * 0.3 * i / len(labels))
@@ -151,8 +164,15 @@ def _bench_shape(
         for _ in range(config.warmup):
             for slot in slots:
                 slot.runner.infer(feed)
-        _timed_rounds(slots, feed, config, lambda f: say(f"{shape}: timing", part[0] + part[1] * (0.3 + 0.7 * f)))
+        load = {"before": machine.CpuClock.sample(0.5)}
+        _check_quiet(load, threads, config, shape)
+        clock = machine.CpuClock().start()
+        timed_rounds(slots, feed, config, lambda f: say(f"{shape}: timing", part[0] + part[1] * (0.3 + 0.7 * f)))
+        load["during"] = clock.others()
+        _check_quiet(load, threads, config, shape)
         records = [_record(slot, sig, sizes, reference, flops, threads, config) for slot in slots]
+        for record in records:
+            record["others_busy_cores"] = {k: None if v is None else round(v, 2) for k, v in load.items()}
     finally:
         for slot in slots:
             slot.runner.close()
@@ -162,7 +182,26 @@ def _bench_shape(
     return records
 
 
-def _load(bundle: Bundle, label: str, threads: int, feed: dict[str, np.ndarray]) -> _Slot:
+def _check_quiet(load: dict[str, float | None], threads: int, config: BenchConfig, shape: str) -> None:
+    """Refuse (``strict``) a timing taken while other processes kept cores busy; ``busy_note`` warns otherwise."""
+    if config.strict and (text := busy_note(load, threads)):
+        raise ResourceError(f"{shape}: {text}", "wait until the machine is quiet (see `top`), or drop --strict")
+
+
+def busy_note(load: dict[str, float | None], threads: int) -> str:
+    """A warning when other processes kept more than ``machine.busy_limit`` cores busy before or while timing."""
+    limit = machine.busy_limit(threads)
+    busy = {when: v for when, v in load.items() if v is not None and v > limit}
+    if not busy:
+        return ""
+    when, cores = max(busy.items(), key=lambda kv: kv[1])
+    return (
+        f"the machine was busy: other processes kept {cores:.1f} cores busy {when} timing (limit {limit:.1f}); "
+        "ratios between backends are unreliable (PyTorch's OpenMP threads collapse when cores are oversubscribed)"
+    )
+
+
+def _load(bundle: Bundle, label: str, threads: int, feed: dict[str, np.ndarray]) -> Slot:
     base, _, level = label.partition("@")
     runner = create("torch" if base == "eager" else base, bundle, threads=threads, optimization=level or "all")
     runner.name = label
@@ -173,11 +212,11 @@ def _load(bundle: Bundle, label: str, threads: int, feed: dict[str, np.ndarray])
     peak = machine.peak_rss_mb() if tracked else machine.rss_mb()
     cold = {f"{key[:-2]}_ms": runner.timings[key] * 1e3 for key in ("load_s", "first_run_s", "cold_start_s")}
     cold["peak_rss_mb"] = max(0.0, peak - before)
-    return _Slot(label, runner, cold=cold, outputs=outputs)
+    return Slot(label, runner, cold=cold, outputs=outputs)
 
 
-def _timed_rounds(
-    slots: list[_Slot], feed: dict[str, np.ndarray], config: BenchConfig, say: Callable[[float], None]
+def timed_rounds(
+    slots: list[Slot], feed: dict[str, np.ndarray], config: BenchConfig, say: Callable[[float], None]
 ) -> None:
     """Rounds of blocks: in each round every backend that still needs runs gets one block, the order
     rotating from round to round. A block starts with a pause and one untimed run, so what the previous
@@ -204,7 +243,7 @@ def _timed_rounds(
         say(min(_fraction(s, config) for s in slots))
 
 
-def _fraction(slot: _Slot, config: BenchConfig) -> float:
+def _fraction(slot: Slot, config: BenchConfig) -> float:
     if slot.satisfied(config):
         return 1.0
     runs = len(slot.times) / config.min_runs
@@ -212,10 +251,10 @@ def _fraction(slot: _Slot, config: BenchConfig) -> float:
 
 
 def _record(
-    slot: _Slot,
+    slot: Slot,
     sig: Signature,
     sizes: dict[str, int],
-    reference: _Slot | None,
+    reference: Slot | None,
     flops: int | None,
     threads: int,
     config: BenchConfig,
@@ -251,7 +290,7 @@ def _record(
     return record
 
 
-def _parity(slot: _Slot, reference: _Slot | None) -> dict[str, float | None]:
+def _parity(slot: Slot, reference: Slot | None) -> dict[str, float | None]:
     """Worst output: the largest abs diff and the lowest cosine against eager on the same feed."""
     if reference is None:
         return {"max_abs_diff": None, "cosine": None}

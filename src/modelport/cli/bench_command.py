@@ -27,6 +27,7 @@ class BenchTiming(NamedTuple):
     min_seconds: float
     block_seconds: float
     settle_seconds: float
+    strict: bool = False
 
 
 def bench_command(

@@ -91,7 +91,13 @@ def export(
 
 
 Backend = typer.Option(
-    "ort:cpu", "--backend", "-b", help="where to run it; one of: " + ", ".join(backend_names()) + ". " + backend_help()
+    None,
+    "--backend",
+    "-b",
+    help="where to run it (default: the bundle's own: ort:cpu, or what `modelport optimize` chose); one of: "
+    + ", ".join(backend_names())
+    + ". "
+    + backend_help(),
 )
 Threads = typer.Option(None, "--threads", help="intra-op threads (default: physical cores)")
 Fallback = typer.Option(
@@ -132,6 +138,8 @@ def verify(
         )
     if as_json:
         emit_json(report.to_json())
+    elif hasattr(report, "budget"):  # a bundle written by optimize: held to its accuracy budget
+        show.budget_table(out, report)
     else:
         show.parity_table(out, report)
 
@@ -247,6 +255,9 @@ def bench(
         0.1, "--settle-seconds", help="pause (and one untimed run) before each block; 0 for neither"
     ),
     peak: bool = typer.Option(False, "--peak", help="measure this machine's fp32 sgemm peak (GFLOP/s) first"),
+    strict: bool = typer.Option(
+        False, "--strict", help="refuse to report timings taken while other processes kept the cores busy"
+    ),
     json_file: Path = typer.Option(None, "--json", help="write the records (one per backend x shape) to this file"),
     report: Path = typer.Option(None, "--report", help="write a Markdown report (and a PNG plot beside it)"),
     input: list[str] = Inputs,  # noqa: A002 - the flag is --input
@@ -255,8 +266,40 @@ def bench(
     """Time backends side by side on the same feeds, with parity against eager and GFLOP/s."""
     from modelport.cli.bench_command import BenchTiming, bench_command
 
-    timing = BenchTiming(warmup, min_runs, min_seconds, block_seconds, settle_seconds)
+    timing = BenchTiming(warmup, min_runs, min_seconds, block_seconds, settle_seconds, strict)
     bench_command(out, err, model, backends, batch, seq, shape, threads, timing, peak, json_file, report, input, dim)
+
+
+@app.command()
+def optimize(
+    model: str = typer.Argument(..., help="a bundle directory, or a MODEL to export first (as for export)"),
+    output: Path = typer.Option(..., "--output", "-o", help="where to write the optimized bundle"),
+    budget: str = typer.Option(
+        "cos>=0.999", "--budget", help="accuracy per output: cos>=X (default), atol=X, or top1>=X (classifiers)"
+    ),
+    precision: str = typer.Option("auto", "--precision", help="auto (every candidate), fp32, fp16, bf16 or int8"),
+    data: Path = typer.Option(
+        None, "--data", help="a folder of .npz feeds, or a .txt file of sentences (default: generated feeds)"
+    ),
+    seq: int = typer.Option(128, "--seq", help="token length sentences are padded or cut to"),
+    candidates: str = typer.Option(
+        None, "--candidates", help="comma-separated names to try (default: all that --precision allows)"
+    ),
+    threads: int = Threads,
+    max_exclusions: int = typer.Option(12, "--max-exclusions", help="nodes a candidate may keep in float"),
+    report: Path = typer.Option(None, "--report", help="write a Markdown report (and a PNG plot beside it)"),
+    as_json: bool = typer.Option(False, "--json", help="print every candidate and the choice as JSON"),
+    input: list[str] = Inputs,  # noqa: A002 - the flag is --input
+    dim: list[str] = Dims,
+) -> None:
+    """The fastest candidate (fusions, bf16, int8...) that stays within an accuracy budget on your data."""
+    errors_as_json(as_json)
+    from modelport.cli.optimize_command import optimize_command
+
+    optimize_command(
+        out, err, model, output, report, as_json, budget=budget, precision=precision, data=data, seq=seq,
+        candidates=candidates, threads=threads, max_exclusions=max_exclusions, inputs=input or None, dims=dim or None,
+    )  # fmt: skip
 
 
 @app.command()

@@ -58,6 +58,21 @@ def parity_table(console: Console, report: ParityReport) -> None:
     console.print(f"parity: {'PASS' if report.passed else 'FAIL'} — {report.summary()}", highlight=False)
 
 
+def budget_table(console: Console, report: Any) -> None:
+    """A ``BudgetReport``: each output's score under the budget an optimized bundle is held to."""
+    table = Table(
+        title=f"{report.backend} against {report.reference} on {report.data}, budget {report.budget.text}",
+        title_justify="left",
+    )
+    for col in ("output", report.budget.metric, "ok"):
+        table.add_column(col)
+    for o in report.outputs:
+        value = ("equal" if o.within else "differs") if o.exact else f"{o.value:.6g}"
+        table.add_row(o.name, value, "yes" if o.within else "NO")
+    console.print(table)
+    console.print(f"budget: {'PASS' if report.passed else 'FAIL'} — {report.summary()}", highlight=False)
+
+
 def export_table(console: Console, result: Any) -> None:
     manifest = result.bundle.manifest
     console.print(io_table(manifest))

@@ -2,7 +2,8 @@
 
 The CPU plugin's default precision is not fp32 everywhere: on CPUs with AVX512-BF16 or AMX it runs
 matrix work in bf16, which is faster and visibly less exact. ``openvino:f32`` pins fp32 with
-``INFERENCE_PRECISION_HINT`` so its answers compare at the bundle's tolerance; ``openvino:default``
+``INFERENCE_PRECISION_HINT`` so its answers compare at the bundle's tolerance; ``openvino:bf16`` asks for
+bf16 (refused on a CPU without it, rather than quietly run in fp32); ``openvino:default``
 leaves the device's choice and says so in ``precision`` ("default") and ``describe()`` (the precision
 the device actually picked).
 """
@@ -18,9 +19,9 @@ from modelport.errors import BundleError, FeedError, MissingExtraError, UsageErr
 from modelport.runtime.base import Runner, TensorInfo, infos_from_signature
 from modelport.spec import Signature
 
-__all__ = ["OpenVINORunner", "PRECISIONS"]
+__all__ = ["OpenVINORunner", "PRECISIONS", "cpu_has_bf16"]
 
-PRECISIONS = ("f32", "default")
+PRECISIONS = ("f32", "bf16", "default")
 
 
 class OpenVINORunner(Runner):
@@ -40,7 +41,7 @@ class OpenVINORunner(Runner):
             raise UsageError(f"unknown OpenVINO precision {precision!r}", f"choose one of: {', '.join(PRECISIONS)}")
         self.path = Path(path)
         self.mode = precision
-        self.precision = "fp32" if precision == "f32" else "default"
+        self.precision = {"f32": "fp32", "bf16": "bf16"}.get(precision, "default")
         self.name = f"openvino:{precision}"
         self.threads = threads
         self.signature = signature
@@ -56,13 +57,19 @@ class OpenVINORunner(Runner):
             import openvino as ov
         except ImportError:
             raise MissingExtraError("the openvino backend", "openvino") from None
+        core = ov.Core()
+        if self.mode == "bf16" and not cpu_has_bf16(core):
+            raise UsageError(
+                "openvino:bf16 needs a CPU with bf16 instructions (AVX512-BF16 or AMX); this one has none",
+                "use openvino:f32",
+            )
         config: dict[str, Any] = {}
-        if self.mode == "f32":
-            config["INFERENCE_PRECISION_HINT"] = "f32"
+        if self.mode != "default":
+            config["INFERENCE_PRECISION_HINT"] = self.mode
         if self.threads:
             config["INFERENCE_NUM_THREADS"] = int(self.threads)
         try:
-            self.compiled = ov.Core().compile_model(str(self.path), self.device, config)
+            self.compiled = core.compile_model(str(self.path), self.device, config)
         except Exception as exc:
             raise BundleError(
                 f"OpenVINO {ov.__version__} cannot compile {self.path.name} for {self.device}: {first_line(exc)}",
@@ -127,3 +134,13 @@ class OpenVINORunner(Runner):
 def _info(name: str, port: Any) -> TensorInfo:
     shape = tuple(d.get_length() if d.is_static else None for d in port.get_partial_shape())
     return TensorInfo(name, shape, port.get_element_type().to_dtype().name)
+
+
+def cpu_has_bf16(core: Any = None) -> bool:
+    """Whether OpenVINO's CPU plugin can compute in bf16 here (False without OpenVINO)."""
+    try:
+        import openvino as ov
+
+        return "BF16" in (core or ov.Core()).get_property("CPU", "OPTIMIZATION_CAPABILITIES")
+    except Exception:  # no openvino, or a plugin that cannot say: no
+        return False

@@ -3,7 +3,7 @@
 The CLI takes its choices and help from here, so a runtime is added in one place. Names::
 
     ort[:PROVIDERS]        ONNX Runtime, providers in priority order (ort = ort:cpu)
-    openvino[:f32|:default]   native OpenVINO on the CPU (openvino = openvino:f32)
+    openvino[:f32|:bf16|:default]   native OpenVINO on the CPU (openvino = openvino:f32)
     tensorrt[:fp16]        native TensorRT engine on the GPU
     torch | torchscript | torch-compile   PyTorch from the bundle's recorded source model
 """
@@ -39,19 +39,19 @@ __all__ = [
 FAMILIES: dict[str, str] = {
     "ort": "ONNX Runtime; ort:PROVIDERS in priority order, short (cpu, cuda, tensorrt, openvino, dml) or full "
     "(CUDAExecutionProvider) names, e.g. ort:tensorrt,cuda,cpu; ort alone is ort:cpu",
-    "openvino": "OpenVINO on the CPU; openvino:f32 (default) computes in fp32, openvino:default lets the CPU "
-    "pick (bf16 on recent Xeons: faster, less exact)",
+    "openvino": "OpenVINO on the CPU; openvino:f32 (default) computes in fp32, openvino:bf16 in bf16 (CPUs with "
+    "AVX512-BF16 or AMX), openvino:default lets the CPU pick (bf16 where it can: faster, less exact)",
     "tensorrt": "a native TensorRT engine on an NVIDIA GPU (tensorrt extra); tensorrt:fp16 allows fp16 kernels",
     "torch": "PyTorch eager, the bundle's source model (the reference the export was checked against)",
     "torchscript": "the source model traced (or scripted) with torch.jit",
     "torch-compile": "the source model through torch.compile (slow first run: it compiles)",
 }
 NAMES = (
-    "ort:cpu", "ort:cuda", "ort:tensorrt", "ort:openvino", "ort:dml", "openvino:f32", "openvino:default",
-    "tensorrt", "tensorrt:fp16", "torch", "torchscript", "torch-compile",
+    "ort:cpu", "ort:cuda", "ort:tensorrt", "ort:openvino", "ort:dml", "openvino:f32", "openvino:bf16",
+    "openvino:default", "tensorrt", "tensorrt:fp16", "torch", "torchscript", "torch-compile",
 )  # fmt: skip
 TORCH_BACKENDS = ("torch", "torchscript", "torch-compile")
-_VARIANTS = {"openvino": {"": "f32", "f32": "f32", "fp32": "f32", "default": "default"},
+_VARIANTS = {"openvino": {"": "f32", "f32": "f32", "fp32": "f32", "bf16": "bf16", "default": "default"},
              "tensorrt": {"": "", "fp32": "", "fp16": "fp16"}}  # fmt: skip
 
 # Tolerance per precision. fp32 runs the graph as exported, so it is held to the bundle's own
@@ -112,7 +112,7 @@ def backend_help() -> str:
 
 
 def create(
-    name: str,
+    name: str | None,
     bundle: Bundle | str | Path,
     *,
     threads: int | None = None,
@@ -121,7 +121,11 @@ def create(
     **options: Any,
 ) -> Runner:
     """A runner for ``bundle`` (a bundle, its directory, or a bare ``.onnx`` file for the ONNX backends)
-    on backend ``name``, not yet loaded (use ``with runner:``)."""
+    on backend ``name`` (None: the bundle's own, ``Bundle.backend``), not yet loaded (use ``with runner:``)."""
+    if name is None:
+        if not isinstance(bundle, Bundle) and not Path(bundle).is_file():
+            bundle = Bundle.open(bundle)
+        name = bundle.backend if isinstance(bundle, Bundle) else "ort:cpu"
     parsed = parse_backend(name)
     check_threads(threads)
     if fallback not in prov.FALLBACKS:
@@ -166,11 +170,14 @@ def create(
     _check_options(cls, options, set(args), parsed.canonical)
     runner = cls(*positional, **args, **options)  # type: ignore[call-arg]
     runner.name = parsed.canonical
+    if b is not None and b.optimization and parsed.family not in TORCH_BACKENDS:
+        runner.precision = b.optimization.get("precision") or runner.precision  # an int8 graph runs in int8
     return runner
 
 
-def load(model: Bundle | str | Path, backend: str = "ort:cpu", **options: Any) -> Runner:
-    """A loaded runner for a bundle (or any ``.onnx`` file) on ``backend``: call it with numpy arrays or torch
+def load(model: Bundle | str | Path, backend: str | None = None, **options: Any) -> Runner:
+    """A loaded runner for a bundle (or any ``.onnx`` file) on ``backend`` (default: the bundle's own, ort:cpu
+    unless ``modelport optimize`` chose another): call it with numpy arrays or torch
     tensors (``runner(x=array)``) and close it, or use it as ``with modelport.load(path) as runner:``.
     ``options`` are ``create``'s (``threads``, ``fallback``, ``optimization``, a runner's own settings)."""
     return create(backend, model, **options).load()

@@ -95,7 +95,7 @@ class RunResult:
 def run(
     target: Bundle | str | Path,
     feeds: dict[str, Any] | None = None,
-    backend: str = "ort:cpu",
+    backend: str | None = None,
     *,
     threads: int | None = None,
     fallback: str = "refuse",
@@ -127,7 +127,7 @@ def run(
     runner = create(backend, target, threads=threads, fallback=fallback)
     if (placement or strict) and not isinstance(runner, Placement):
         raise UsageError(
-            f"node placement is an ONNX Runtime report; backend {backend} has none", "use an ort:PROVIDERS backend"
+            f"node placement is an ONNX Runtime report; backend {runner.name} has none", "use an ort:PROVIDERS backend"
         )
     with runner:
         feed = feeds or runner.example_feed()

@@ -17,7 +17,7 @@ from modelport.errors import MissingExtraError, SourceError, first_line
 from modelport.sources import LoadedModel
 from modelport.spec import Dim, InputSpec, Signature
 
-__all__ = ["load", "infer_signature", "require_transformers"]
+__all__ = ["load", "infer_signature", "require_transformers", "load_tokenizer"]
 
 WEIGHT_FILES = (
     "model.safetensors",
@@ -60,6 +60,18 @@ def load(ref: str) -> LoadedModel:
         )
     model = load_folder(folder)
     return LoadedModel(model, "hf", f"hf:{folder.resolve()}", signature=infer_signature(model))
+
+
+def load_tokenizer(folder: Path) -> Any:
+    """The folder's tokenizer, from its own files only (never code it names)."""
+    transformers = require_transformers()
+    try:
+        return transformers.AutoTokenizer.from_pretrained(folder, local_files_only=True, trust_remote_code=False)
+    except Exception as exc:  # transformers raises OSError, ValueError, KeyError... for a folder it cannot read
+        raise SourceError(
+            f"cannot load a tokenizer from {folder}: {first_line(exc)}",
+            "save it beside the model (tokenizer.save_pretrained(DIR)), or pass the data as .npz feeds",
+        ) from None
 
 
 def load_folder(folder: Path) -> Any:

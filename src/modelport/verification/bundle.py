@@ -15,13 +15,15 @@ from modelport.deadline import DEFAULT_VERIFY_TIMEOUT
 from modelport.errors import UsageError
 from modelport.forward import plan_call
 from modelport.options import check_timeout, check_tolerances
+from modelport.runtime.base import Runner
 from modelport.runtime.ort import OPT_LEVELS
 from modelport.runtime.registry import TORCH_BACKENDS, create, parse_backend
 from modelport.sources.objects import as_loaded
 from modelport.sources.recorded import trusted_source
+from modelport.verification.budget import DEFAULT_BUDGET, Budget, BudgetReport, score_outputs
 from modelport.verification.parity import DEFAULT_ATOL, DEFAULT_RTOL, ParityReport, Reference, check_runners
 
-__all__ = ["verify"]
+__all__ = ["verify", "check_budget"]
 
 
 def verify(
@@ -31,19 +33,26 @@ def verify(
     rtol: float | None = None,
     progress: Callable[[str], None] | None = None,
     *,
-    backend: str = "ort:cpu",
+    backend: str | None = None,
     threads: int | None = None,
     fallback: str = "refuse",
     verify_timeout: float = DEFAULT_VERIFY_TIMEOUT,
-) -> ParityReport:
+) -> ParityReport | BudgetReport:
     """Re-check a bundle against PyTorch — ``model`` (an ``nn.Module``, ``ScriptModule``, ``ExportedProgram``
-    or MODEL string) or the recorded source — on ``backend`` (ort:cpu at both optimization levels, as at
-    export). Tolerances default to the bundle's. Raises ``ParityError`` on a mismatch."""
+    or MODEL string) or the recorded source — on ``backend`` (default: the bundle's own; ort:cpu at both
+    optimization levels, as at export). Tolerances default to the bundle's; a bundle written by ``optimize``
+    is held to its recorded accuracy budget instead (``BudgetReport``). Raises ``ParityError`` on a mismatch."""
     say = progress or (lambda _msg: None)
     check_tolerances(atol, rtol)
     check_timeout(verify_timeout)
-    canonical = parse_backend(backend).canonical
     bundle = bundle_dir if isinstance(bundle_dir, Bundle) else Bundle.open(bundle_dir)
+    canonical = parse_backend(backend or bundle.backend).canonical
+    if bundle.optimization is not None and (atol is not None or rtol is not None):
+        raise UsageError(
+            f"{bundle.path} was written by `modelport optimize` and is held to its budget "
+            f"{bundle.optimization.get('budget')}, not to --atol/--rtol",
+            "drop --atol/--rtol",
+        )
     bundle.signature.check_fits_memory()
     if model is None:  # the manifest's choice, not the user's: import it only if it is what was exported
         model = bundle.source
@@ -62,9 +71,28 @@ def verify(
     options: dict[str, Any] = {"threads": threads, "fallback": fallback}
     if canonical in TORCH_BACKENDS:
         options["model"] = loaded
+    if bundle.optimization is not None:
+        say(f"comparing {canonical} with PyTorch under the budget {bundle.optimization.get('budget')}")
+        budget_report = check_budget(create(canonical, bundle, **options), ref, bundle.optimization)
+        budget_report.raise_if_failed()
+        return budget_report
     levels = OPT_LEVELS if canonical == "ort:cpu" else ("all",)
     runners = [create(canonical, bundle, optimization=level, **options) for level in levels]
     say(f"comparing {canonical} with PyTorch")
     report = check_runners(runners, ref, atol, rtol, canonical)
     report.raise_if_failed()
+    return report
+
+
+def check_budget(runner: Runner, ref: Reference, optimization: dict[str, Any]) -> BudgetReport:
+    """An optimized bundle against PyTorch on the in-domain verification feeds (the x100 and negated stress
+    feeds lie outside any calibrated range by design), under the budget ``optimize`` recorded."""
+    budget = Budget.parse(optimization.get("budget") or DEFAULT_BUDGET)
+    pairs = [(feed, answer) for feed, answer in zip(ref.feeds, ref.answers, strict=True) if not feed.stress]
+    with runner:
+        names = [o.name for o in runner.outputs()]
+        got = [runner.infer(feed.arrays, timeout=ref.timeout, label=feed.label) for feed, _ in pairs]
+    want = [{name: array for name, (_, array) in zip(names, answer, strict=False)} for _, answer in pairs]
+    report = BudgetReport(budget, runner.name, "PyTorch eager", f"{len(pairs)} generated feeds")
+    report.outputs = score_outputs(budget, want, got)
     return report

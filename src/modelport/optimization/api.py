@@ -1,0 +1,191 @@
+"""``modelport.optimize``: the fastest candidate that stays within the user's accuracy budget, written as a
+bundle whose manifest records how it was made, what it was measured against, and how to run it.
+
+The written bundle's ``model.onnx`` is the chosen candidate's graph; the manifest's last
+``optimizations`` entry names the backend (and threads) that ``run``, ``load``, ``bench`` and ``verify``
+use by default, the budget and the accuracy on the held-out feeds per output, every candidate's
+accuracy and speed, and the drift ranking of those that broke the budget.
+"""
+
+from __future__ import annotations
+
+import copy
+import shutil
+import tempfile
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from modelport import bundle as bundles
+from modelport.benchmark.timing import BenchConfig
+from modelport.bundle import MODEL_FILE, Bundle
+from modelport.deadline import DEFAULT_VERIFY_TIMEOUT
+from modelport.errors import ModelportError, ParityError, UsageError
+from modelport.exporting import as_bundle
+from modelport.optimization.candidates import PRECISIONS, plan
+from modelport.optimization.candidates import names as candidate_names
+from modelport.optimization.data import DEFAULT_SEQ, load_data
+from modelport.optimization.search import MAX_EXCLUSIONS, SearchResult, search, stage_rows
+from modelport.options import check_threads
+from modelport.runtime.base import Runner
+from modelport.runtime.ort import physical_cores
+from modelport.runtime.registry import create
+from modelport.sources.objects import as_loaded
+from modelport.sources.recorded import trusted_source
+from modelport.verification.budget import DEFAULT_BUDGET, Budget
+
+__all__ = ["optimize", "OptimizeResult"]
+
+Progress = Callable[[str, float], None]
+Reference = Callable[[Sequence[dict[str, np.ndarray]]], list[dict[str, np.ndarray]]]
+
+
+@dataclass
+class OptimizeResult:
+    bundle: Bundle | None  # None when nothing stayed within the budget (then optimize raised)
+    search: SearchResult
+
+    def to_json(self) -> dict[str, Any]:
+        entry = optimization_entry(self.search)
+        return {"ok": self.bundle is not None, "bundle": str(self.bundle.path) if self.bundle else None, **entry}
+
+
+def optimize(
+    model: Any,
+    output: str | Path,
+    *,
+    budget: str | Budget = DEFAULT_BUDGET,
+    precision: str = "auto",
+    data: Any = None,
+    candidates: list[str] | str | None = None,
+    seq: int = DEFAULT_SEQ,
+    inputs: Any = None,
+    dims: Any = None,
+    threads: int | None = None,
+    max_exclusions: int = MAX_EXCLUSIONS,
+    timing: dict[str, Any] | None = None,
+    progress: Progress | None = None,
+    on_export: Callable[[str], None] | None = None,
+) -> OptimizeResult:
+    """Try every candidate (graph fusions, bf16, int8 dynamic/static, NNCF int8; ``precision`` narrows them),
+    hold each to ``budget`` on ``data`` (its held-out half), and write the fastest that stays within it to
+    ``output``. ``model``: a bundle, or anything ``export`` takes (exported and verified first). ``data``: a
+    folder of ``.npz`` feeds, a text file of sentences, or a list of feeds or sentences; None: generated
+    feeds (real data is better). ``candidates`` names the ones to try (default: all ``precision`` allows).
+    Raises ``ParityError`` when no candidate stays within the budget."""
+    parsed = Budget.parse(budget)
+    if precision not in PRECISIONS:
+        raise UsageError(f"unknown precision {precision!r}", f"choose one of: {', '.join(PRECISIONS)}")
+    only = [n.strip() for n in candidates.split(",")] if isinstance(candidates, str) else candidates
+    unknown = [n for n in only or [] if n not in candidate_names()]
+    if unknown:
+        raise UsageError(f"unknown candidate {unknown[0]!r}", f"candidates: {', '.join(candidate_names())}")
+    check_threads(threads)
+    if not isinstance(max_exclusions, int) or max_exclusions < 0:
+        raise UsageError("max_exclusions is a count of nodes >= 0", "e.g. max_exclusions=12")
+    target = bundles.output_path(output)
+    bundles.check_replaceable(target)
+    threads = threads or physical_cores()
+    say = progress or (lambda _text, _done: None)
+    with tempfile.TemporaryDirectory(prefix="modelport-optimize-") as tmp:
+        work = Path(tmp)
+        source = as_bundle(model, work / "exported", inputs, dims, on_export)
+        found = load_data(data, source, seq=seq)
+        notes: list[str] = []
+        eager = _eager(source, model, threads, notes)
+        reference, reference_name = _reference(source, eager, threads)
+        transformer = any(s.dtype == "int64" for s in source.signature.inputs)
+        result = search(
+            source.model_path,
+            work,
+            plan(precision, transformer=transformer, only=only),
+            parsed,
+            found,
+            reference,
+            reference_name,
+            threads=threads,
+            eager=eager,
+            transformer=transformer,
+            max_exclusions=max_exclusions,
+            timing=BenchConfig(**{"min_runs": 10, "min_seconds": 1.5, **(timing or {})}),
+            progress=say,
+        )
+        result.notes += notes
+        if found.generated:
+            result.notes.append(
+                "measured on generated feeds, not your data: pass --data (a folder of .npz feeds or a text file of "
+                "sentences) for an accuracy that means something, above all for int8 calibration"
+            )
+        chosen = result.chosen
+        if chosen is None:
+            raise ParityError(
+                f"no candidate stays within the budget {parsed.text} on the held-out data",
+                "loosen --budget, pass more representative --data, or keep the fp32 bundle",
+                report=OptimizeResult(None, result),
+            )
+        staging = bundles.staging_dir(target)
+        try:
+            shutil.copyfile(chosen.model, staging / MODEL_FILE)  # type: ignore[arg-type]
+            manifest = copy.deepcopy(source.manifest)
+            manifest["optimizations"] = [*manifest.get("optimizations", []), optimization_entry(result)]
+            manifest["created"] = datetime.now(UTC).isoformat(timespec="seconds")
+            written = bundles.commit(staging, target, manifest)
+        except BaseException:
+            bundles.discard(staging)
+            raise
+    say("done", 1.0)
+    return OptimizeResult(written, result)
+
+
+def optimization_entry(result: SearchResult) -> dict[str, Any]:
+    chosen = result.chosen
+    return {
+        "candidate": chosen.name if chosen else None,
+        "backend": chosen.backend if chosen else None,
+        "threads": result.threads,
+        "precision": chosen.precision if chosen else None,
+        "steps": chosen.steps if chosen else [],
+        "excluded": chosen.excluded if chosen else [],
+        "budget": result.budget.text,
+        "reference": result.reference,
+        "data": result.data.describe(),
+        "accuracy": [o.to_json() for o in chosen.accuracy] if chosen else [],
+        "eager_p50_ms": result.eager_p50_ms,
+        "speedup_vs_eager": result.speedup(chosen) if chosen else None,
+        "stages": stage_rows(result),
+        "candidates": [{**c.to_json(), "speedup_vs_eager": result.speedup(c)} for c in result.candidates],
+        "notes": result.notes,
+    }
+
+
+def _eager(bundle: Bundle, model: Any, threads: int, notes: list[str]) -> Runner | None:
+    """PyTorch eager on the source model: the object or MODEL the user passed, or the bundle's recorded source
+    once ``trusted_source`` allows it; None when neither is available (the fp32 ONNX model is the reference)."""
+    if isinstance(model, Bundle) or (isinstance(model, (str, Path)) and Path(model).is_dir()):
+        if not bundle.source:
+            return None
+        try:
+            trusted_source(bundle.path, bundle.source, bundle.manifest["source"].get("sha256"))
+            model = bundle.source
+        except ModelportError as exc:
+            notes.append(f"the recorded source is not used ({exc.message}); the reference is the fp32 ONNX model")
+            return None
+    return create("torch", bundle, threads=threads, model=as_loaded(model))
+
+
+def _reference(bundle: Bundle, eager: Runner | None, threads: int) -> tuple[Reference, str]:
+    runner = eager or create("ort:cpu", bundle, threads=threads)
+    name = "PyTorch eager" if eager is not None else "the fp32 ONNX model"
+
+    def answers(feeds: Sequence[dict[str, np.ndarray]]) -> list[dict[str, np.ndarray]]:
+        with runner:
+            return [
+                runner.infer(feed, timeout=DEFAULT_VERIFY_TIMEOUT, label=f"data feed {i + 1}")
+                for i, feed in enumerate(feeds)
+            ]
+
+    return answers, name

@@ -1,0 +1,82 @@
+"""Which nodes make a reduced-precision model drift: both models' intermediate tensors on the same feed,
+matched by name, and each node ranked by the error it *adds* (its output's error minus the worst error
+of its inputs), so the node that broke the answer ranks above the hundred downstream nodes that merely
+carry its error on.
+
+The tensors come from ONNX Runtime's quantization debugging helpers
+(``onnxruntime.quantization.qdq_loss_debug``): every float tensor made a model output, run with graph
+optimizations off so that names survive. Quantized nodes keep their float output names, so the
+float and reduced models line up tensor for tensor.
+"""
+
+from __future__ import annotations
+
+import math
+import tempfile
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+__all__ = ["NodeDrift", "rank_nodes"]
+
+_SUFFIX = "_ReshapedSavedOutput"  # what modify_model_output_intermediate_tensors appends to each name
+
+
+@dataclass
+class NodeDrift:
+    node: str
+    op_type: str
+    output: str
+    cosine: float  # this node's output against the float model's
+    added: float  # (1 - cosine) here minus the worst (1 - cosine) among its inputs
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def rank_nodes(
+    float_model: Path, reduced_model: Path, feed: dict[str, np.ndarray], top: int | None = 10
+) -> list[NodeDrift]:
+    """Nodes of ``float_model`` by the drift they add in ``reduced_model`` on ``feed``, worst first."""
+    import onnx
+
+    want = _activations(float_model, feed)
+    got = _activations(reduced_model, feed)
+    error = {
+        name: 1.0 - _cos(want[name], got[name])
+        for name in want.keys() & got.keys()
+        if want[name].shape == got[name].shape
+    }
+    graph = onnx.load(str(float_model), load_external_data=False).graph
+    ranked = []
+    for node in graph.node:
+        outs = [o for o in node.output if o in error]
+        if not outs:
+            continue
+        worst_out = max(outs, key=lambda o: error[o])
+        before = max((error[i] for i in node.input if i in error), default=0.0)
+        added = error[worst_out] - before
+        ranked.append(NodeDrift(node.name, node.op_type, worst_out, 1.0 - error[worst_out], added))
+    ranked.sort(key=lambda d: d.added, reverse=True)
+    return ranked[:top] if top else ranked
+
+
+def _activations(model: Path, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    from onnxruntime.quantization.qdq_loss_debug import collect_activations, modify_model_output_intermediate_tensors
+
+    with tempfile.TemporaryDirectory(prefix="modelport-drift-") as tmp:
+        augmented = Path(tmp) / "augmented.onnx"
+        modify_model_output_intermediate_tensors(str(model), str(augmented))
+        found = collect_activations(str(augmented), iter([feed]))
+    return {name.removesuffix(_SUFFIX): np.asarray(values[0]) for name, values in found.items()}
+
+
+def _cos(a: np.ndarray, b: np.ndarray) -> float:
+    x, y = a.astype(np.float64).ravel(), b.astype(np.float64).ravel()
+    if not (np.all(np.isfinite(x)) and np.all(np.isfinite(y))):
+        return 1.0 if np.array_equal(x, y, equal_nan=True) else -1.0
+    denom = np.linalg.norm(x) * np.linalg.norm(y)
+    value = float(x @ y / denom) if denom else float(np.array_equal(x, y))
+    return value if math.isfinite(value) else -1.0

@@ -1,0 +1,185 @@
+"""Graph and precision passes: each reads an ONNX file and writes another, through the library that owns
+the transformation (ONNX Runtime's optimizer and quantization tools, NNCF). None of them judges its own
+result: the search measures every output against the reference.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import logging
+from collections.abc import Iterable, Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from modelport.errors import MissingExtraError
+
+__all__ = [
+    "ort_offline",
+    "name_nodes",
+    "int8_dynamic",
+    "int8_static",
+    "fp16",
+    "nncf_int8",
+    "QUANTIZABLE",
+    "quantizable_nodes",
+]
+
+QUANTIZABLE = (
+    "MatMul",
+    "Gemm",
+    "Conv",
+    "ConvTranspose",
+    "Attention",
+    "FusedMatMul",
+    "Gather",
+    "EmbedLayerNormalization",
+)
+Feeds = Sequence[dict[str, np.ndarray]]
+
+
+def ort_offline(src: Path, dst: Path, level: str = "extended") -> None:
+    """ONNX Runtime's graph optimizations applied once and saved: constant folding, redundant-node
+    elimination and the fusions of level ``extended`` (GELU, LayerNorm, attention, MatMul+Add), which
+    stay valid on any CPU (``all`` adds layout changes tied to this CPU, so it is not saved)."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.graph_optimization_level = {
+        "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
+        "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
+    }[level]
+    options.optimized_model_filepath = str(dst)
+    ort.InferenceSession(str(src), options, providers=["CPUExecutionProvider"])
+
+
+def name_nodes(src: Path, dst: Path) -> None:
+    """A copy whose every node has a unique name: quantization excludes nodes by name, and the drift
+    report names them."""
+    import onnx
+
+    model = onnx.load(str(src))
+    seen: set[str] = set()
+    for index, node in enumerate(model.graph.node):
+        if not node.name or node.name in seen:
+            node.name = f"{node.op_type}_{index}"
+        seen.add(node.name)
+    onnx.save(model, str(dst))
+
+
+def quantizable_nodes(path: Path) -> list[tuple[str, str]]:
+    """(name, op type) of the nodes int8 quantization may replace."""
+    import onnx
+
+    model = onnx.load(str(path), load_external_data=False)
+    return [(n.name, n.op_type) for n in model.graph.node if n.op_type in QUANTIZABLE]
+
+
+def int8_dynamic(src: Path, dst: Path, exclude: Iterable[str] = (), *, per_channel: bool = False) -> None:
+    """Weights int8 ahead of time, activations quantized per run from their own range
+    (``onnxruntime.quantization.quantize_dynamic``): no calibration, MatMul-heavy models gain most."""
+    quant = _quantization()
+    with quiet():
+        quant.quantize_dynamic(
+            str(src),
+            str(dst),
+            weight_type=quant.QuantType.QInt8,
+            per_channel=per_channel,
+            op_types_to_quantize=["MatMul", "Gemm"],
+            nodes_to_exclude=list(exclude),
+            extra_options={"MatMulConstBOnly": True},
+        )
+
+
+def int8_static(
+    src: Path,
+    dst: Path,
+    calibration: Feeds,
+    exclude: Iterable[str] = (),
+    *,
+    method: str = "minmax",
+    per_channel: bool = True,
+) -> None:
+    """Weights and activations int8 with ranges calibrated on ``calibration``, as QuantizeLinear /
+    DequantizeLinear pairs (QDQ), which ONNX Runtime and OpenVINO both run as int8 kernels."""
+    quant = _quantization()
+    methods = {
+        "minmax": quant.CalibrationMethod.MinMax,
+        "entropy": quant.CalibrationMethod.Entropy,
+        "percentile": quant.CalibrationMethod.Percentile,
+    }
+    with quiet():
+        quant.quantize_static(
+            str(src),
+            str(dst),
+            _Reader(calibration),
+            quant_format=quant.QuantFormat.QDQ,
+            activation_type=quant.QuantType.QUInt8,
+            weight_type=quant.QuantType.QInt8,
+            per_channel=per_channel,
+            calibrate_method=methods[method],
+            nodes_to_exclude=list(exclude),
+            extra_options={"MatMulConstBOnly": True},
+        )
+
+
+def fp16(src: Path, dst: Path, exclude: Iterable[str] = ()) -> None:
+    """Weights and compute in fp16, inputs and outputs kept fp32; nodes in ``exclude`` stay fp32."""
+    import onnx
+    from onnxruntime.transformers.float16 import convert_float_to_float16
+
+    model = onnx.load(str(src))
+    converted = convert_float_to_float16(model, keep_io_types=True, node_block_list=list(exclude))
+    onnx.save(converted, str(dst))
+
+
+def nncf_int8(src: Path, dst: Path, calibration: Feeds, exclude: Iterable[str] = (), *, transformer: bool) -> None:
+    """NNCF's post-training int8 (its ONNX backend: QDQ pairs placed where OpenVINO runs int8 kernels;
+    for transformers, NNCF's transformer preset keeps the sensitive spots in float)."""
+    try:
+        import nncf
+    except ImportError:
+        raise MissingExtraError("NNCF int8 candidates", "openvino") from None
+    import onnx
+
+    nncf.set_log_level(logging.ERROR)
+    model = onnx.load(str(src))
+    scope = nncf.IgnoredScope(names=list(exclude), validate=False)
+    with quiet():  # NNCF draws progress bars on the process's stdout
+        quantized = nncf.quantize(
+            model,
+            nncf.Dataset(list(calibration)),
+            model_type=nncf.ModelType.TRANSFORMER if transformer else None,
+            subset_size=len(calibration),
+            ignored_scope=scope,
+        )
+    onnx.save(quantized, str(dst))
+
+
+@contextlib.contextmanager
+def quiet() -> Iterator[None]:
+    """Library chatter (progress bars, "consider pre-processing" warnings) kept off the user's terminal."""
+    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+        yield
+
+
+def _quantization() -> Any:
+    import onnxruntime.quantization as quant
+
+    return quant
+
+
+class _Reader:
+    """``onnxruntime.quantization``'s CalibrationDataReader over a list of feeds."""
+
+    def __init__(self, feeds: Feeds) -> None:
+        self._feeds = list(feeds)
+        self._next: Iterator[dict[str, np.ndarray]] = iter(self._feeds)
+
+    def get_next(self) -> dict[str, np.ndarray] | None:
+        return next(self._next, None)
+
+    def rewind(self) -> None:  # some calibrators read twice
+        self._next = iter(self._feeds)

@@ -1,0 +1,232 @@
+"""The search: build every candidate, hold each to the budget, time the ones that built, keep the fastest
+that stays within the budget on data the search did not look at.
+
+Decisions are made on the calibration feeds only (calibration ranges, which nodes stay in higher
+precision); every candidate is then judged on the held-out feeds, and only a candidate within the
+budget there can be chosen. A reduced-precision candidate outside the budget on the calibration feeds
+gets its worst node (by the drift it adds, ``drift.rank_nodes``) kept in higher precision and is
+rebuilt, one node at a time, up to ``max_exclusions``; the drift ranking of its first build is kept
+for the report.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from modelport.benchmark.machine import CpuClock
+from modelport.benchmark.timing import BenchConfig, Slot, busy_note, timed_rounds
+from modelport.errors import ModelportError, first_line
+from modelport.optimization import passes
+from modelport.optimization.candidates import Candidate
+from modelport.optimization.data import Data
+from modelport.optimization.drift import rank_nodes
+from modelport.runtime.base import Runner
+from modelport.runtime.registry import create
+from modelport.verification.budget import Budget, OutputScore, score_outputs
+
+__all__ = ["SearchResult", "search", "MAX_EXCLUSIONS"]
+
+MAX_EXCLUSIONS = 12
+Answers = list[dict[str, np.ndarray]]
+Progress = Callable[[str, float], None]
+
+
+@dataclass
+class SearchResult:
+    budget: Budget
+    data: Data
+    reference: str  # "PyTorch eager" or "the fp32 ONNX model"
+    candidates: list[Candidate]
+    threads: int
+    eager_p50_ms: float | None = None
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def chosen(self) -> Candidate | None:
+        timed = [c for c in self.candidates if c.within and c.p50_ms is not None]
+        return min(timed, key=lambda c: c.p50_ms or math.inf, default=None)
+
+    def speedup(self, candidate: Candidate) -> float | None:
+        if self.eager_p50_ms is None or candidate.p50_ms is None:
+            return None
+        return round(self.eager_p50_ms / candidate.p50_ms, 3)
+
+
+def search(
+    model: Path,
+    workdir: Path,
+    candidates: list[Candidate],
+    budget: Budget,
+    data: Data,
+    reference: Callable[[Sequence[dict[str, np.ndarray]]], Answers],
+    reference_name: str,
+    *,
+    threads: int,
+    eager: Runner | None = None,
+    transformer: bool = False,
+    max_exclusions: int = MAX_EXCLUSIONS,
+    timing: BenchConfig | None = None,
+    progress: Progress | None = None,
+) -> SearchResult:
+    say = progress or (lambda _text, _done: None)
+    result = SearchResult(budget, data, reference_name, candidates, threads)
+    say("computing the reference answers", 0.0)
+    want_screen = reference(data.calibration)
+    want_held = reference(data.held_out)
+    graphs = _Graphs(model, workdir)
+    todo = [c for c in candidates if not c.skipped]
+    for index, candidate in enumerate(todo):
+        say(f"building {candidate.name}", 0.05 + 0.65 * index / max(1, len(todo)))
+        builder = _Builder(candidate, graphs, data, budget, threads, transformer)
+        try:
+            builder.build_within(want_screen, max_exclusions)
+            candidate.accuracy = score_outputs(budget, want_held, builder.answers(data.held_out))
+        except ModelportError as exc:
+            candidate.failed = exc.message
+        except Exception as exc:  # a pass or runtime that cannot handle this graph: the candidate fails, not the search
+            candidate.failed = f"{type(exc).__name__}: {first_line(exc)}"[:300]
+    say("timing the candidates", 0.7)
+    _time(result, eager, timing or BenchConfig(min_runs=10, min_seconds=1.5), lambda f: say("timing", 0.7 + 0.3 * f))
+    return result
+
+
+class _Graphs:
+    """The float graphs candidates start from, made once: the export with named nodes, and fused."""
+
+    def __init__(self, model: Path, workdir: Path) -> None:
+        self.workdir = workdir
+        self._model = model
+        self._made: dict[str, Path] = {}
+
+    def get(self, base: str) -> Path:
+        if base not in self._made:
+            path = self.workdir / f"{base}.onnx"
+            if base == "onnx":
+                passes.name_nodes(self._model, path)
+            else:
+                raw = self.workdir / "fused-raw.onnx"
+                passes.ort_offline(self.get("onnx"), raw)
+                passes.name_nodes(raw, path)
+            self._made[base] = path
+        return self._made[base]
+
+
+class _Builder:
+    def __init__(
+        self, candidate: Candidate, graphs: _Graphs, data: Data, budget: Budget, threads: int, transformer: bool
+    ) -> None:
+        self.c = candidate
+        self.graphs = graphs
+        self.data = data
+        self.budget = budget
+        self.threads = threads
+        self.transformer = transformer
+
+    def build_within(self, want: Answers, max_exclusions: int) -> None:
+        """Build; while outside the budget on the calibration feeds, keep the worst node in float and rebuild."""
+        start = time.perf_counter()
+        self._screen(want)
+        float_model = self.graphs.get(self.c.base)
+        eligible: set[str] | None = None  # None: any node (fp16); int8: the quantizable ones
+        if self.c.precision == "int8":
+            eligible = {name for name, _ in passes.quantizable_nodes(float_model)}
+        reducible = self.c.precision in ("int8", "fp16")
+        while reducible and not _within(self.c.screen):
+            ranked = rank_nodes(float_model, self.c.model, self.data.calibration[0], top=None)  # type: ignore[arg-type]
+            self.c.drift = self.c.drift or ranked[:10]
+            if len(self.c.excluded) >= max_exclusions:
+                break
+            worst = next(
+                (d.node for d in ranked if d.node not in self.c.excluded and (eligible is None or d.node in eligible)),
+                None,
+            )
+            if worst is None:
+                break
+            self.c.excluded.append(worst)
+            self._screen(want)
+        if eligible is not None and eligible <= set(self.c.excluded) and _within(self.c.screen):
+            self.c.failed = "every quantizable node had to stay in float to meet the budget"
+        self.c.build_s = time.perf_counter() - start
+
+    def _screen(self, want: Answers) -> None:
+        self._build()
+        self.c.screen = score_outputs(self.budget, want, self.answers(self.data.calibration))
+
+    def _build(self) -> None:
+        c = self.c
+        src = self.graphs.get(c.base)
+        if c.name in ("onnx-fp32", "fused-fp32", "openvino-fp32", "openvino-bf16"):
+            c.model = src
+            return
+        dst = self.graphs.workdir / f"{c.name}.onnx"
+        for stale in (dst, dst.with_name(dst.name + ".data")):
+            stale.unlink(missing_ok=True)
+        if c.name == "fp16":
+            passes.fp16(src, dst, c.excluded)
+        elif c.name == "int8-dynamic":
+            passes.int8_dynamic(src, dst, c.excluded)
+        elif c.name == "int8-static":
+            passes.int8_static(src, dst, self.data.calibration, c.excluded)
+        elif c.name == "openvino-int8":
+            passes.nncf_int8(src, dst, self.data.calibration, c.excluded, transformer=self.transformer)
+        else:
+            raise ValueError(f"no build for candidate {c.name}")
+        c.model = dst
+
+    def answers(self, feeds: Sequence[dict[str, np.ndarray]]) -> Answers:
+        with create(self.c.backend, self.c.model, threads=self.threads) as runner:  # type: ignore[arg-type]
+            return [runner.infer(feed) for feed in feeds]
+
+
+def _time(result: SearchResult, eager: Runner | None, config: BenchConfig, say: Callable[[float], None]) -> None:
+    """Every candidate that built (within the budget or not: the table shows what the budget cost), and
+    eager, in interleaved rounds on the first held-out feed."""
+    feed = result.data.held_out[0]
+    built = [c for c in result.candidates if c.model is not None and not c.failed]
+    slots: list[Slot] = []
+    owners: dict[str, Candidate] = {}
+    try:
+        if eager is not None:
+            eager.load()
+            slots.append(Slot("eager", eager))
+        for c in built:
+            runner = create(c.backend, c.model, threads=result.threads).load()  # type: ignore[arg-type]
+            slots.append(Slot(c.name, runner))
+            owners[c.name] = c
+        for slot in slots:
+            for _ in range(max(1, config.warmup)):
+                slot.runner.infer(feed)
+        clock = CpuClock().start()
+        timed_rounds(slots, feed, config, say)
+        if note := busy_note({"while": clock.others()}, result.threads):
+            result.notes.append(note)
+    finally:
+        for slot in slots:
+            slot.runner.close()
+    for slot in slots:
+        p50 = float(np.percentile([t * 1e3 for t in slot.times], 50)) if slot.times else None
+        if slot.label == "eager":
+            result.eager_p50_ms = p50
+        else:
+            owners[slot.label].p50_ms = round(p50, 3) if p50 is not None else None
+
+
+def _within(scores: list[OutputScore]) -> bool:
+    return all(o.within for o in scores)
+
+
+def stage_rows(result: SearchResult) -> list[dict[str, Any]]:
+    """Accuracy after each stage on the held-out feeds: the export, the fused graph, the chosen precision."""
+    rows = []
+    chosen = result.chosen
+    for c in result.candidates:
+        if c.name in ("onnx-fp32", "fused-fp32") or c is chosen:
+            rows.append({"stage": c.name, "accuracy": [o.to_json() for o in c.accuracy]})
+    return rows

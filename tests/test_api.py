@@ -76,7 +76,7 @@ def test_python_mistakes_get_modelport_errors(tmp_path):
         (lambda: modelport.export(Net(), tmp_path / "c", inputs=[5]), "an input spec is text or an InputSpec"),
         (lambda: modelport.export(Net(), tmp_path / "c", inputs="x:2,4", opset="18"), "--opset '18' is outside"),
         (lambda: modelport.export(Net(), None, inputs="x:2,4"), "the output directory must be a path"),
-        (lambda: modelport.load(tmp_path / "b", backend=None), "a backend name is text"),
+        (lambda: modelport.load(tmp_path / "b", backend=5), "a backend name is text"),
         (lambda: modelport.load(tmp_path / "b", threads="two"), "not a thread count"),
         (lambda: modelport.verify(None), "the bundle must be a path"),
         (lambda: modelport.doctor(None), "the model must be a path"),

@@ -57,7 +57,7 @@ def test_placement_is_refused_for_a_backend_that_has_none(cnn: Path) -> None:
     proc = run_cli("run", str(cnn), "--backend", "openvino", "--show-placement")
     assert proc.returncode == 2
     assert error_lines(proc) == [
-        "error: node placement is an ONNX Runtime report; backend openvino has none — use an ort:PROVIDERS backend"
+        "error: node placement is an ONNX Runtime report; backend openvino:f32 has none — use an ort:PROVIDERS backend"
     ]
 
 

@@ -82,7 +82,7 @@ def test_every_listed_name_parses_and_help_covers_each_family() -> None:
 
 @pytest.mark.parametrize(
     ("name", "closest"),
-    [("opnevino", "'openvino'"), ("torchscrpt", "'torchscript'"), ("openvino:bf16", "'openvino:f32'")],
+    [("opnevino", "'openvino'"), ("torchscrpt", "'torchscript'"), ("openvino:fp16", "'openvino:bf16'")],
 )
 def test_unknown_backend_lists_valid_names_and_the_closest(name: str, closest: str) -> None:
     with pytest.raises(UsageError, match=f"unknown backend '{name}'") as info:

@@ -103,6 +103,7 @@ def test_the_bundle_records_how_it_was_made_and_runs_on_the_chosen_backend(optim
     assert entry["data"] == {"origin": "16 feeds", "calibration": 8, "held_out": 8}
     assert [o["name"] for o in entry["accuracy"]] == [o["name"] for o in bundle.manifest["outputs"]]
     assert len(entry["candidates"]) == len(optimized.search.candidates)
+    assert entry["held_out_file"] == "held-out.npz" and "held-out.npz" in bundle.manifest["files"]
     with modelport.load(bundle.path) as runner:
         assert runner.name == chosen.backend
         assert runner(x=np.ones((2, 32), np.float32))["output"].shape == (2, 10)
@@ -112,6 +113,7 @@ def test_verify_holds_an_optimized_bundle_to_its_budget(optimized):
     report = modelport.verify(optimized.bundle.path)
     assert isinstance(report, BudgetReport) and report.passed
     assert report.budget.text == "cos>=0.999" and "PyTorch eager" in report.summary()
+    assert report.data == "the 8 held-out feeds optimize judged it on (held-out.npz)"  # stored in the bundle
     proc = run_cli("verify", str(optimized.bundle.path), "--atol", "1e-3")
     one_error(proc, 2, "held to its budget cos>=0.999", "drop --atol/--rtol")
 

@@ -30,15 +30,19 @@ float32 or float64 directly (float16 through float32), never through float64 fir
 from __future__ import annotations
 
 import difflib
+import zipfile
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from modelport.errors import FeedError
+from modelport.errors import BundleError, FeedError
 from modelport.spec import InputSpec, Signature
 
-__all__ = ["Feed", "size_sets", "make_feed", "make_feeds", "check_names", "check_feed", "as_arrays", "STRESS"]
+__all__ = [
+    "Feed", "size_sets", "make_feed", "make_feeds", "check_names", "check_feed", "as_arrays", "STRESS",
+    "write_feed_set", "read_feed_set",
+]  # fmt: skip
 
 STRESS = ("negated", "x100")  # the values of Feed.stress: feeds outside the data's usual domain
 
@@ -264,3 +268,32 @@ def check_feed(sig: Signature, feeds: dict[str, np.ndarray]) -> list[str]:
             if not dim.min <= got <= dim.max and f"{want}={got}" not in warnings:
                 warnings.append(f"{want}={got}")
     return [f"{w} lies outside the verified range (re-export with a wider --dim to check it)" for w in warnings]
+
+
+FEED_SET_LIMIT = 256 * 2**20  # bytes of arrays a stored feed set may declare
+
+
+def write_feed_set(path: Any, feeds: list[dict[str, np.ndarray]]) -> None:
+    """Feeds as one ``.npz`` (members ``0003.input_ids``): what ``read_feed_set`` reads back, in order."""
+    np.savez(path, **{f"{i:04d}.{name}": array for i, feed in enumerate(feeds) for name, array in feed.items()})
+
+
+def read_feed_set(path: Any) -> list[dict[str, np.ndarray]]:
+    """The feeds ``write_feed_set`` wrote, never unpickled; a file that declares more than ``FEED_SET_LIMIT``
+    bytes, or members of another shape, is refused unread."""
+    fix = "re-run `modelport optimize`, which writes this file"
+    try:
+        with zipfile.ZipFile(path) as archive:
+            declared = sum(info.file_size for info in archive.infolist())
+        if declared > FEED_SET_LIMIT:
+            raise BundleError(f"{path} declares {declared} bytes of feeds (limit {FEED_SET_LIMIT})", fix)
+        feeds: dict[int, dict[str, np.ndarray]] = {}
+        with np.load(path, allow_pickle=False) as data:
+            for key in data.files:
+                index, _, name = key.partition(".")
+                if not (index.isdigit() and name.isidentifier()):
+                    raise BundleError(f"{path} holds a member {key!r} that is not INDEX.INPUT", fix)
+                feeds.setdefault(int(index), {})[name] = np.asarray(data[key])
+    except (OSError, ValueError, zipfile.BadZipFile, EOFError) as exc:
+        raise BundleError(f"{path} is not a readable feed set ({str(exc)[:120]})", fix) from None
+    return [feeds[i] for i in sorted(feeds)]

@@ -93,6 +93,8 @@ def _check_optimization(entry: Any) -> None:
         f"optimization backend {backend!r} is not a backend name",
     )
     _expect(isinstance(entry.get("budget", ""), str), "optimization 'budget' is not text")
+    held = entry.get("held_out_file")
+    _expect(held is None or (isinstance(held, str) and plain_name(held)), f"held-out file {held!r} is not a plain name")
     threads = entry.get("threads")
     _expect(threads is None or (_int(threads) and 1 <= threads <= 4096), f"optimization threads {threads!r}")
 

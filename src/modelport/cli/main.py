@@ -286,7 +286,10 @@ def optimize(
         None, "--candidates", help="comma-separated names to try (default: all that --precision allows)"
     ),
     threads: int = Threads,
-    max_exclusions: int = typer.Option(12, "--max-exclusions", help="nodes a candidate may keep in float"),
+    max_exclusions: int = typer.Option(16, "--max-exclusions", help="nodes a candidate may keep in float"),
+    search_seconds: float = typer.Option(
+        600.0, "--search-seconds", help="past this, candidates stop trading nodes for accuracy"
+    ),
     report: Path = typer.Option(None, "--report", help="write a Markdown report (and a PNG plot beside it)"),
     as_json: bool = typer.Option(False, "--json", help="print every candidate and the choice as JSON"),
     input: list[str] = Inputs,  # noqa: A002 - the flag is --input
@@ -298,7 +301,8 @@ def optimize(
 
     optimize_command(
         out, err, model, output, report, as_json, budget=budget, precision=precision, data=data, seq=seq,
-        candidates=candidates, threads=threads, max_exclusions=max_exclusions, inputs=input or None, dims=dim or None,
+        candidates=candidates, threads=threads, max_exclusions=max_exclusions,
+        search_seconds=search_seconds, inputs=input or None, dims=dim or None,
     )  # fmt: skip
 
 

@@ -1,7 +1,8 @@
 """``modelport.optimize``: the fastest candidate that stays within the user's accuracy budget, written as a
 bundle whose manifest records how it was made, what it was measured against, and how to run it.
 
-The written bundle's ``model.onnx`` is the chosen candidate's graph; the manifest's last
+The written bundle's ``model.onnx`` is the chosen candidate's graph, ``held-out.npz`` the held-out feeds
+(up to 64 MiB of them) that ``verify`` re-checks it on; the manifest's last
 ``optimizations`` entry names the backend (and threads) that ``run``, ``load``, ``bench`` and ``verify``
 use by default, the budget and the accuracy on the held-out feeds per output, every candidate's
 accuracy and speed, and the drift ranking of those that broke the budget.
@@ -26,11 +27,12 @@ from modelport.bundle import MODEL_FILE, Bundle
 from modelport.deadline import DEFAULT_VERIFY_TIMEOUT
 from modelport.errors import ModelportError, ParityError, UsageError
 from modelport.exporting import as_bundle
+from modelport.feeds import write_feed_set
 from modelport.optimization.candidates import PRECISIONS, plan
 from modelport.optimization.candidates import names as candidate_names
 from modelport.optimization.data import DEFAULT_SEQ, load_data
-from modelport.optimization.search import MAX_EXCLUSIONS, SearchResult, search, stage_rows
-from modelport.options import check_threads
+from modelport.optimization.search import MAX_EXCLUSIONS, SEARCH_SECONDS, SearchResult, search, stage_rows
+from modelport.options import check_threads, check_timeout
 from modelport.runtime.base import Runner
 from modelport.runtime.ort import physical_cores
 from modelport.runtime.registry import create
@@ -41,6 +43,8 @@ from modelport.verification.budget import DEFAULT_BUDGET, Budget
 __all__ = ["optimize", "OptimizeResult"]
 
 Progress = Callable[[str, float], None]
+HELD_OUT_FILE = "held-out.npz"  # the held-out feeds, so that `verify` re-checks on the data that judged
+HELD_OUT_BYTES = 64 * 2**20
 Reference = Callable[[Sequence[dict[str, np.ndarray]]], list[dict[str, np.ndarray]]]
 
 
@@ -67,6 +71,7 @@ def optimize(
     dims: Any = None,
     threads: int | None = None,
     max_exclusions: int = MAX_EXCLUSIONS,
+    search_seconds: float = SEARCH_SECONDS,
     timing: dict[str, Any] | None = None,
     progress: Progress | None = None,
     on_export: Callable[[str], None] | None = None,
@@ -86,7 +91,8 @@ def optimize(
         raise UsageError(f"unknown candidate {unknown[0]!r}", f"candidates: {', '.join(candidate_names())}")
     check_threads(threads)
     if not isinstance(max_exclusions, int) or max_exclusions < 0:
-        raise UsageError("max_exclusions is a count of nodes >= 0", "e.g. max_exclusions=12")
+        raise UsageError("max_exclusions is a count of nodes >= 0", "e.g. max_exclusions=16")
+    check_timeout(search_seconds, "--search-seconds")
     target = bundles.output_path(output)
     bundles.check_replaceable(target)
     threads = threads or physical_cores()
@@ -111,6 +117,7 @@ def optimize(
             eager=eager,
             transformer=transformer,
             max_exclusions=max_exclusions,
+            search_seconds=search_seconds,
             timing=BenchConfig(**{"min_runs": 10, "min_seconds": 1.5, **(timing or {})}),
             progress=say,
         )
@@ -130,8 +137,11 @@ def optimize(
         staging = bundles.staging_dir(target)
         try:
             shutil.copyfile(chosen.model, staging / MODEL_FILE)  # type: ignore[arg-type]
+            kept = _fitting(found.held_out, HELD_OUT_BYTES)
+            write_feed_set(staging / HELD_OUT_FILE, kept)
             manifest = copy.deepcopy(source.manifest)
-            manifest["optimizations"] = [*manifest.get("optimizations", []), optimization_entry(result)]
+            entry = {**optimization_entry(result), "held_out_file": HELD_OUT_FILE, "held_out_feeds": len(kept)}
+            manifest["optimizations"] = [*manifest.get("optimizations", []), entry]
             manifest["created"] = datetime.now(UTC).isoformat(timespec="seconds")
             written = bundles.commit(staging, target, manifest)
         except BaseException:
@@ -139,6 +149,17 @@ def optimize(
             raise
     say("done", 1.0)
     return OptimizeResult(written, result)
+
+
+def _fitting(feeds: list[dict[str, np.ndarray]], limit: int) -> list[dict[str, np.ndarray]]:
+    """The first feeds whose arrays fit in ``limit`` bytes (at least one)."""
+    kept, total = [], 0
+    for feed in feeds:
+        total += sum(a.nbytes for a in feed.values())
+        if kept and total > limit:
+            break
+        kept.append(feed)
+    return kept
 
 
 def optimization_entry(result: SearchResult) -> dict[str, Any]:

@@ -75,6 +75,7 @@ def plan(precision: str, *, transformer: bool, gpu: bool = False, only: list[str
     have_ov = importlib.util.find_spec("openvino") is not None
     have_nncf = importlib.util.find_spec("nncf") is not None
     no_ov = "" if have_ov else "openvino is not installed (pip install 'modelport[openvino]')"
+    no_nncf = no_ov or ("" if have_nncf else "nncf is not installed (pip install 'modelport[openvino]')")
     fused = ["ONNX Runtime offline optimization (extended: fusions valid on any CPU)"]
     candidates = [
         Candidate("onnx-fp32", "fp32", "ort:cpu", ["as exported"]),
@@ -101,11 +102,18 @@ def plan(precision: str, *, transformer: bool, gpu: bool = False, only: list[str
         ),
         Candidate("int8-static", "int8", "ort:cpu", ["int8 static QDQ, per-channel weights, calibrated (MinMax)"]),
         Candidate(
+            "openvino-int8-weights",
+            "int8",
+            "openvino:f32",
+            ["NNCF int8 weight compression; OpenVINO quantizes activations per run, in groups"],
+            skipped=no_nncf,
+        ),
+        Candidate(
             "openvino-int8",
             "int8",
             "openvino:f32",
             ["NNCF post-training int8 (QDQ)" + (", transformer preset" if transformer else "")],
-            skipped=no_ov or ("" if have_nncf else "nncf is not installed (pip install 'modelport[openvino]')"),
+            skipped=no_nncf,
         ),
     ]
     if only:

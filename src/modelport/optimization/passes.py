@@ -23,6 +23,7 @@ __all__ = [
     "int8_static",
     "fp16",
     "nncf_int8",
+    "nncf_int8_weights",
     "QUANTIZABLE",
     "quantizable_nodes",
 ]
@@ -138,13 +139,9 @@ def fp16(src: Path, dst: Path, exclude: Iterable[str] = ()) -> None:
 def nncf_int8(src: Path, dst: Path, calibration: Feeds, exclude: Iterable[str] = (), *, transformer: bool) -> None:
     """NNCF's post-training int8 (its ONNX backend: QDQ pairs placed where OpenVINO runs int8 kernels;
     for transformers, NNCF's transformer preset keeps the sensitive spots in float)."""
-    try:
-        import nncf
-    except ImportError:
-        raise MissingExtraError("NNCF int8 candidates", "openvino") from None
+    nncf = _nncf()
     import onnx
 
-    nncf.set_log_level(logging.ERROR)
     model = onnx.load(str(src))
     scope = nncf.IgnoredScope(names=list(exclude), validate=False)
     with quiet():  # NNCF draws progress bars on the process's stdout
@@ -163,6 +160,33 @@ def quiet() -> Iterator[None]:
     """Library chatter (progress bars, "consider pre-processing" warnings) kept off the user's terminal."""
     with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
         yield
+
+
+def nncf_int8_weights(src: Path, dst: Path, exclude: Iterable[str] = ()) -> None:
+    """NNCF's int8 weight compression (asymmetric, per output channel): weights stored int8 behind
+    DequantizeLinear, activations untouched in the file. OpenVINO's CPU plugin then quantizes the
+    activations of those MatMuls per run in small groups, so the matrix work is int8 while the error
+    stays close to fp32's (unlike per-tensor int8 activations)."""
+    nncf = _nncf()
+    import onnx
+
+    model = onnx.load(str(src))
+    with quiet():
+        compressed = nncf.compress_weights(
+            model,
+            mode=nncf.CompressWeightsMode.INT8_ASYM,
+            ignored_scope=nncf.IgnoredScope(names=list(exclude), validate=False),
+        )
+    onnx.save(compressed, str(dst))
+
+
+def _nncf() -> Any:
+    try:
+        import nncf
+    except ImportError:
+        raise MissingExtraError("NNCF int8 candidates", "openvino") from None
+    nncf.set_log_level(logging.ERROR)
+    return nncf
 
 
 def _quantization() -> Any:

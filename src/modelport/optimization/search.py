@@ -4,9 +4,9 @@ that stays within the budget on data the search did not look at.
 Decisions are made on the calibration feeds only (calibration ranges, which nodes stay in higher
 precision); every candidate is then judged on the held-out feeds, and only a candidate within the
 budget there can be chosen. A reduced-precision candidate outside the budget on the calibration feeds
-gets its worst node (by the drift it adds, ``drift.rank_nodes``) kept in higher precision and is
-rebuilt, one node at a time, up to ``max_exclusions``; the drift ranking of its first build is kept
-for the report.
+gets its worst nodes (by the drift they add, ``drift.rank_nodes``) kept in higher precision and is
+rebuilt, 1 node, then 2, 4, 8... in all, re-ranked each time, up to ``max_exclusions`` nodes or
+``search_seconds`` of search; the drift ranking of its first build is kept for the report.
 """
 
 from __future__ import annotations
@@ -33,7 +33,9 @@ from modelport.verification.budget import Budget, OutputScore, score_outputs
 
 __all__ = ["SearchResult", "search", "MAX_EXCLUSIONS"]
 
-MAX_EXCLUSIONS = 12
+MAX_EXCLUSIONS = 16
+SCREEN_FEEDS = 16  # calibration feeds each rebuild is screened on (all of them calibrate)
+SEARCH_SECONDS = 600.0  # past this, candidates stop trading nodes for accuracy (each still gets judged)
 Answers = list[dict[str, np.ndarray]]
 Progress = Callable[[str, float], None]
 
@@ -72,13 +74,15 @@ def search(
     eager: Runner | None = None,
     transformer: bool = False,
     max_exclusions: int = MAX_EXCLUSIONS,
+    search_seconds: float = SEARCH_SECONDS,
     timing: BenchConfig | None = None,
     progress: Progress | None = None,
 ) -> SearchResult:
     say = progress or (lambda _text, _done: None)
     result = SearchResult(budget, data, reference_name, candidates, threads)
     say("computing the reference answers", 0.0)
-    want_screen = reference(data.calibration)
+    want_screen = reference(data.calibration[:SCREEN_FEEDS])
+    deadline = time.monotonic() + search_seconds
     want_held = reference(data.held_out)
     graphs = _Graphs(model, workdir)
     todo = [c for c in candidates if not c.skipped]
@@ -86,12 +90,17 @@ def search(
         say(f"building {candidate.name}", 0.05 + 0.65 * index / max(1, len(todo)))
         builder = _Builder(candidate, graphs, data, budget, threads, transformer)
         try:
-            builder.build_within(want_screen, max_exclusions)
+            builder.build_within(want_screen, max_exclusions, deadline)
             candidate.accuracy = score_outputs(budget, want_held, builder.answers(data.held_out))
         except ModelportError as exc:
             candidate.failed = exc.message
         except Exception as exc:  # a pass or runtime that cannot handle this graph: the candidate fails, not the search
             candidate.failed = f"{type(exc).__name__}: {first_line(exc)}"[:300]
+    if time.monotonic() > deadline:
+        result.notes.append(
+            f"the search passed {search_seconds:.0f} s, so later candidates kept no more nodes in float "
+            "(raise --search-seconds for a longer search)"
+        )
     say("timing the candidates", 0.7)
     _time(result, eager, timing or BenchConfig(min_runs=10, min_seconds=1.5), lambda f: say("timing", 0.7 + 0.3 * f))
     return result
@@ -129,8 +138,9 @@ class _Builder:
         self.threads = threads
         self.transformer = transformer
 
-    def build_within(self, want: Answers, max_exclusions: int) -> None:
-        """Build; while outside the budget on the calibration feeds, keep the worst node in float and rebuild."""
+    def build_within(self, want: Answers, max_exclusions: int, deadline: float) -> None:
+        """Build; while outside the budget on the screening feeds, keep the worst nodes in float and rebuild:
+        1 node, then 2, 4, 8... in all (re-ranked each time), until within, ``max_exclusions`` or ``deadline``."""
         start = time.perf_counter()
         self._screen(want)
         float_model = self.graphs.get(self.c.base)
@@ -141,15 +151,13 @@ class _Builder:
         while reducible and not _within(self.c.screen):
             ranked = rank_nodes(float_model, self.c.model, self.data.calibration[0], top=None)  # type: ignore[arg-type]
             self.c.drift = self.c.drift or ranked[:10]
-            if len(self.c.excluded) >= max_exclusions:
+            room = min(max(1, len(self.c.excluded)), max_exclusions - len(self.c.excluded))
+            worst = [
+                d.node for d in ranked if d.node not in self.c.excluded and (eligible is None or d.node in eligible)
+            ]
+            if room <= 0 or not worst or time.monotonic() > deadline:
                 break
-            worst = next(
-                (d.node for d in ranked if d.node not in self.c.excluded and (eligible is None or d.node in eligible)),
-                None,
-            )
-            if worst is None:
-                break
-            self.c.excluded.append(worst)
+            self.c.excluded += worst[:room]
             self._screen(want)
         if eligible is not None and eligible <= set(self.c.excluded) and _within(self.c.screen):
             self.c.failed = "every quantizable node had to stay in float to meet the budget"
@@ -157,7 +165,7 @@ class _Builder:
 
     def _screen(self, want: Answers) -> None:
         self._build()
-        self.c.screen = score_outputs(self.budget, want, self.answers(self.data.calibration))
+        self.c.screen = score_outputs(self.budget, want, self.answers(self.data.calibration[:SCREEN_FEEDS]))
 
     def _build(self) -> None:
         c = self.c
@@ -174,6 +182,8 @@ class _Builder:
             passes.int8_dynamic(src, dst, c.excluded)
         elif c.name == "int8-static":
             passes.int8_static(src, dst, self.data.calibration, c.excluded)
+        elif c.name == "openvino-int8-weights":
+            passes.nncf_int8_weights(src, dst, c.excluded)
         elif c.name == "openvino-int8":
             passes.nncf_int8(src, dst, self.data.calibration, c.excluded, transformer=self.transformer)
         else:

@@ -13,7 +13,8 @@ from typing import Any
 from modelport.bundle import Bundle
 from modelport.deadline import DEFAULT_VERIFY_TIMEOUT
 from modelport.errors import UsageError
-from modelport.forward import plan_call
+from modelport.feeds import make_feeds, read_feed_set
+from modelport.forward import plan_call, run_eager
 from modelport.options import check_timeout, check_tolerances
 from modelport.runtime.base import Runner
 from modelport.runtime.ort import OPT_LEVELS
@@ -66,16 +67,16 @@ def verify(
     recorded = bundle.manifest.get("parity") or {}
     atol = recorded.get("atol", DEFAULT_ATOL) if atol is None else atol
     rtol = recorded.get("rtol", DEFAULT_RTOL) if rtol is None else rtol
-    plan = plan_call(loaded.module, sig, loaded.positional)
-    ref = Reference(loaded.module, plan, sig, timeout=verify_timeout, atol=atol, rtol=rtol)
     options: dict[str, Any] = {"threads": threads, "fallback": fallback}
     if canonical in TORCH_BACKENDS:
         options["model"] = loaded
     if bundle.optimization is not None:
         say(f"comparing {canonical} with PyTorch under the budget {bundle.optimization.get('budget')}")
-        budget_report = check_budget(create(canonical, bundle, **options), ref, bundle.optimization)
+        budget_report = check_budget(bundle, loaded, create(canonical, bundle, **options), verify_timeout)
         budget_report.raise_if_failed()
         return budget_report
+    plan = plan_call(loaded.module, sig, loaded.positional)
+    ref = Reference(loaded.module, plan, sig, timeout=verify_timeout, atol=atol, rtol=rtol)
     levels = OPT_LEVELS if canonical == "ort:cpu" else ("all",)
     runners = [create(canonical, bundle, optimization=level, **options) for level in levels]
     say(f"comparing {canonical} with PyTorch")
@@ -84,15 +85,26 @@ def verify(
     return report
 
 
-def check_budget(runner: Runner, ref: Reference, optimization: dict[str, Any]) -> BudgetReport:
-    """An optimized bundle against PyTorch on the in-domain verification feeds (the x100 and negated stress
-    feeds lie outside any calibrated range by design), under the budget ``optimize`` recorded."""
-    budget = Budget.parse(optimization.get("budget") or DEFAULT_BUDGET)
-    pairs = [(feed, answer) for feed, answer in zip(ref.feeds, ref.answers, strict=True) if not feed.stress]
+def check_budget(bundle: Bundle, loaded: Any, runner: Runner, timeout: float | None) -> BudgetReport:
+    """An optimized bundle against PyTorch under the budget ``optimize`` recorded, on the held-out feeds it
+    stored (the data that judged it), or on the in-domain verification feeds when it stored none."""
+    entry = bundle.optimization or {}
+    budget = Budget.parse(entry.get("budget") or DEFAULT_BUDGET)
+    sig = bundle.signature
+    stored = entry.get("held_out_file")
+    if stored and stored in bundle.manifest["files"]:
+        feeds = read_feed_set(bundle.path / stored)
+        data = f"the {len(feeds)} held-out feeds optimize judged it on ({stored})"
+    else:  # x100 and negated stress feeds lie outside any calibrated range by design
+        feeds = [f.arrays for f in make_feeds(sig) if not f.stress]
+        data = f"{len(feeds)} generated feeds"
+    plan = plan_call(loaded.module, sig, loaded.positional)
+    labelled = [(feed, f"feed {i + 1}") for i, feed in enumerate(feeds)]
+    answers = [run_eager(loaded.module, plan, feed, sig, timeout=timeout, label=label) for feed, label in labelled]
     with runner:
         names = [o.name for o in runner.outputs()]
-        got = [runner.infer(feed.arrays, timeout=ref.timeout, label=feed.label) for feed, _ in pairs]
-    want = [{name: array for name, (_, array) in zip(names, answer, strict=False)} for _, answer in pairs]
-    report = BudgetReport(budget, runner.name, "PyTorch eager", f"{len(pairs)} generated feeds")
+        got = [runner.infer(feed, timeout=timeout, label=label) for feed, label in labelled]
+    want = [{name: array for name, (_, array) in zip(names, answer, strict=False)} for answer in answers]
+    report = BudgetReport(budget, runner.name, "PyTorch eager", data)
     report.outputs = score_outputs(budget, want, got)
     return report

@@ -13,7 +13,7 @@ def main(folder: Path) -> None:
     print("| model | shape | backend | p50 ms | vs eager | GFLOP/s | of sgemm peak | max abs diff | cosine |")
     print("|---|---|---|---|---|---|---|---|---|")
     machine = None
-    for path in sorted(folder.glob("*.json")):
+    for path in sorted(p for p in folder.glob("*.json") if not p.stem.endswith("-optimize")):
         for r in json.loads(path.read_text()):
             machine = r["machine"]
             row = [
@@ -28,11 +28,49 @@ def main(folder: Path) -> None:
                 f"{r['cosine']:.5f}" if r["cosine"] is not None else "-",
             ]
             print("| " + " | ".join(row) + " |")
+    optimized(folder)
     if machine:
         print(
             f"\n{machine['cpu']}, {machine['physical_cores']} physical cores, {machine['threads']} threads; "
             + ", ".join(f"{k} {v}" for k, v in machine["versions"].items())
         )
+
+
+def optimized(folder: Path) -> None:
+    """The optimized column: `modelport optimize`'s choice per model, timed against eager in its own run."""
+    rows = []
+    for path in sorted(folder.glob("*-optimize.json")):
+        r = json.loads(path.read_text())
+        candidates = {c["name"]: c for c in r["candidates"]}
+        fp32 = [c for c in r["candidates"] if c["precision"] == "fp32" and c["p50_ms"]]
+        best_fp32 = min(fp32, key=lambda c: c["p50_ms"]) if fp32 else None
+        worst = min((o["value"] for o in r["accuracy"] if o["value"] is not None), default=None)
+        peers = [candidates.get(n) for n in ("openvino-bf16", "int8-dynamic")]
+        peer = min((c for c in peers if c and c["within"] and c["p50_ms"] and not c["excluded"]),
+                   key=lambda c: c["p50_ms"], default=None)  # fmt: skip
+        rows.append(
+            [
+                path.stem.removesuffix("-optimize"),
+                f"{r['candidate']} ({r['backend']})",
+                f"{r['eager_p50_ms']:.1f}",
+                f"{candidates[r['candidate']]['p50_ms']:.1f}",
+                f"{r['speedup_vs_eager']:.2f}x",
+                f"{worst:.5f}" if worst is not None else "-",
+                f"{best_fp32['name']} {best_fp32['speedup_vs_eager']:.2f}x" if best_fp32 else "-",
+                f"{peer['name']} {peer['speedup_vs_eager']:.2f}x" if peer else "none within budget",
+                r["data"]["origin"],
+            ]
+        )
+    if not rows:
+        return
+    print("\n## Optimized (`modelport optimize`, budget cos>=0.999 per output on held-out data)\n")
+    print("Each row is one run: eager and every candidate timed in the same interleaved rounds, at the first held-out")
+    print("feed's size ((1, 128) tokens, (1, 3, 224, 224) images); accuracy is the worst output's cosine to eager.\n")
+    print("| model | chosen (backend) | eager p50 ms | optimized p50 ms | vs eager | worst cosine | best fp32 | "
+          "fastest peer config within budget | data |")  # fmt: skip
+    print("|---|---|---|---|---|---|---|---|---|")
+    for row in rows:
+        print("| " + " | ".join(row) + " |")
 
 
 if __name__ == "__main__":

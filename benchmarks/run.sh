@@ -13,7 +13,10 @@ TORCH="eager,torchscript,torch-compile"
 STRICT=${STRICT---strict}  # STRICT= make bench: time even on a busy machine (the report then says so)
 RUNTIMES="ort:cpu,ort:cpu@disabled,openvino:f32,openvino:default"
 BUILD=build/bench
+PARTS=${PARTS:-bench,optimize}  # PARTS=optimize benchmarks/run.sh: only the optimize runs
 mkdir -p $BUILD
+
+if [[ $PARTS == *bench* ]]; then
 
 $M bench demo:minilm --backends "$TORCH,$RUNTIMES" --batch 1,8 --seq 128 --peak $STRICT \
     --json $OUT/minilm.json --report $OUT/minilm.md
@@ -32,19 +35,24 @@ $M bench benchmarks/models.py:gpt2_small --input input_ids:batch,seq:int64:0..50
     --backends "eager,torchscript,$RUNTIMES" --batch 1 --seq 128 --peak $STRICT \
     --json $OUT/gpt2-small.json --report $OUT/gpt2-small.md
 
-# optimize: timed at (1, 128) / (1, 3, 224, 224), the sizes of the rows above (the @OPT of each --dim)
+fi
+
+if [[ $PARTS == *optimize* ]]; then
+# optimize: timed at (1, 128) / (1, 3, 224, 224), the sizes of the rows above
 $M optimize demo:minilm --data benchmarks/data/sentences.txt -o $BUILD/minilm-opt --json \
     --report $OUT/minilm-optimize.md > $OUT/minilm-optimize.json
 
 $M optimize benchmarks/models.py:bert_base --input input_ids:batch,seq:int64:0..30522 \
-    --input attention_mask:batch,seq:int64:0..2 --dim batch=1..2@1 --dim seq=1..128@128 \
+    --input attention_mask:batch,seq:int64:0..2 --dim batch=1..2 --dim seq=1..128 --shape batch=1 --shape seq=128 \
     -o $BUILD/bert-base-opt --json --report $OUT/bert-base-optimize.md > $OUT/bert-base-optimize.json
 
-$M optimize benchmarks/models.py:resnet50 --input x:batch,3,s,s --dim batch=1..2@1 --dim s=64..224@224 \
-    -o $BUILD/resnet50-opt --json --report $OUT/resnet50-optimize.md > $OUT/resnet50-optimize.json
+$M optimize benchmarks/models.py:resnet50 --input x:batch,3,s,s --dim batch=1..2 --dim s=64..224 \
+    --shape batch=1 --shape s=224 -o $BUILD/resnet50-opt --json --report $OUT/resnet50-optimize.md > $OUT/resnet50-optimize.json
 
 $M optimize benchmarks/models.py:gpt2_small --input input_ids:batch,seq:int64:0..50257 \
-    --input attention_mask:batch,seq:int64:0..2 --dim batch=1..2@1 --dim seq=1..128@128 \
+    --input attention_mask:batch,seq:int64:0..2 --dim batch=1..2 --dim seq=1..128 --shape batch=1 --shape seq=128 \
     -o $BUILD/gpt2-small-opt --json --report $OUT/gpt2-small-optimize.md > $OUT/gpt2-small-optimize.json
+
+fi
 
 .venv/bin/python benchmarks/summarize.py $OUT > $OUT/SUMMARY.md

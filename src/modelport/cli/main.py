@@ -282,6 +282,9 @@ def optimize(
         None, "--data", help="a folder of .npz feeds, or a .txt file of sentences (default: generated feeds)"
     ),
     seq: int = typer.Option(128, "--seq", help="token length sentences are padded or cut to"),
+    shape: list[str] = typer.Option(
+        None, "--shape", help="NAME=SIZE of the generated feeds (no --data), which are also the timed ones"
+    ),
     candidates: str = typer.Option(
         None, "--candidates", help="comma-separated names to try (default: all that --precision allows)"
     ),
@@ -301,7 +304,7 @@ def optimize(
 
     optimize_command(
         out, err, model, output, report, as_json, budget=budget, precision=precision, data=data, seq=seq,
-        candidates=candidates, threads=threads, max_exclusions=max_exclusions,
+        shape=shape or None, candidates=candidates, threads=threads, max_exclusions=max_exclusions,
         search_seconds=search_seconds, inputs=input or None, dims=dim or None,
     )  # fmt: skip
 

@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from modelport import bundle as bundles
+from modelport.benchmark.shapes import shape_grid
 from modelport.benchmark.timing import BenchConfig
 from modelport.bundle import MODEL_FILE, Bundle
 from modelport.deadline import DEFAULT_VERIFY_TIMEOUT
@@ -67,6 +68,7 @@ def optimize(
     data: Any = None,
     candidates: list[str] | str | None = None,
     seq: int = DEFAULT_SEQ,
+    shape: list[str] | None = None,
     inputs: Any = None,
     dims: Any = None,
     threads: int | None = None,
@@ -80,7 +82,8 @@ def optimize(
     hold each to ``budget`` on ``data`` (its held-out half), and write the fastest that stays within it to
     ``output``. ``model``: a bundle, or anything ``export`` takes (exported and verified first). ``data``: a
     folder of ``.npz`` feeds, a text file of sentences, or a list of feeds or sentences; None: generated
-    feeds (real data is better). ``candidates`` names the ones to try (default: all ``precision`` allows).
+    feeds at the example sizes or ``shape`` (``["seq=128"]``; real data is better). ``candidates`` names
+    the ones to try (default: all ``precision`` allows).
     Raises ``ParityError`` when no candidate stays within the budget."""
     parsed = Budget.parse(budget)
     if precision not in PRECISIONS:
@@ -100,7 +103,10 @@ def optimize(
     with tempfile.TemporaryDirectory(prefix="modelport-optimize-") as tmp:
         work = Path(tmp)
         source = as_bundle(model, work / "exported", inputs, dims, on_export)
-        found = load_data(data, source, seq=seq)
+        sizes = shape_grid(source.signature, shape=shape)[0] if shape else None
+        if sizes is not None and data is not None:
+            raise UsageError("--shape sizes the generated feeds; --data brings its own", "drop --shape")
+        found = load_data(data, source, seq=seq, sizes=sizes)
         notes: list[str] = []
         eager = _eager(source, model, threads, notes)
         reference, reference_name = _reference(source, eager, threads)

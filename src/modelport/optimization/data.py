@@ -46,10 +46,13 @@ class Data:
         return {"origin": self.origin, "calibration": len(self.calibration), "held_out": len(self.held_out)}
 
 
-def load_data(data: Any, bundle: Bundle, *, seq: int = DEFAULT_SEQ, held_out: float = 0.5) -> Data:
-    """Feeds checked against the bundle's inputs, split: the first part calibrates, the rest is held out."""
+def load_data(
+    data: Any, bundle: Bundle, *, seq: int = DEFAULT_SEQ, sizes: dict[str, int] | None = None, held_out: float = 0.5
+) -> Data:
+    """Feeds checked against the bundle's inputs, split: the first part calibrates, the rest is held out.
+    Generated feeds (no ``data``) have the example sizes, or ``sizes``."""
     if data is None:
-        feeds, origin = _generated(bundle), "generated"
+        feeds, origin = _generated(bundle, sizes), "generated"
     elif isinstance(data, (str, Path)) or hasattr(data, "__fspath__"):
         feeds, origin = _from_path(Path(as_path(data, "--data")), bundle, seq)
     elif isinstance(data, Sequence) and data and all(isinstance(item, str) for item in data):
@@ -79,10 +82,10 @@ def load_data(data: Any, bundle: Bundle, *, seq: int = DEFAULT_SEQ, held_out: fl
 _FEED_FIX = "each feed needs every input of the bundle (`modelport graph DIR` lists them) at allowed sizes and dtypes"
 
 
-def _generated(bundle: Bundle) -> list[dict[str, np.ndarray]]:
+def _generated(bundle: Bundle, sizes: dict[str, int] | None) -> list[dict[str, np.ndarray]]:
     sig = bundle.signature
     rng = np.random.default_rng(1)
-    return [make_feed(sig, sig.example_sizes(), rng).arrays for _ in range(GENERATED)]
+    return [make_feed(sig, sizes or sig.example_sizes(), rng).arrays for _ in range(GENERATED)]
 
 
 def _from_path(path: Path, bundle: Bundle, seq: int) -> tuple[list[dict[str, np.ndarray]], str]:

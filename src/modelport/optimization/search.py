@@ -5,8 +5,9 @@ Decisions are made on the calibration feeds only (calibration ranges, which node
 precision); every candidate is then judged on the held-out feeds, and only a candidate within the
 budget there can be chosen. A reduced-precision candidate outside the budget on the calibration feeds
 gets its worst nodes (by the drift they add, ``drift.rank_nodes``) kept in higher precision and is
-rebuilt, 1 node, then 2, 4, 8... in all, re-ranked each time, up to ``max_exclusions`` nodes or
-``search_seconds`` of search; the drift ranking of its first build is kept for the report.
+rebuilt, 1 node, then 2, 4, 8... in all, re-ranked each time, up to ``max_exclusions`` nodes or its
+share of ``search_seconds`` (split evenly among the reduced-precision candidates still to come); the
+drift ranking of its first build is kept for the report.
 """
 
 from __future__ import annotations
@@ -35,7 +36,8 @@ __all__ = ["SearchResult", "search", "MAX_EXCLUSIONS"]
 
 MAX_EXCLUSIONS = 16
 SCREEN_FEEDS = 16  # calibration feeds each rebuild is screened on (all of them calibrate)
-SEARCH_SECONDS = 600.0  # past this, candidates stop trading nodes for accuracy (each still gets judged)
+SEARCH_SECONDS = 600.0  # shared by the reduced-precision candidates for trading nodes for accuracy
+REDUCED = ("int8", "fp16")  # precisions whose candidates may keep nodes in float
 Answers = list[dict[str, np.ndarray]]
 Progress = Callable[[str, float], None]
 
@@ -89,8 +91,10 @@ def search(
     for index, candidate in enumerate(todo):
         say(f"building {candidate.name}", 0.05 + 0.65 * index / max(1, len(todo)))
         builder = _Builder(candidate, graphs, data, budget, threads, transformer)
+        reducible_left = sum(1 for c in todo[index:] if c.precision in REDUCED)
+        share = max(0.0, deadline - time.monotonic()) / max(1, reducible_left)  # no candidate eats the others' time
         try:
-            builder.build_within(want_screen, max_exclusions, deadline)
+            builder.build_within(want_screen, max_exclusions, time.monotonic() + share)
             candidate.accuracy = score_outputs(budget, want_held, builder.answers(data.held_out))
         except ModelportError as exc:
             candidate.failed = exc.message
@@ -98,8 +102,8 @@ def search(
             candidate.failed = f"{type(exc).__name__}: {first_line(exc)}"[:300]
     if time.monotonic() > deadline:
         result.notes.append(
-            f"the search passed {search_seconds:.0f} s, so later candidates kept no more nodes in float "
-            "(raise --search-seconds for a longer search)"
+            f"the search used its {search_seconds:.0f} s (shared by the reduced-precision candidates) before every "
+            "candidate was within the budget or at --max-exclusions; raise --search-seconds for a longer search"
         )
     say("timing the candidates", 0.7)
     _time(result, eager, timing or BenchConfig(min_runs=10, min_seconds=1.5), lambda f: say("timing", 0.7 + 0.3 * f))
@@ -147,7 +151,7 @@ class _Builder:
         eligible: set[str] | None = None  # None: any node (fp16); int8: the quantizable ones
         if self.c.precision == "int8":
             eligible = {name for name, _ in passes.quantizable_nodes(float_model)}
-        reducible = self.c.precision in ("int8", "fp16")
+        reducible = self.c.precision in REDUCED
         while reducible and not _within(self.c.screen):
             ranked = rank_nodes(float_model, self.c.model, self.data.calibration[0], top=None)  # type: ignore[arg-type]
             self.c.drift = self.c.drift or ranked[:10]

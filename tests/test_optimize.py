@@ -205,6 +205,11 @@ def test_bad_options_are_refused_before_any_work(exported, tmp_path, options, fr
         modelport.optimize(exported, tmp_path / "o", **options)
 
 
+def test_an_optimized_bundle_is_not_optimized_again(optimized, tmp_path):
+    with pytest.raises(UsageError, match="was already optimized"):
+        modelport.optimize(optimized.bundle.path, tmp_path / "again")
+
+
 def test_a_tampered_optimization_entry_is_refused(optimized, tmp_path):
     import shutil
 

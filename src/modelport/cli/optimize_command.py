@@ -37,21 +37,20 @@ def optimize_command(
             failed = getattr(exc, "report", None)
             if isinstance(failed, OptimizeResult):  # the table says what each candidate did
                 bar.stop()
-                _finish(out, err, failed.search, model, report, as_json, failed)
+                _finish(out, err, failed, model, report, as_json)  # with --json the error is the JSON
             raise
-    _finish(out, err, result.search, model, report, as_json, result)
+    _finish(out, err, result, model, report, as_json)
     return result
 
 
-def _finish(
-    out: Console, err: Console, search: SearchResult, model: str, report: Path | None, as_json: bool, result: Any
-) -> None:
+def _finish(out: Console, err: Console, result: OptimizeResult, model: str, report: Path | None, as_json: bool) -> None:
+    search = result.search
     console = err if as_json else out
     show(console, search)
     if report is not None:
         plot = write_report(search, report, model, "modelport " + shlex.join(sys.argv[1:]))
         console.print(f"report: {report} (plot {plot})", highlight=False)
-    if as_json:
+    if as_json and result.bundle is not None:
         from modelport.cli.console import emit_json
 
         emit_json(result.to_json())

@@ -103,6 +103,12 @@ def optimize(
     with tempfile.TemporaryDirectory(prefix="modelport-optimize-") as tmp:
         work = Path(tmp)
         source = as_bundle(model, work / "exported", inputs, dims, on_export)
+        if source.optimization is not None:
+            raise UsageError(
+                f"{source.path} was already optimized ({source.optimization.get('candidate')}); its model is no longer "
+                "the export every candidate starts from",
+                "optimize the bundle `modelport export` wrote",
+            )
         sizes = shape_grid(source.signature, shape=shape)[0] if shape else None
         if sizes is not None and data is not None:
             raise UsageError("--shape sizes the generated feeds; --data brings its own", "drop --shape")

@@ -11,13 +11,14 @@ float and reduced models line up tensor for tensor.
 
 from __future__ import annotations
 
-import math
 import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from modelport.verification.compare import cosine
 
 __all__ = ["NodeDrift", "rank_nodes"]
 
@@ -74,9 +75,7 @@ def _activations(model: Path, feed: dict[str, np.ndarray]) -> dict[str, np.ndarr
 
 
 def _cos(a: np.ndarray, b: np.ndarray) -> float:
-    x, y = a.astype(np.float64).ravel(), b.astype(np.float64).ravel()
-    if not (np.all(np.isfinite(x)) and np.all(np.isfinite(y))):
-        return 1.0 if np.array_equal(x, y, equal_nan=True) else -1.0
-    denom = np.linalg.norm(x) * np.linalg.norm(y)
-    value = float(x @ y / denom) if denom else float(np.array_equal(x, y))
-    return value if math.isfinite(value) else -1.0
+    """``compare.cosine``, with a NaN or inf where the float model has none counted as the worst (-1)."""
+    if not (np.all(np.isfinite(a)) and np.all(np.isfinite(b))):
+        return 1.0 if np.array_equal(a, b, equal_nan=True) else -1.0
+    return cosine(a, b)

@@ -144,6 +144,34 @@ def test_no_candidate_within_the_budget_writes_nothing_and_says_so(exported, tmp
     assert info.value.report.search.candidates[0].status == "outside budget"
 
 
+def test_the_node_int8_hurts_most_is_kept_in_float_first(tmp_path):
+    """Two MatMuls; the second's input has one channel 10^4 times the others (and a zero weight row for
+    it), so rounding that input to int8 wipes out every other channel: it must rank first."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    from modelport.optimization.sensitivity import int8_sensitivity
+
+    rng = np.random.default_rng(0)
+    tame, wild = rng.standard_normal((2, 32, 32)).astype(np.float32)
+    wild[0] = 0.0
+    spike = np.ones(32, np.float32)
+    spike[0] = 1e4
+    graph = helper.make_graph(
+        [helper.make_node("MatMul", ["x", "tame"], ["h"], name="first"),
+         helper.make_node("Mul", ["h", "spike"], ["g"], name="spiky"),
+         helper.make_node("MatMul", ["g", "wild"], ["y"], name="second")],
+        "two",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [4, 32])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [4, 32])],
+        [numpy_helper.from_array(a, n) for a, n in ((tame, "tame"), (wild, "wild"), (spike, "spike"))],
+    )  # fmt: skip
+    path = tmp_path / "two.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), path)
+    feed = {"x": rng.standard_normal((4, 32)).astype(np.float32)}
+    assert int8_sensitivity(path, feed, {"first", "second"}) == ["second", "first"]
+    assert int8_sensitivity(path, feed, {"first"}) == ["first"]
+
+
 # -- the command ----------------------------------------------------------------------------------------
 
 

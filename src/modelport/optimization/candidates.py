@@ -26,6 +26,7 @@ class Candidate:
     backend: str  # the runner it is measured and shipped on, e.g. "ort:cpu", "openvino:bf16"
     steps: list[str]  # the pass chain from the exported graph, in words
     base: str = "onnx"  # the graph it starts from: "onnx" (as exported) or "fused"
+    recipe: str = ""  # the pass that builds its model file ("" for the float graph itself)
     skipped: str = ""  # why it was not tried
     model: Path | None = None  # its model file, once built
     build_s: float = 0.0
@@ -77,6 +78,8 @@ def plan(precision: str, *, transformer: bool, gpu: bool = False, only: list[str
     no_ov = "" if have_ov else "openvino is not installed (pip install 'modelport[openvino]')"
     no_nncf = no_ov or ("" if have_nncf else "nncf is not installed (pip install 'modelport[openvino]')")
     fused = ["ONNX Runtime offline optimization (extended: fusions valid on any CPU)"]
+    no_bf16 = "" if cpu_has_bf16() else "this CPU has no bf16 instructions (AVX512-BF16 or AMX)"
+    ov_bf16 = "OpenVINO computes the float rest in bf16"
     candidates = [
         Candidate("onnx-fp32", "fp32", "ort:cpu", ["as exported"]),
         Candidate("fused-fp32", "fp32", "ort:cpu", fused, base="fused"),
@@ -86,36 +89,50 @@ def plan(precision: str, *, transformer: bool, gpu: bool = False, only: list[str
             "bf16",
             "openvino:bf16",
             ["as exported", "OpenVINO computes in bf16"],
-            skipped=no_ov or ("" if cpu_has_bf16() else "this CPU has no bf16 instructions (AVX512-BF16 or AMX)"),
+            skipped=no_ov or no_bf16,
         ),
         Candidate(
             "fp16",
             "fp16",
             "ort:cpu",
             ["as exported", "fp16 weights and compute, fp32 inputs/outputs"],
+            recipe="fp16",
             skipped=""
             if gpu
             else "no GPU: ONNX Runtime runs fp16 slower than fp32 on a CPU (ask with --precision fp16)",
         ),
         Candidate(
-            "int8-dynamic", "int8", "ort:cpu", [*fused, "int8 dynamic quantization (MatMul weights)"], base="fused"
-        ),
-        Candidate("int8-static", "int8", "ort:cpu", ["int8 static QDQ, per-channel weights, calibrated (MinMax)"]),
-        Candidate(
-            "openvino-int8-weights",
+            "int8-dynamic",
             "int8",
-            "openvino:f32",
-            ["NNCF int8 weight compression; OpenVINO quantizes activations per run, in groups"],
-            skipped=no_nncf,
+            "ort:cpu",
+            [*fused, "int8 dynamic quantization (MatMul weights)"],
+            base="fused",
+            recipe="int8-dynamic",
         ),
         Candidate(
-            "openvino-int8",
+            "int8-static",
             "int8",
-            "openvino:f32",
-            ["NNCF post-training int8 (QDQ)" + (", transformer preset" if transformer else "")],
-            skipped=no_nncf,
+            "ort:cpu",
+            ["int8 static QDQ, per-channel weights, calibrated (MinMax)"],
+            recipe="int8-static",
         ),
     ]
+    weights = ["NNCF int8 weight compression; OpenVINO quantizes activations per run, in groups"]
+    full = ["NNCF post-training int8 (QDQ)" + (", transformer preset" if transformer else "")]
+    for suffix, backend, extra, skip in (("", "openvino:f32", [], ""), ("-bf16", "openvino:bf16", [ov_bf16], no_bf16)):
+        candidates += [
+            Candidate(
+                "openvino-int8-weights" + suffix,
+                "int8",
+                backend,
+                weights + extra,
+                recipe="nncf-int8-weights",
+                skipped=no_nncf or skip,
+            ),
+            Candidate(
+                "openvino-int8" + suffix, "int8", backend, full + extra, recipe="nncf-int8", skipped=no_nncf or skip
+            ),
+        ]
     if only:
         return [c for c in candidates if c.name in only]
     if precision == "auto":

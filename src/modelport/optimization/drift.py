@@ -3,10 +3,10 @@ matched by name, and each node ranked by the error it *adds* (its output's error
 of its inputs), so the node that broke the answer ranks above the hundred downstream nodes that merely
 carry its error on.
 
-The tensors come from ONNX Runtime's quantization debugging helpers
-(``onnxruntime.quantization.qdq_loss_debug``): every float tensor made a model output, run with graph
-optimizations off so that names survive. Quantized nodes keep their float output names, so the
-float and reduced models line up tensor for tensor.
+Every float tensor is made a model output and the model run with graph optimizations off, so that
+names survive (as ONNX Runtime's quantization debugging helpers do, without flattening the tensors).
+Quantized nodes keep their float output names, so the float and reduced models line up tensor for
+tensor.
 """
 
 from __future__ import annotations
@@ -20,9 +20,9 @@ import numpy as np
 
 from modelport.verification.compare import cosine
 
-__all__ = ["NodeDrift", "rank_nodes"]
+__all__ = ["NodeDrift", "rank_nodes", "activations"]
 
-_SUFFIX = "_ReshapedSavedOutput"  # what modify_model_output_intermediate_tensors appends to each name
+_FLOATS = (1, 10, 11)  # TensorProto FLOAT, FLOAT16, DOUBLE
 
 
 @dataclass
@@ -43,8 +43,8 @@ def rank_nodes(
     """Nodes of ``float_model`` by the drift they add in ``reduced_model`` on ``feed``, worst first."""
     import onnx
 
-    want = _activations(float_model, feed)
-    got = _activations(reduced_model, feed)
+    want = activations(float_model, feed)
+    got = activations(reduced_model, feed)
     error = {
         name: 1.0 - _cos(want[name], got[name])
         for name in want.keys() & got.keys()
@@ -64,14 +64,29 @@ def rank_nodes(
     return ranked[:top] if top else ranked
 
 
-def _activations(model: Path, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    from onnxruntime.quantization.qdq_loss_debug import collect_activations, modify_model_output_intermediate_tensors
+def activations(model: Path, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Every float tensor ``model`` computes on ``feed``, by name, in its own shape: each made a graph
+    output, run with graph optimizations off so that every name survives."""
+    import onnx
+    import onnxruntime as ort
 
-    with tempfile.TemporaryDirectory(prefix="modelport-drift-") as tmp:
-        augmented = Path(tmp) / "augmented.onnx"
-        modify_model_output_intermediate_tensors(str(model), str(augmented))
-        found = collect_activations(str(augmented), iter([feed]))
-    return {name.removesuffix(_SUFFIX): np.asarray(values[0]) for name, values in found.items()}
+    proto = onnx.load(str(model))
+    graph = onnx.shape_inference.infer_shapes(proto).graph
+    kinds = {v.name: v.type.tensor_type.elem_type for v in (*graph.value_info, *graph.output)}
+    outputs = {o.name for o in proto.graph.output}
+    for node in proto.graph.node:
+        for name in node.output:
+            if name and name not in outputs and kinds.get(name) in _FLOATS:
+                proto.graph.output.append(onnx.helper.make_tensor_value_info(name, kinds[name], None))
+                outputs.add(name)
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    with tempfile.TemporaryDirectory(prefix="modelport-drift-") as tmp:  # a file: no 2 GiB protobuf limit
+        path = Path(tmp) / "augmented.onnx"
+        onnx.save(proto, str(path), save_as_external_data=True)
+        session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        names = [o.name for o in session.get_outputs()]
+        return dict(zip(names, session.run(names, feed), strict=True))
 
 
 def _cos(a: np.ndarray, b: np.ndarray) -> float:

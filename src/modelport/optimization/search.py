@@ -4,10 +4,11 @@ that stays within the budget on data the search did not look at.
 Decisions are made on the calibration feeds only (calibration ranges, which nodes stay in higher
 precision); every candidate is then judged on the held-out feeds, and only a candidate within the
 budget there can be chosen. A reduced-precision candidate outside the budget on the calibration feeds
-gets its worst nodes (by the drift they add, ``drift.rank_nodes``) kept in higher precision and is
-rebuilt, 1 node, then 2, 4, 8... in all, re-ranked each time, up to ``max_exclusions`` nodes or its
-share of ``search_seconds`` (split evenly among the reduced-precision candidates still to come); the
-drift ranking of its first build is kept for the report.
+gets its most sensitive nodes kept in higher precision and is rebuilt, 1 node, then 2, 4, 8... in
+all, up to ``max_exclusions`` nodes or its share of ``search_seconds`` (split evenly among the
+reduced-precision candidates still to come). int8 candidates take the nodes in the order of
+``sensitivity.int8_sensitivity`` (each node quantized in isolation); fp16 ones by the drift they add
+(``drift.rank_nodes``, re-ranked each time). The drift ranking of the first build is kept for the report.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from modelport.optimization import passes
 from modelport.optimization.candidates import Candidate
 from modelport.optimization.data import Data
 from modelport.optimization.drift import rank_nodes
+from modelport.optimization.sensitivity import int8_sensitivity
 from modelport.runtime.base import Runner
 from modelport.runtime.registry import create
 from modelport.verification.budget import Budget, OutputScore, score_outputs
@@ -117,6 +119,7 @@ class _Graphs:
         self.workdir = workdir
         self._model = model
         self._made: dict[str, Path] = {}
+        self._order: dict[str, list[str]] = {}
 
     def get(self, base: str) -> Path:
         if base not in self._made:
@@ -129,6 +132,13 @@ class _Graphs:
                 passes.name_nodes(raw, path)
             self._made[base] = path
         return self._made[base]
+
+    def sensitivity(self, base: str, feed: dict[str, np.ndarray]) -> list[str]:
+        """The quantizable nodes of graph ``base``, most sensitive to int8 first (computed once)."""
+        if base not in self._order:
+            graph = self.get(base)
+            self._order[base] = int8_sensitivity(graph, feed, {n for n, _ in passes.quantizable_nodes(graph)})
+        return self._order[base]
 
 
 class _Builder:
@@ -148,17 +158,18 @@ class _Builder:
         start = time.perf_counter()
         self._screen(want)
         float_model = self.graphs.get(self.c.base)
+        feed = self.data.calibration[0]
         eligible: set[str] | None = None  # None: any node (fp16); int8: the quantizable ones
         if self.c.precision == "int8":
             eligible = {name for name, _ in passes.quantizable_nodes(float_model)}
         reducible = self.c.precision in REDUCED
         while reducible and not _within(self.c.screen):
-            ranked = rank_nodes(float_model, self.c.model, self.data.calibration[0], top=None)  # type: ignore[arg-type]
-            self.c.drift = self.c.drift or ranked[:10]
+            if not self.c.drift or eligible is None:  # the report's ranking; fp16's order of exclusion
+                ranked = rank_nodes(float_model, self.c.model, feed, top=None)  # type: ignore[arg-type]
+                self.c.drift = self.c.drift or ranked[:10]
+            order = self.graphs.sensitivity(self.c.base, feed) if eligible else [d.node for d in ranked]
             room = min(max(1, len(self.c.excluded)), max_exclusions - len(self.c.excluded))
-            worst = [
-                d.node for d in ranked if d.node not in self.c.excluded and (eligible is None or d.node in eligible)
-            ]
+            worst = [n for n in order if n not in self.c.excluded and (eligible is None or n in eligible)]
             if room <= 0 or not worst or time.monotonic() > deadline:
                 break
             self.c.excluded += worst[:room]
@@ -174,21 +185,21 @@ class _Builder:
     def _build(self) -> None:
         c = self.c
         src = self.graphs.get(c.base)
-        if c.name in ("onnx-fp32", "fused-fp32", "openvino-fp32", "openvino-bf16"):
+        if not c.recipe:
             c.model = src
             return
         dst = self.graphs.workdir / f"{c.name}.onnx"
         for stale in (dst, dst.with_name(dst.name + ".data")):
             stale.unlink(missing_ok=True)
-        if c.name == "fp16":
+        if c.recipe == "fp16":
             passes.fp16(src, dst, c.excluded)
-        elif c.name == "int8-dynamic":
+        elif c.recipe == "int8-dynamic":
             passes.int8_dynamic(src, dst, c.excluded)
-        elif c.name == "int8-static":
+        elif c.recipe == "int8-static":
             passes.int8_static(src, dst, self.data.calibration, c.excluded)
-        elif c.name == "openvino-int8-weights":
+        elif c.recipe == "nncf-int8-weights":
             passes.nncf_int8_weights(src, dst, c.excluded)
-        elif c.name == "openvino-int8":
+        elif c.recipe == "nncf-int8":
             passes.nncf_int8(src, dst, self.data.calibration, c.excluded, transformer=self.transformer)
         else:
             raise ValueError(f"no build for candidate {c.name}")

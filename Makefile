@@ -10,7 +10,7 @@ $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	# exactly this spelling: it takes the local CPU build; anything else downloads CUDA wheels
 	$(BIN)/pip install torch==2.13.0
-	$(BIN)/pip install -e '.[hf,openvino,bench,dev]'
+	$(BIN)/pip install -e '.[hf,openvino,bench,serve,dev]'
 	touch $(STAMP)
 
 demo: $(STAMP)

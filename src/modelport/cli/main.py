@@ -310,6 +310,48 @@ def optimize(
 
 
 @app.command()
+def serve(
+    models: list[str] = typer.Argument(..., help="bundles or .onnx files to serve, each PATH or NAME=PATH"),
+    backend: str = typer.Option(None, "--backend", help="for every model (default: each bundle's own)"),
+    threads: int = Threads,
+    host: str = typer.Option("127.0.0.1", "--host", help="address to bind (0.0.0.0: every interface)"),
+    port: int = typer.Option(8000, "--port", help="HTTP port (0: any free one)"),
+    grpc_port: int = typer.Option(8001, "--grpc-port", help="gRPC port (0: any free one)"),
+    no_grpc: bool = typer.Option(False, "--no-grpc", help="serve HTTP only"),
+    no_batching: bool = typer.Option(False, "--no-batching", help="run every request on its own"),
+    max_queue_delay: int = typer.Option(
+        2000, "--max-queue-delay", help="µs the oldest request waits for others to batch with"
+    ),
+    max_queue_size: int = typer.Option(256, "--max-queue-size", help="requests queued per model; more get 503"),
+    preferred_batch_size: list[int] = typer.Option(
+        None, "--preferred-batch-size", help="a batch size run without waiting out the delay (repeatable)"
+    ),
+    max_request_bytes: int = typer.Option(64 * 2**20, "--max-request-bytes", help="larger requests get 413"),
+    token: str = typer.Option(
+        None, "--token", help="bearer token every route but health needs (default: $MODELPORT_SERVE_TOKEN)"
+    ),
+    log_level: str = typer.Option("info", "--log-level", help="info: one JSON line per request; warning: quiet"),
+) -> None:
+    """Serve bundles over the Open Inference Protocol v2 (HTTP and gRPC), with dynamic batching and metrics."""
+    from modelport.serve import Server
+    from modelport.serve import serve as start
+
+    def say_ready(server: Server) -> None:
+        grpc = f", gRPC {host}:{server.grpc_port}" if server.grpc_port is not None else ""
+        names = ", ".join(server.core.models)
+        err.print(
+            f"serving {names} on {server.url}{grpc} (Ctrl-C or SIGTERM: stop after in-flight requests)", soft_wrap=True
+        )
+
+    start(
+        models, backend=backend, threads=threads, host=host, port=port, grpc_port=None if no_grpc else grpc_port,
+        batching=not no_batching, max_queue_delay_us=max_queue_delay, max_queue_size=max_queue_size,
+        preferred_batch_sizes=preferred_batch_size or (), max_request_bytes=max_request_bytes, token=token,
+        log_level=log_level, on_ready=say_ready,
+    )  # fmt: skip
+
+
+@app.command()
 def demo(
     output: Path = typer.Option(Path("build/minilm"), "--output", "-o", help="where to write the demo bundle"),
 ) -> None:

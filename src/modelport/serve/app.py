@@ -1,0 +1,121 @@
+"""The HTTP/REST front end of the Open Inference Protocol (v2), as an ASGI app (FastAPI).
+
+Every error is ``{"error": "..."}`` with the status the protocol gives it: 400 a bad tensor or request,
+401 a missing token, 404 an unknown model, route or version, 413 a body over the limit, 503 not ready
+or a full queue; 500 only when the model itself failed.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse, Response
+from starlette.exceptions import HTTPException
+
+from modelport.serve.core import Core, server_version
+from modelport.serve.protocol import HEADER_LENGTH, ClientError, decode_http, encode_http
+
+__all__ = ["create_app"]
+
+log = logging.getLogger("modelport.serve")
+
+
+def create_app(core: Core) -> FastAPI:
+    app = FastAPI(title="modelport", docs_url=None, redoc_url=None, openapi_url=None)
+
+    @app.middleware("http")
+    async def guard(request: Request, call_next: Any) -> Response:
+        start = time.perf_counter()
+        path = request.url.path
+        if not path.startswith("/v2/health") and not core.authorized(request.headers.get("authorization")):
+            response: Response = _error(401, "missing or wrong bearer token (send Authorization: Bearer TOKEN)")
+        else:
+            length = request.headers.get("content-length")
+            if length and length.isdigit() and int(length) > core.limits.max_request_bytes:
+                response = _error(413, _too_big(int(length), core.limits.max_request_bytes))
+            else:
+                response = await call_next(request)
+        if log.isEnabledFor(logging.INFO):
+            log.info(json.dumps({
+                "method": request.method, "path": path, "status": response.status_code,
+                "ms": round((time.perf_counter() - start) * 1e3, 3),
+                "client": request.client.host if request.client else None,
+            }))  # fmt: skip
+        return response
+
+    @app.exception_handler(ClientError)
+    async def client_error(_request: Request, exc: ClientError) -> Response:
+        return _error(exc.status, exc.message)
+
+    @app.exception_handler(HTTPException)
+    async def http_error(_request: Request, exc: HTTPException) -> Response:
+        return _error(exc.status_code, str(exc.detail))
+
+    @app.get("/v2")
+    async def server_metadata() -> dict[str, Any]:
+        return {"name": "modelport", "version": server_version(), "extensions": ["binary_tensor_data"]}
+
+    @app.get("/v2/health/live")
+    async def live() -> Response:
+        return Response(status_code=200)
+
+    @app.get("/v2/health/ready")
+    async def ready() -> Response:
+        return Response(status_code=200 if core.ready else 503)
+
+    @app.get("/v2/models/{name}")
+    @app.get("/v2/models/{name}/versions/{version}")
+    async def model_metadata(name: str, version: str | None = None) -> dict[str, Any]:
+        model = core.model(name, version)
+        if not model.ready:
+            raise ClientError(503, f"model {name!r} is still loading")
+        return model.metadata()
+
+    @app.get("/v2/models/{name}/ready")
+    @app.get("/v2/models/{name}/versions/{version}/ready")
+    async def model_ready(name: str, version: str | None = None) -> Response:
+        model = core.model(name, version)
+        return Response(status_code=200 if model.ready and not core.stopping else 503)
+
+    @app.post("/v2/models/{name}/infer")
+    @app.post("/v2/models/{name}/versions/{version}/infer")
+    async def infer(request: Request, name: str, version: str | None = None) -> Response:
+        model = core.ready_model(name, version)
+        body = await _read(request, core.limits.max_request_bytes)
+        parsed = decode_http(body, request.headers.get(HEADER_LENGTH))
+        outputs, order = await core.infer(model, parsed)
+        content, header_length = encode_http(model.name, model.version, parsed, outputs, order)
+        if header_length is None:
+            return Response(content, media_type="application/json")
+        return Response(content, media_type="application/octet-stream", headers={HEADER_LENGTH: str(header_length)})
+
+    @app.get("/metrics")
+    async def metrics() -> Response:
+        from prometheus_client import CONTENT_TYPE_LATEST
+
+        return Response(core.metrics.render(), media_type=CONTENT_TYPE_LATEST)
+
+    return app
+
+
+async def _read(request: Request, limit: int) -> bytes:
+    """The body, refused (413) as soon as it passes ``limit`` even when no Content-Length announced it."""
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise ClientError(413, _too_big(size, limit))
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _too_big(size: int, limit: int) -> str:
+    return f"the request has {size} bytes, over the limit of {limit} (--max-request-bytes)"
+
+
+def _error(status: int, message: str) -> JSONResponse:
+    return JSONResponse({"error": message}, status_code=status)

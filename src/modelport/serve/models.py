@@ -1,0 +1,160 @@
+"""The models a server holds: each a loaded Runner with its v2 metadata, its feed checks and the batch
+dimension its requests may be merged along."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from modelport.bundle import Bundle
+from modelport.errors import FeedError, UsageError
+from modelport.feeds import check_feed
+from modelport.runtime.base import Runner, TensorInfo, infos_from_manifest, infos_from_signature
+from modelport.runtime.registry import create
+from modelport.serve.protocol import ClientError, to_datatype
+from modelport.spec import DEFAULT_MAX
+
+__all__ = ["ModelSource", "ServedModel", "parse_source"]
+
+VERSION = "1"
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")
+
+
+@dataclass(frozen=True)
+class ModelSource:
+    name: str
+    path: Path
+
+
+def parse_source(text: str | Path) -> ModelSource:
+    """``PATH`` (named after the bundle folder or the file's stem) or ``NAME=PATH``."""
+    raw = str(text)
+    name, sep, path = raw.partition("=")
+    if not sep:
+        name, path = "", raw
+    target = Path(path)
+    name = name or (target.stem if target.suffix == ".onnx" else target.resolve().name)
+    if not _NAME.fullmatch(name):
+        raise UsageError(
+            f"model name {name!r} cannot be served",
+            "use letters, digits, '_', '.' and '-' (at most 128, not starting with a symbol): NAME=PATH",
+        )
+    return ModelSource(name, target)
+
+
+@dataclass(frozen=True)
+class BatchAxis:
+    symbol: str  # the dimension every input and output has first
+    max: int  # the most rows one execution may take: the bound the bundle was verified to
+
+
+class ServedModel:
+    """One model: ``check`` a request's tensors, ``infer`` a feed (from a worker thread), ``metadata``."""
+
+    def __init__(self, source: ModelSource, backend: str | None, threads: int | None) -> None:
+        self.name = source.name
+        self.version = VERSION
+        target: Bundle | Path = source.path
+        if not (source.path.is_file() and source.path.suffix == ".onnx"):
+            target = Bundle.open(source.path)
+        self.bundle = target if isinstance(target, Bundle) else None
+        self.runner: Runner = create(backend, target, threads=threads)
+        self.ready = False
+        self.inputs: list[TensorInfo] = []
+        self.outputs: list[TensorInfo] = []
+        self.batch: BatchAxis | None = None
+
+    def load(self, warmup: int = 2) -> None:
+        """Load the runtime, read the signature and warm up: a model is ready only after its first runs."""
+        self.runner.load()
+        if self.bundle is not None:
+            self.inputs = infos_from_signature(self.bundle.signature)
+            self.outputs = infos_from_manifest(self.bundle.manifest.get("outputs", [])) or self.runner.outputs()
+        else:
+            self.inputs, self.outputs = self.runner.inputs(), self.runner.outputs()
+        self.batch = self._batch_axis()
+        self.runner.warm_up(warmup)
+        self.ready = True
+
+    def close(self) -> None:
+        self.ready = False
+        self.runner.close()
+
+    @property
+    def platform(self) -> str:
+        return "onnxruntime_onnx" if self.runner.name.startswith("ort") else f"modelport_{self.runner.name}"
+
+    def metadata(self) -> dict[str, Any]:
+        def describe(info: TensorInfo) -> dict[str, Any]:
+            shape = [d if isinstance(d, int) else -1 for d in info.shape]
+            return {"name": info.name, "datatype": to_datatype(info.dtype), "shape": shape}
+
+        return {
+            "name": self.name,
+            "versions": [self.version],
+            "platform": self.platform,
+            "inputs": [describe(i) for i in self.inputs],
+            "outputs": [describe(o) for o in self.outputs],
+        }
+
+    def check(self, feed: dict[str, np.ndarray]) -> int:
+        """Refuse a feed that does not fit the model (400, with what to change); the rows it holds along the
+        batch dimension (1 when the model has none)."""
+        try:
+            if self.bundle is not None:
+                check_feed(self.bundle.signature, feed)
+            else:
+                self._check_against_graph(feed)
+        except FeedError as exc:
+            raise ClientError(400, exc.one_line()) from None
+        if self.batch is None:
+            return 1
+        rows = next(iter(feed.values())).shape[0]
+        if rows > self.batch.max:
+            raise ClientError(
+                400,
+                f"{rows} rows along {self.batch.symbol!r}; this model serves at most {self.batch.max} per request "
+                "(the bound it was verified to): split the request",
+            )
+        return rows
+
+    def infer(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        return self.runner.infer(feed)
+
+    def _check_against_graph(self, feed: dict[str, np.ndarray]) -> None:
+        names = [i.name for i in self.inputs]
+        for name in feed:
+            if name not in names:
+                raise FeedError(f"the model has no input {name!r}", f"inputs are {', '.join(names)}")
+        for info in self.inputs:
+            if info.name not in feed:
+                raise FeedError(f"no tensor for input {info.name!r}", f"send every input: {', '.join(names)}")
+            array = feed[info.name]
+            if str(array.dtype) != info.dtype:
+                raise FeedError(
+                    f"input {info.name!r} is {to_datatype(str(array.dtype))}, the model expects "
+                    f"{to_datatype(info.dtype)}",
+                    "send the datatype the model's metadata lists",
+                )
+            fixed = [(a, d) for a, d in enumerate(info.shape) if isinstance(d, int)]
+            if array.ndim != len(info.shape) or any(array.shape[a] != d for a, d in fixed):
+                want = [d if isinstance(d, int) else -1 for d in info.shape]
+                raise FeedError(
+                    f"input {info.name!r} has shape {list(array.shape)}, the model expects {want}",
+                    "-1 is any size; match the rest",
+                )
+
+    def _batch_axis(self) -> BatchAxis | None:
+        """The symbol every input and every output has as its first dimension, if there is one."""
+        firsts = {info.shape[0] if info.shape else None for info in [*self.inputs, *self.outputs]}
+        if len(firsts) != 1:
+            return None
+        symbol = firsts.pop()
+        if not isinstance(symbol, str):
+            return None
+        bound = self.bundle.signature.dims[symbol].max if self.bundle is not None else DEFAULT_MAX
+        return BatchAxis(symbol, bound)

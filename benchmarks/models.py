@@ -122,3 +122,20 @@ def bert_base() -> nn.Module:
 def gpt2_small() -> nn.Module:
     torch.manual_seed(0)
     return GPT2Small().eval()
+
+
+class MLP(nn.Module):
+    """The serving benchmark's small model: requests cost little compute, so the server's own cost shows."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.net = nn.Sequential(nn.Linear(256, 1024), nn.ReLU(), nn.Linear(1024, 1024), nn.ReLU(), nn.Linear(1024, 10))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
+
+
+def mlp() -> nn.Module:
+    """--input x:batch,256 --dim batch=1..32"""
+    torch.manual_seed(0)
+    return MLP().eval()

@@ -3,7 +3,8 @@
 # Each bench command exports the model, verifies it, measures this machine's sgemm peak, and times every
 # backend on the same feeds; each optimize command tries every candidate, holds it to cos>=0.999 per
 # output on held-out data (real sentences for MiniLM, generated feeds for the random-weight models) and
-# times them against eager in one run (the "optimized" column of SUMMARY.md). Expect about an hour on
+# times them against eager in one run (the "optimized" column of SUMMARY.md); the serve part measures
+# modelport serve against Triton, MLServer and KServe (benchmarks/serve/run.py). Expect about an hour on
 # 2 cores, on a quiet machine (bench --strict refuses a busy one).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -13,7 +14,7 @@ TORCH="eager,torchscript,torch-compile"
 STRICT=${STRICT---strict}  # STRICT= make bench: time even on a busy machine (the report then says so)
 RUNTIMES="ort:cpu,ort:cpu@disabled,openvino:f32,openvino:default"
 BUILD=build/bench
-PARTS=${PARTS:-bench,optimize}  # PARTS=optimize benchmarks/run.sh: only the optimize runs
+PARTS=${PARTS:-bench,optimize,serve}  # PARTS=optimize benchmarks/run.sh: only the optimize runs
 mkdir -p $BUILD
 
 if [[ $PARTS == *bench* ]]; then
@@ -53,6 +54,12 @@ $M optimize benchmarks/models.py:gpt2_small --input input_ids:batch,seq:int64:0.
     --input attention_mask:batch,seq:int64:0..2 --dim batch=1..2 --dim seq=1..128 --shape batch=1 --shape seq=128 \
     -o $BUILD/gpt2-small-opt --json --report $OUT/gpt2-small-optimize.md > $OUT/gpt2-small-optimize.json
 
+fi
+
+if [[ $PARTS == *serve* ]]; then
+# serve: modelport serve (batching on/off) against Triton, MLServer and KServe, each in its own venv
+for peer in triton mlserver kserve; do benchmarks/serve/peers/setup.sh $peer > /dev/null; done
+.venv/bin/python benchmarks/serve/run.py --out $OUT
 fi
 
 .venv/bin/python benchmarks/summarize.py $OUT > $OUT/SUMMARY.md

@@ -35,6 +35,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("modelport.capture",),
     ("modelport.exporting", "modelport.benchmark", "modelport.optimization", "modelport.demo_job"),
     ("modelport",),  # the public API
+    ("modelport.serve",),
     ("modelport.cli", "modelport.__main__"),
 ]
 

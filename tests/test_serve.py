@@ -153,6 +153,18 @@ def test_health_and_metadata(server, http, grpc_client):
     assert call(server.url, "/v2/models/clf/versions/1")[0] == 200
 
 
+def test_a_bare_onnx_file_is_served_under_the_name_given(clf):
+    x = rows(2, seed=4)
+    with modelport.serve([f"fast={clf / 'model.onnx'}"], port=0, grpc_port=None, block=False) as running:
+        client = th.InferenceServerClient(running.url.removeprefix("http://"))
+        meta = client.get_model_metadata("fast")
+        tensor = th.InferInput("x", [2, 32], "FP32")
+        tensor.set_data_from_numpy(x)
+        got = client.infer("fast", [tensor]).as_numpy("output")
+    assert meta["inputs"][0]["shape"] == [-1, 32] and meta["outputs"][0]["datatype"] == "FP32"
+    np.testing.assert_array_equal(got, expected(clf, x))
+
+
 # -- errors: status and body ----------------------------------------------------------------------------
 
 
@@ -282,6 +294,15 @@ def test_serving_nothing_that_exists_is_one_line(tmp_path):
     one_error(run_cli("serve", f"bad/name={tmp_path}"), 2, "cannot be served")
 
 
+def test_a_port_in_use_is_one_line(clf):
+    import socket
+
+    with socket.create_server(("127.0.0.1", 0)) as taken:
+        port = str(taken.getsockname()[1])
+        one_error(run_cli("serve", str(clf), "--port", port, "--no-grpc"), 2, f"cannot listen on 127.0.0.1:{port}")
+        one_error(run_cli("serve", str(clf), "--port", "0", "--grpc-port", port), 2, "--grpc-port")
+
+
 @pytest.mark.slow
 def test_sigterm_lets_the_request_in_flight_finish_and_exits_0(clf):
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
@@ -307,3 +328,104 @@ def test_sigterm_lets_the_request_in_flight_finish_and_exits_0(clf):
     assert code == 0, log
     access = [json.loads(ln) for ln in log.splitlines() if ln.startswith("{")]
     assert any(e["path"] == "/v2/models/clf/infer" and e["status"] == 200 for e in access), log
+
+
+# -- all-MiniLM-L6-v2: the issue's case ---------------------------------------------------------------
+
+
+def sentence_feed(batch: int, seq: int, seed: int = 0) -> dict[str, np.ndarray]:
+    ids = np.random.default_rng(seed).integers(0, 30522, (batch, seq)).astype(np.int64)
+    return {"input_ids": ids, "attention_mask": np.ones_like(ids), "token_type_ids": np.zeros_like(ids)}
+
+
+def serve_cli(*args: str) -> tuple[subprocess.Popen[str], str, int]:
+    """``modelport serve`` in a process of its own: the process, its HTTP URL and gRPC port."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "modelport", "serve", *args, "--port", "0", "--grpc-port", "0"],
+        stderr=subprocess.PIPE, text=True, env=env,
+    )  # fmt: skip
+    line = proc.stderr.readline()
+    found = re.search(r"on (http://\S+?), gRPC \S+:(\d+)", line)
+    assert found, line + (proc.stderr.read() if proc.poll() is not None else "")
+    return proc, found.group(1), int(found.group(2))
+
+
+@pytest.mark.slow
+@pytest.mark.hf
+def test_minilm_answers_tritonclient_like_run_over_every_transport(minilm_bundle):
+    feed = sentence_feed(2, 24)
+    want = modelport.run(minilm_bundle, feed).outputs
+    with modelport.serve([minilm_bundle], port=0, grpc_port=0, block=False) as running:
+        h = th.InferenceServerClient(running.url.removeprefix("http://"))
+        g = tg.InferenceServerClient(f"127.0.0.1:{running.grpc_port}")
+        for client, module, binary in ((h, th, False), (h, th, True), (g, tg, True)):
+            inputs = []
+            for name, array in feed.items():
+                tensor = module.InferInput(name, list(array.shape), "INT64")
+                if module is th:
+                    tensor.set_data_from_numpy(array, binary_data=binary)
+                else:
+                    tensor.set_data_from_numpy(array)
+                inputs.append(tensor)
+            result = client.infer(minilm_bundle.name, inputs)
+            for name, array in want.items():
+                np.testing.assert_array_equal(result.as_numpy(name), array, err_msg=f"{module.__name__} {binary}")
+
+
+def rss_kib(pid: int) -> int:
+    status = Path(f"/proc/{pid}/status").read_text()
+    return int(re.search(r"VmRSS:\s+(\d+)", status).group(1))  # type: ignore[union-attr]
+
+
+@pytest.mark.slow
+@pytest.mark.hf
+def test_load_32_clients_for_a_minute_without_errors_or_growth(minilm_bundle):
+    """The issue's load test: 32 concurrent clients on MiniLM (1, 128) for 60 s; every answer right, and the
+    server's memory after the first 10 s grows by at most 5%."""
+    import asyncio
+
+    import tritonclient.http.aio as tha
+
+    feed = sentence_feed(1, 128)
+    want = modelport.run(minilm_bundle, feed).outputs["sentence_embedding"]
+    proc, url, _ = serve_cli(str(minilm_bundle), "--log-level", "warning")
+    counts = {"ok": 0, "wrong": 0, "errors": 0}
+    rss: list[int] = []
+
+    async def client(stop: float) -> None:
+        c = tha.InferenceServerClient(url.removeprefix("http://"))
+        try:
+            while time.monotonic() < stop:
+                inputs = []
+                for name, array in feed.items():
+                    tensor = tha.InferInput(name, list(array.shape), "INT64")
+                    tensor.set_data_from_numpy(array)
+                    inputs.append(tensor)
+                try:
+                    result = await c.infer(minilm_bundle.name, inputs)
+                except Exception:
+                    counts["errors"] += 1
+                    continue
+                good = np.allclose(result.as_numpy("sentence_embedding"), want, atol=1e-4)
+                counts["ok" if good else "wrong"] += 1
+        finally:
+            await c.close()
+
+    async def load() -> None:
+        start = time.monotonic()
+        clients = asyncio.gather(*(client(start + 60) for _ in range(32)))
+        await asyncio.sleep(10)
+        rss.append(rss_kib(proc.pid))
+        await clients
+        rss.append(rss_kib(proc.pid))
+
+    try:
+        asyncio.run(load())
+        proc.send_signal(signal.SIGTERM)
+        code = proc.wait(60)
+    finally:
+        proc.kill()
+    assert counts["errors"] == 0 and counts["wrong"] == 0 and counts["ok"] > 100, counts
+    assert rss[1] <= rss[0] * 1.05, f"RSS grew from {rss[0]} KiB to {rss[1]} KiB"
+    assert code == 0

@@ -113,11 +113,11 @@ class Batcher:
         live = [p for p in batch if not p.future.cancelled()]  # clients that hung up lose nothing to the rest
         if not live:
             return
-        feed = live[0].feed if len(live) == 1 else {
-            name: np.concatenate([p.feed[name] for p in live]) for name in live[0].feed
-        }  # fmt: skip
         loop = asyncio.get_running_loop()
         try:
+            feed = live[0].feed if len(live) == 1 else {
+                name: np.concatenate([p.feed[name] for p in live]) for name in live[0].feed
+            }  # fmt: skip
             outputs = await loop.run_in_executor(self._pool, self.model.infer, feed)
         except Exception as exc:  # the runtime failed on a feed that passed the checks: every request hears it
             for p in live:

@@ -10,7 +10,6 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from modelport import __name__ as _package
 from modelport.errors import ModelportError, first_line
 from modelport.serve.batching import BatchConfig, Batcher
 from modelport.serve.metrics import Metrics
@@ -31,7 +30,7 @@ def server_version() -> str:
     from importlib.metadata import PackageNotFoundError, version
 
     try:
-        return version(_package)
+        return version("modelport")
     except PackageNotFoundError:
         return "0"
 

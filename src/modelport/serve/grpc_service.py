@@ -43,9 +43,9 @@ async def start_grpc(core: Core, host: str, port: int) -> tuple[grpc.aio.Server,
     limit = core.limits.max_request_bytes
     server = grpc.aio.server(options=[("grpc.max_receive_message_length", limit), ("grpc.max_send_message_length", -1)])
     service_pb2_grpc.add_GRPCInferenceServiceServicer_to_server(_Service(core), server)
-    bound = server.add_insecure_port(f"{host}:{port}")
+    bound = server.add_insecure_port(f"{host}:{port}")  # raises RuntimeError when it cannot bind
     if bound == 0:
-        raise OSError(f"cannot bind gRPC to {host}:{port}")
+        raise OSError("the port is in use")
     await server.start()
     return server, bound
 

@@ -13,12 +13,13 @@ import contextlib
 import logging
 import os
 import signal
+import socket
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from modelport.errors import MissingExtraError, UsageError
+from modelport.errors import MissingExtraError, ResourceError, UsageError
 from modelport.serve.batching import BatchConfig
 from modelport.serve.core import Core, Limits
 from modelport.serve.models import ServedModel, parse_source
@@ -150,6 +151,11 @@ class Server:
         from modelport.serve.app import create_app
 
         _configure_logging(self.log_level)
+        if self.port:  # uvicorn would log its own traceback-like lines for a port in use, then exit
+            try:
+                socket.create_server((self.host, self.port)).close()
+            except OSError as exc:
+                raise _unbindable(self.host, self.port, exc.strerror or str(exc), "--port") from None
         config = uvicorn.Config(
             create_app(self.core),
             host=self.host,
@@ -163,7 +169,10 @@ class Server:
         if self.grpc_port is not None:
             from modelport.serve.grpc_service import start_grpc
 
-            grpc_server, self.grpc_port = await start_grpc(self.core, self.host, self.grpc_port)
+            try:
+                grpc_server, self.grpc_port = await start_grpc(self.core, self.host, self.grpc_port)
+            except (OSError, RuntimeError) as exc:
+                raise _unbindable(self.host, self.grpc_port, str(exc), "--grpc-port") from None
         if signals:
             loop = asyncio.get_running_loop()
             for sig in (signal.SIGINT, signal.SIGTERM):
@@ -172,8 +181,11 @@ class Server:
         try:
             while not server.started and not serving.done():
                 await asyncio.sleep(0.01)
-            if server.started:
-                self.port = server.servers[0].sockets[0].getsockname()[1]
+            if not server.started:
+                with contextlib.suppress(BaseException):  # uvicorn logged why and exits
+                    await serving
+                raise _unbindable(self.host, self.port, "the port is in use?", "--port")
+            self.port = server.servers[0].sockets[0].getsockname()[1]
             await self.core.load()
             if self.on_ready is not None:
                 self.on_ready(self)
@@ -198,6 +210,10 @@ def _uvicorn_server(config: Any) -> Any:
             yield
 
     return Server(config)
+
+
+def _unbindable(host: str, port: int, why: str, flag: str) -> ResourceError:
+    return ResourceError(f"cannot listen on {host}:{port} ({why})", f"pick another {flag} (0: any free one)")
 
 
 def _configure_logging(level: str) -> None:

@@ -1,0 +1,273 @@
+"""Serving benchmark: throughput and p50/p99 latency at 1, 8 and 32 concurrent clients, for `modelport serve`
+(batching on and off) and every peer server that is set up, on the same ONNX file, the same runtime threads
+and the same client; and the in-process `modelport run` loop (one request at a time) as the ceiling.
+
+    .venv/bin/python benchmarks/serve/run.py [--seconds 20] [--servers modelport,modelport-nobatch,triton,...]
+
+The client is one asyncio process (aiohttp) that posts the same pre-encoded v2 JSON request from C workers
+and checks the first answer of every server against `modelport run`; all servers get JSON (not every peer
+speaks the binary extension) and are asked for the same output. Peers run from their own virtual
+environments (benchmarks/serve/peers/setup.sh); one that is not set up is listed with the reason.
+Results: benchmarks/results/serve.json and serve.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[2]
+BUILD = ROOT / "build" / "bench" / "serve"
+PEERS = ROOT / "benchmarks" / "serve" / "peers"
+MODELPORT = str(ROOT / ".venv" / "bin" / "modelport")
+
+MODELS = {  # name: (export command args, feed maker, output to request)
+    "minilm": (["demo:minilm"], "minilm", "sentence_embedding"),
+    "mlp": (["benchmarks/models.py:mlp", "--input", "x:batch,256", "--dim", "batch=1..32"], "mlp", "output"),
+}
+
+
+def feed_for(kind: str) -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(0)
+    if kind == "minilm":
+        ids = rng.integers(1000, 30000, (1, 128)).astype(np.int64)
+        return {"input_ids": ids, "attention_mask": np.ones_like(ids), "token_type_ids": np.zeros_like(ids)}
+    return {"x": rng.standard_normal((1, 256)).astype(np.float32)}
+
+
+def v2_body(feed: dict[str, np.ndarray], output: str) -> bytes:
+    datatypes = {"int64": "INT64", "float32": "FP32"}
+    inputs = [
+        {"name": n, "shape": list(a.shape), "datatype": datatypes[str(a.dtype)], "data": a.ravel().tolist()}
+        for n, a in feed.items()
+    ]
+    return json.dumps({"inputs": inputs, "outputs": [{"name": output}]}).encode()
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_ready(url: str, proc: subprocess.Popen[bytes], timeout: float = 300) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"exited with {proc.returncode}")
+        try:
+            with urllib.request.urlopen(url + "/v2/health/ready", timeout=2) as r:
+                if r.status == 200:
+                    return
+        except OSError:
+            pass
+        time.sleep(0.5)
+    raise RuntimeError(f"not ready after {timeout:.0f} s")
+
+
+def start(server: str, bundle: Path, name: str, threads: int, log: Path) -> tuple[subprocess.Popen[bytes], str]:
+    port = free_port()
+    if server.startswith("modelport"):
+        cmd = [MODELPORT, "serve", f"{name}={bundle}", "--port", str(port), "--no-grpc", "--threads", str(threads),
+               "--log-level", "warning"]  # fmt: skip
+        if server == "modelport-nobatch":
+            cmd.append("--no-batching")
+    else:
+        peer, _, variant = server.partition("-")
+        python = ROOT / "build" / "peers" / peer / "venv" / "bin" / "python"
+        if not python.exists():
+            raise RuntimeError(f"not set up (benchmarks/serve/peers/setup.sh {peer})")
+        cmd = [str(python), str(PEERS / "start.py"), peer, "--model", str(bundle / "model.onnx"), "--name", name,
+               "--http-port", str(port), "--threads", str(threads)]  # fmt: skip
+        if variant == "batching":
+            cmd.append("--batching")
+    proc = subprocess.Popen(cmd, stdout=log.open("wb"), stderr=subprocess.STDOUT, start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_ready(url, proc)
+    except RuntimeError:
+        stop(proc)
+        raise
+    return proc, url
+
+
+def stop(proc: subprocess.Popen[bytes]) -> None:
+    if proc.poll() is None:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+
+
+async def load(url: str, path: str, body: bytes, clients: int, warmup: float, seconds: float) -> dict[str, Any]:
+    import aiohttp
+
+    latencies: list[float] = []
+    errors = 0
+    measuring_from = time.perf_counter() + warmup
+    until = measuring_from + seconds
+    first: dict[str, Any] = {}
+
+    async def worker(session: aiohttp.ClientSession) -> None:
+        nonlocal errors
+        while (now := time.perf_counter()) < until:
+            try:
+                async with session.post(url + path, data=body, headers={"Content-Type": "application/json"}) as r:
+                    raw = await r.read()
+                    ok = r.status == 200
+            except aiohttp.ClientError:
+                ok, raw = False, b""
+            done = time.perf_counter()
+            if not first and ok:
+                first.update(json.loads(raw))
+            if now >= measuring_from:
+                if ok:
+                    latencies.append(done - now)
+                else:
+                    errors += 1
+
+    connector = aiohttp.TCPConnector(limit=clients)
+    async with aiohttp.ClientSession(connector=connector) as session:
+        await asyncio.gather(*(worker(session) for _ in range(clients)))
+    ms = np.array(latencies) * 1e3
+    return {
+        "requests": len(latencies),
+        "errors": errors,
+        "throughput_rps": round(len(latencies) / seconds, 2),
+        "p50_ms": round(float(np.percentile(ms, 50)), 2) if len(ms) else None,
+        "p99_ms": round(float(np.percentile(ms, 99)), 2) if len(ms) else None,
+        "_first": first,
+    }
+
+
+def in_process(bundle: Path, feed: dict[str, np.ndarray], threads: int, seconds: float) -> dict[str, Any]:
+    """`modelport run`'s runner, called back to back: the ceiling for one request at a time."""
+    from modelport.runtime.registry import create
+
+    with create(None, bundle, threads=threads) as runner:
+        for _ in range(5):
+            runner.infer(feed)
+        times = []
+        until = time.perf_counter() + seconds
+        while time.perf_counter() < until:
+            start_ = time.perf_counter()
+            runner.infer(feed)
+            times.append(time.perf_counter() - start_)
+    ms = np.array(times) * 1e3
+    return {
+        "requests": len(times),
+        "errors": 0,
+        "throughput_rps": round(len(times) / seconds, 2),
+        "p50_ms": round(float(np.percentile(ms, 50)), 2),
+        "p99_ms": round(float(np.percentile(ms, 99)), 2),
+    }
+
+
+def matches(first: dict[str, Any], want: np.ndarray, output: str) -> bool:
+    for out in first.get("outputs", []):
+        if out.get("name") == output:
+            got = np.asarray(out["data"], np.float32).reshape(want.shape)
+            return bool(np.allclose(got, want, atol=1e-4, rtol=1e-3))
+    return False
+
+
+def export(model: str) -> Path:
+    bundle = BUILD / model
+    if not (bundle / "modelport.json").exists():
+        subprocess.run([MODELPORT, "export", *MODELS[model][0], "-o", str(bundle)], check=True, cwd=ROOT)
+    return bundle
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--models", default="minilm,mlp")
+    parser.add_argument("--servers", default="modelport,modelport-nobatch,triton,mlserver,kserve")
+    parser.add_argument("--clients", default="1,8,32")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--seconds", type=float, default=15.0)
+    parser.add_argument("--warmup", type=float, default=3.0)
+    parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results")
+    args = parser.parse_args()
+    from modelport.runtime.run import run
+
+    BUILD.mkdir(parents=True, exist_ok=True)
+    clients = [int(c) for c in args.clients.split(",")]
+    rows: list[dict[str, Any]] = []
+    for model in args.models.split(","):
+        bundle = export(model)
+        _, kind, output = MODELS[model]
+        feed = feed_for(kind)
+        want = run(bundle, feed).outputs[output]
+        body = v2_body(feed, output)
+        ceiling = in_process(bundle, feed, args.threads, args.seconds)
+        rows.append({"model": model, "server": "in-process run", "clients": 1, **ceiling, "answers": "same"})
+        print(json.dumps(rows[-1]), flush=True)
+        for server in args.servers.split(","):
+            log = BUILD / f"{server}-{model}.log"
+            try:
+                proc, url = start(server, bundle, model, args.threads, log)
+            except (RuntimeError, OSError) as exc:
+                rows.append({"model": model, "server": server, "skipped": str(exc)})
+                print(json.dumps(rows[-1]), flush=True)
+                continue
+            try:
+                for c in clients:
+                    result = asyncio.run(load(url, f"/v2/models/{model}/infer", body, c, args.warmup, args.seconds))
+                    first = result.pop("_first")
+                    result["answers"] = "same" if matches(first, want, output) else "DIFFERENT"
+                    rows.append({"model": model, "server": server, "clients": c, **result})
+                    print(json.dumps(rows[-1]), flush=True)
+            finally:
+                stop(proc)
+    record = {
+        "machine": {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count()},
+        "threads": args.threads,
+        "seconds": args.seconds,
+        "command": " ".join([Path(sys.argv[0]).as_posix(), *sys.argv[1:]]),
+        "rows": rows,
+    }
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "serve.json").write_text(json.dumps(record, indent=1))
+    (args.out / "serve.md").write_text(markdown(record))
+    print(markdown(record))
+
+
+def markdown(record: dict[str, Any]) -> str:
+    lines = [
+        "# Serving: throughput and latency",
+        "",
+        f"`{record['command']}`: each point {record['seconds']:.0f} s after a warm-up, one client process "
+        f"(aiohttp, v2 JSON), {record['threads']} runtime threads per server, {record['machine']['cores']} cores "
+        "shared by client and server.",
+        "",
+        "| model | server | clients | req/s | p50 ms | p99 ms | errors | answers |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for r in record["rows"]:
+        if "skipped" in r:
+            lines.append(f"| {r['model']} | {r['server']} | - | - | - | - | - | skipped: {r['skipped']} |")
+            continue
+        lines.append(
+            f"| {r['model']} | {r['server']} | {r['clients']} | {r['throughput_rps']:.1f} | {r['p50_ms']} | "
+            f"{r['p99_ms']} | {r['errors']} | {r['answers']} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    main()

@@ -196,7 +196,9 @@ def export(model: str) -> Path:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--models", default="minilm,mlp")
-    parser.add_argument("--servers", default="modelport,modelport-nobatch,triton,mlserver,kserve")
+    parser.add_argument(
+        "--servers", default="modelport,modelport-nobatch,triton,triton-batching,mlserver,mlserver-batching,kserve"
+    )
     parser.add_argument("--clients", default="1,8,32")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--seconds", type=float, default=15.0)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import sys
+import uuid
 
 import common
 
@@ -47,7 +48,10 @@ class OnnxModel(kserve.Model):
             out.set_data_from_numpy(arr, binary_data=binary)
             outputs.append(out)
         return InferResponse(
-            response_id=payload.id, model_name=self.name, infer_outputs=outputs, use_binary_outputs=binary
+            response_id=payload.id or str(uuid.uuid4()),  # kserve 0.21 refuses a response without an id
+            model_name=self.name,
+            infer_outputs=outputs,
+            use_binary_outputs=binary,
         )
 
 

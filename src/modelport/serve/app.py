@@ -26,26 +26,7 @@ log = logging.getLogger("modelport.serve")
 
 def create_app(core: Core) -> FastAPI:
     app = FastAPI(title="modelport", docs_url=None, redoc_url=None, openapi_url=None)
-
-    @app.middleware("http")
-    async def guard(request: Request, call_next: Any) -> Response:
-        start = time.perf_counter()
-        path = request.url.path
-        if not path.startswith("/v2/health") and not core.authorized(request.headers.get("authorization")):
-            response: Response = _error(401, "missing or wrong bearer token (send Authorization: Bearer TOKEN)")
-        else:
-            length = request.headers.get("content-length")
-            if length and length.isdigit() and int(length) > core.limits.max_request_bytes:
-                response = _error(413, _too_big(int(length), core.limits.max_request_bytes))
-            else:
-                response = await call_next(request)
-        if log.isEnabledFor(logging.INFO):
-            log.info(json.dumps({
-                "method": request.method, "path": path, "status": response.status_code,
-                "ms": round((time.perf_counter() - start) * 1e3, 3),
-                "client": request.client.host if request.client else None,
-            }))  # fmt: skip
-        return response
+    app.add_middleware(_Guard, core=core)
 
     @app.exception_handler(ClientError)
     async def client_error(_request: Request, exc: ClientError) -> Response:
@@ -100,6 +81,45 @@ def create_app(core: Core) -> FastAPI:
         return Response(core.metrics.render(), media_type=CONTENT_TYPE_LATEST)
 
     return app
+
+
+class _Guard:
+    """Token and size checks before any route runs, and the access log line: plain ASGI, since
+    Starlette's ``BaseHTTPMiddleware`` costs a task and a stream copy per request."""
+
+    def __init__(self, app: Any, core: Core) -> None:
+        self.app = app
+        self.core = core
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        start = time.perf_counter()
+        headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
+        path = scope["path"]
+        status = 0
+
+        async def send_seen(message: dict[str, Any]) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        length = headers.get("content-length", "")
+        limit = self.core.limits.max_request_bytes
+        refusal = None
+        if not path.startswith("/v2/health") and not self.core.authorized(headers.get("authorization")):
+            refusal = _error(401, "missing or wrong bearer token (send Authorization: Bearer TOKEN)")
+        elif length.isdigit() and int(length) > limit:
+            refusal = _error(413, _too_big(int(length), limit))
+        await (refusal or self.app)(scope, receive, send_seen)
+        if log.isEnabledFor(logging.INFO):
+            client = scope.get("client")
+            log.info(json.dumps({
+                "method": scope["method"], "path": path, "status": status,
+                "ms": round((time.perf_counter() - start) * 1e3, 3), "client": client[0] if client else None,
+            }))  # fmt: skip
 
 
 async def _read(request: Request, limit: int) -> bytes:

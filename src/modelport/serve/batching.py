@@ -28,7 +28,7 @@ __all__ = ["Batcher", "BatchConfig"]
 @dataclass(frozen=True)
 class BatchConfig:
     enabled: bool = True
-    max_delay_s: float = 0.002  # how long the oldest request waits for company
+    max_delay_s: float = 0.0  # how long the oldest request waits for company (0: what is queued now)
     max_queue: int = 256  # requests waiting per model; more get 503
     preferred: tuple[int, ...] = ()  # batch sizes worth running at once without waiting out the delay
 

@@ -39,7 +39,7 @@ def serve(
     port: int = 8000,
     grpc_port: int | None = 8001,
     batching: bool = True,
-    max_queue_delay_us: int = 2000,
+    max_queue_delay_us: int = 0,
     max_queue_size: int = 256,
     preferred_batch_sizes: Sequence[int] = (),
     max_request_bytes: int = 64 * 2**20,
@@ -151,11 +151,12 @@ class Server:
         from modelport.serve.app import create_app
 
         _configure_logging(self.log_level)
-        if self.port:  # uvicorn would log its own traceback-like lines for a port in use, then exit
-            try:
-                socket.create_server((self.host, self.port)).close()
-            except OSError as exc:
-                raise _unbindable(self.host, self.port, exc.strerror or str(exc), "--port") from None
+        for port, flag in ((self.port, "--port"), (self.grpc_port, "--grpc-port")):
+            if port:  # uvicorn and gRPC's core would log lines of their own for a port in use
+                try:
+                    socket.create_server((self.host, port)).close()
+                except OSError as exc:
+                    raise _unbindable(self.host, port, exc.strerror or str(exc), flag) from None
         config = uvicorn.Config(
             create_app(self.core),
             host=self.host,

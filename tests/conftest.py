@@ -55,6 +55,16 @@ def minilm_bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return out
 
 
+@pytest.fixture(scope="session")
+def classifier(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The zoo's small MLP classifier (x: batch x 32 -> output: batch x 10), exported once; read-only."""
+    from modelport.exporting import export
+
+    out = tmp_path_factory.mktemp("classifier") / "clf"
+    export(f"{ZOO}:classifier", out, inputs=["x:batch,32"], dims=["batch=1..8"])
+    return out
+
+
 # -- the safety corpora (tests/test_safety*.py): a small bundle, and the one-line error contract --------
 
 SPEC = ["--input", "x:batch,4", "--dim", "batch=1..8"]

@@ -15,7 +15,7 @@ import modelport
 from modelport.bundle import Bundle
 from modelport.errors import BundleError, ParityError, UsageError
 from modelport.verification.budget import Budget, BudgetReport, score_outputs
-from tests.conftest import ROOT, ZOO, edit_manifest, one_error, run_cli
+from tests.conftest import ROOT, edit_manifest, one_error, run_cli
 
 FAST = {"min_runs": 3, "min_seconds": 0.05, "block_seconds": 0.02, "settle_seconds": 0.0, "warmup": 1}
 SENTENCES = ROOT / "benchmarks" / "data" / "sentences.txt"
@@ -27,10 +27,8 @@ def feeds(count: int, seed: int = 0) -> list[dict[str, np.ndarray]]:
 
 
 @pytest.fixture(scope="module")
-def exported(tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("optimize") / "fp32"
-    modelport.export(f"{ZOO}:classifier", out, inputs=["x:batch,32"], dims=["batch=1..8"])
-    return out
+def exported(classifier) -> Path:
+    return classifier
 
 
 @pytest.fixture(scope="module")

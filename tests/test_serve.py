@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 
 import modelport
-from tests.conftest import ROOT, ZOO, one_error, run_cli
+from tests.conftest import ROOT, one_error, run_cli
 
 th = pytest.importorskip("tritonclient.http")
 tg = pytest.importorskip("tritonclient.grpc")
@@ -55,10 +55,8 @@ def metric(url: str, name: str, model: str = "clf") -> float:
 
 
 @pytest.fixture(scope="module")
-def clf(tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("serve") / "clf"
-    modelport.export(f"{ZOO}:classifier", out, inputs=["x:batch,32"], dims=["batch=1..8"])
-    return out
+def clf(classifier) -> Path:
+    return classifier
 
 
 @pytest.fixture(scope="module")

@@ -182,9 +182,7 @@ class Server:
         try:
             while not server.started and not serving.done():
                 await asyncio.sleep(0.01)
-            if not server.started:
-                with contextlib.suppress(BaseException):  # uvicorn logged why and exits
-                    await serving
+            if not server.started:  # uvicorn logged why and exits
                 raise _unbindable(self.host, self.port, "the port is in use?", "--port")
             self.port = server.servers[0].sockets[0].getsockname()[1]
             await self.core.load()
@@ -194,7 +192,7 @@ class Server:
             self._error = exc
             server.should_exit = True
         self._started.set()
-        await serving
+        await asyncio.wait({serving})  # the HTTP side has drained (its own failure was reported above)
         if grpc_server is not None:
             await grpc_server.stop(GRACE_S)
         await self.core.close()

@@ -320,8 +320,9 @@ def serve(
     no_grpc: bool = typer.Option(False, "--no-grpc", help="serve HTTP only"),
     no_batching: bool = typer.Option(False, "--no-batching", help="run every request on its own"),
     max_queue_delay: int = typer.Option(
-        0, "--max-queue-delay", help="µs the oldest request waits for others to batch with (0: batch what queued "
-        "during the last execution)"
+        0,
+        "--max-queue-delay",
+        help="µs the oldest request waits for others to batch with (0: batch what queued during the last execution)",
     ),
     max_queue_size: int = typer.Option(256, "--max-queue-size", help="requests queued per model; more get 503"),
     preferred_batch_size: list[int] = typer.Option(

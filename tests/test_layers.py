@@ -36,6 +36,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("modelport.exporting", "modelport.benchmark", "modelport.optimization", "modelport.demo_job"),
     ("modelport",),  # the public API
     ("modelport.serve",),
+    ("modelport.scale",),
     ("modelport.cli", "modelport.__main__"),
 ]
 

@@ -354,6 +354,30 @@ def serve(
 
 
 @app.command()
+def triton(
+    bundles: list[str] = typer.Argument(..., help="bundles to put in the repository, each PATH or NAME=PATH"),
+    output: Path = typer.Option(..., "--output", "-o", help="the repository folder to write (must not exist)"),
+    platform: str = typer.Option(
+        "onnxruntime", "--platform", help="onnxruntime (Triton's ORT backend) or python (modelport's runner)"
+    ),
+    instances: int = typer.Option(1, "--instances", help="model instances (instance_group count, on the CPU)"),
+    no_batching: bool = typer.Option(False, "--no-batching", help="no dynamic_batching block"),
+    max_queue_delay: int = typer.Option(0, "--max-queue-delay", help="dynamic batcher delay, µs"),
+    preferred_batch_size: list[int] = typer.Option(None, "--preferred-batch-size", help="repeatable"),
+) -> None:
+    """Write a Triton model repository (config.pbtxt from Triton's model-config protobuf) from bundles."""
+    from modelport.scale import triton_repository
+
+    models = triton_repository(
+        bundles, output, platform=platform, instances=instances, batching=not no_batching,
+        max_queue_delay_us=max_queue_delay, preferred_batch_sizes=preferred_batch_size or (),
+    )  # fmt: skip
+    for model in models:
+        batch = model.config.max_batch_size
+        out.print(f"{model.folder}: {platform}, max_batch_size {batch}", highlight=False)
+
+
+@app.command()
 def demo(
     output: Path = typer.Option(Path("build/minilm"), "--output", "-o", help="where to write the demo bundle"),
 ) -> None:

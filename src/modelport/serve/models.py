@@ -18,7 +18,7 @@ from modelport.runtime.registry import create
 from modelport.serve.protocol import ClientError, to_datatype
 from modelport.spec import DEFAULT_MAX
 
-__all__ = ["ModelSource", "ServedModel", "parse_source"]
+__all__ = ["ModelSource", "ServedModel", "parse_source", "batch_axis", "BatchAxis"]
 
 VERSION = "1"
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")
@@ -52,6 +52,18 @@ class BatchAxis:
     max: int  # the most rows one execution may take: the bound the bundle was verified to
 
 
+def batch_axis(inputs: list[TensorInfo], outputs: list[TensorInfo], bounds: dict[str, int]) -> BatchAxis | None:
+    """The symbol every input and every output has as its first dimension, if there is one, with the most
+    rows one execution may take: its verified bound, or ``DEFAULT_MAX`` for a file without one."""
+    firsts = {info.shape[0] if info.shape else None for info in [*inputs, *outputs]}
+    if len(firsts) != 1:
+        return None
+    symbol = firsts.pop()
+    if not isinstance(symbol, str):
+        return None
+    return BatchAxis(symbol, bounds.get(symbol, DEFAULT_MAX))
+
+
 class ServedModel:
     """One model: ``check`` a request's tensors, ``infer`` a feed (from a worker thread), ``metadata``."""
 
@@ -76,7 +88,8 @@ class ServedModel:
             self.outputs = infos_from_manifest(self.bundle.manifest.get("outputs", [])) or self.runner.outputs()
         else:
             self.inputs, self.outputs = self.runner.inputs(), self.runner.outputs()
-        self.batch = self._batch_axis()
+        bounds = {n: d.max for n, d in self.bundle.signature.dims.items()} if self.bundle is not None else {}
+        self.batch = batch_axis(self.inputs, self.outputs, bounds)
         self.runner.warm_up(warmup)
         self.ready = True
 
@@ -147,14 +160,3 @@ class ServedModel:
                     f"input {info.name!r} has shape {list(array.shape)}, the model expects {want}",
                     "-1 is any size; match the rest",
                 )
-
-    def _batch_axis(self) -> BatchAxis | None:
-        """The symbol every input and every output has as its first dimension, if there is one."""
-        firsts = {info.shape[0] if info.shape else None for info in [*self.inputs, *self.outputs]}
-        if len(firsts) != 1:
-            return None
-        symbol = firsts.pop()
-        if not isinstance(symbol, str):
-            return None
-        bound = self.bundle.signature.dims[symbol].max if self.bundle is not None else DEFAULT_MAX
-        return BatchAxis(symbol, bound)

@@ -1,0 +1,163 @@
+"""A Triton model repository from bundles: ``REPO/NAME/config.pbtxt`` and ``REPO/NAME/1/...``, the config
+built as Triton's own ``ModelConfig`` protobuf (``tritonclient.grpc.model_config_pb2``) and written in
+its text format, never from a string template.
+
+Two flavours:
+
+- ``onnxruntime``: ``platform: "onnxruntime_onnx"`` and the ONNX file (with its external data), for the
+  Triton images that carry the onnxruntime backend; OpenVINO / TensorRT bundles ask for that execution
+  accelerator.
+- ``python``: Triton's Python backend running the bundle through modelport's runner (any backend
+  modelport has, an optimized bundle's included): the bundle is copied to ``1/bundle`` and
+  ``1/model.py`` loads it. The Python environment Triton starts must have modelport installed.
+
+Dims come from the bundle's signature: ``-1`` for a symbolic size; when every input and output starts
+with the same symbol, that is the batch dimension, ``max_batch_size`` is its verified bound and the dims
+leave it out; otherwise ``max_batch_size: 0`` and the dims are whole.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from modelport.bundle import Bundle
+from modelport.errors import MissingExtraError, UsageError
+from modelport.runtime.base import TensorInfo, infos_from_manifest, infos_from_signature
+from modelport.serve.models import batch_axis, parse_source
+
+__all__ = ["triton_repository", "TritonModel", "PLATFORMS", "CONFIG"]
+
+PLATFORMS = ("onnxruntime", "python")
+CONFIG = "config.pbtxt"
+_PYTHON_MODEL = Path(__file__).with_name("triton_python_model.py")
+
+
+@dataclass
+class TritonModel:
+    name: str
+    folder: Path
+    config: Any  # model_config_pb2.ModelConfig
+
+
+def triton_repository(
+    bundles: Sequence[str | Path],
+    output: str | Path,
+    *,
+    platform: str = "onnxruntime",
+    instances: int = 1,
+    batching: bool = True,
+    max_queue_delay_us: int = 0,
+    preferred_batch_sizes: Sequence[int] = (),
+) -> list[TritonModel]:
+    """Write a Triton model repository at ``output`` (a new folder: an existing one is never touched), one
+    model per bundle (``PATH`` or ``NAME=PATH``). Returns each model's folder and config."""
+    if platform not in PLATFORMS:
+        raise UsageError(f"unknown Triton platform {platform!r}", f"choose one of: {', '.join(PLATFORMS)}")
+    if instances < 1:
+        raise UsageError("--instances must be at least 1", "e.g. --instances 2")
+    target = Path(output)
+    if target.exists():
+        raise UsageError(f"{target} already exists", "pass a new folder for the repository (-o)")
+    pb = _model_config_pb2()
+    sources = [parse_source(b) for b in bundles]
+    names = [s.name for s in sources]
+    if not sources or len(set(names)) != len(names):
+        raise UsageError("give one or more bundles with distinct names", "NAME=PATH names one")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
+    try:
+        written = []
+        for source in sources:
+            bundle = Bundle.open(source.path)
+            config = _config(pb, source.name, bundle, platform, instances, batching, max_queue_delay_us,
+                             preferred_batch_sizes)  # fmt: skip
+            folder = staging / source.name
+            _write_files(bundle, folder / "1", platform)
+            (folder / CONFIG).write_text(_text(config))
+            written.append(TritonModel(source.name, target / source.name, config))
+        os.replace(staging, target)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return written
+
+
+def _config(
+    pb: Any,
+    name: str,
+    bundle: Bundle,
+    platform: str,
+    instances: int,
+    batching: bool,
+    delay_us: int,
+    preferred: Sequence[int],
+) -> Any:
+    inputs = infos_from_signature(bundle.signature)
+    outputs = infos_from_manifest(bundle.manifest.get("outputs", []))
+    axis = batch_axis(inputs, outputs, {n: d.max for n, d in bundle.signature.dims.items()})
+    config = pb.ModelConfig(name=name, max_batch_size=axis.max if axis else 0)
+    if platform == "onnxruntime":
+        config.platform = "onnxruntime_onnx"
+        _accelerators(pb, config, bundle.backend)
+    else:
+        config.backend = "python"
+    for info, field in [*((i, config.input) for i in inputs), *((o, config.output) for o in outputs)]:
+        dims = info.shape[1:] if axis else info.shape
+        field.add(name=info.name, data_type=_data_type(pb, info), dims=[d if isinstance(d, int) else -1 for d in dims])
+    if axis and batching:
+        config.dynamic_batching.max_queue_delay_microseconds = delay_us
+        config.dynamic_batching.preferred_batch_size.extend(sorted(set(preferred)))
+    config.instance_group.add(count=instances, kind=pb.ModelInstanceGroup.KIND_CPU)
+    return config
+
+
+def _accelerators(pb: Any, config: Any, backend: str) -> None:
+    """The execution accelerator Triton's onnxruntime backend should use for the bundle's backend."""
+    family, _, variant = backend.partition(":")
+    accelerators = config.optimization.execution_accelerators
+    if family == "openvino":
+        accelerators.cpu_execution_accelerator.add(name="openvino")
+    elif family == "tensorrt" or "tensorrt" in variant:
+        trt = accelerators.gpu_execution_accelerator.add(name="tensorrt")
+        trt.parameters["precision_mode"] = "FP16" if "fp16" in backend else "FP32"
+
+
+def _data_type(pb: Any, info: TensorInfo) -> int:
+    name = {"float32": "FP32", "float16": "FP16", "float64": "FP64", "bool": "BOOL", "bfloat16": "BF16"}.get(
+        info.dtype, info.dtype.upper()
+    )
+    try:
+        return pb.DataType.Value(f"TYPE_{name}")
+    except ValueError:
+        raise UsageError(f"tensor {info.name!r} has type {info.dtype}, which Triton has no type for", "") from None
+
+
+def _write_files(bundle: Bundle, version: Path, platform: str) -> None:
+    version.mkdir(parents=True)
+    if platform == "python":
+        shutil.copytree(bundle.path, version / "bundle")
+        shutil.copyfile(_PYTHON_MODEL, version / "model.py")
+        return
+    for name in bundle.manifest["files"]:  # the graph and any external data it names, beside it as before
+        if not name.endswith(".npz"):  # an optimized bundle's held-out feeds stay with the bundle
+            shutil.copyfile(bundle.path / name, version / name)
+
+
+def _text(config: Any) -> str:
+    from google.protobuf import text_format
+
+    return text_format.MessageToString(config)
+
+
+def _model_config_pb2() -> Any:
+    try:
+        from tritonclient.grpc import model_config_pb2
+    except ImportError:
+        raise MissingExtraError("writing a Triton model repository", "serve") from None
+    return model_config_pb2

@@ -1,0 +1,72 @@
+"""``modelport triton``: a Triton model repository whose config.pbtxt, parsed back with Triton's own
+model-config protobuf, says what the bundle is: dims with -1 for symbolic sizes, the batch dimension
+and its verified bound, dynamic batching, the accelerator the bundle's backend asks for."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from modelport.scale import triton_repository
+from tests.conftest import ZOO, one_error, run_cli
+
+pb = pytest.importorskip("tritonclient.grpc.model_config_pb2")
+
+
+def parse(folder: Path):
+    from google.protobuf import text_format
+
+    return text_format.Parse((folder / "config.pbtxt").read_text(), pb.ModelConfig())
+
+
+def test_a_batched_model_gets_its_bound_and_dims_without_the_batch(classifier, tmp_path):
+    (model,) = triton_repository([classifier], tmp_path / "repo", max_queue_delay_us=500, preferred_batch_sizes=[4, 2])
+    config = parse(tmp_path / "repo" / "clf")
+    assert config == model.config
+    assert config.name == "clf" and config.platform == "onnxruntime_onnx" and config.max_batch_size == 8
+    assert [(i.name, pb.DataType.Name(i.data_type), list(i.dims)) for i in config.input] == [("x", "TYPE_FP32", [32])]
+    assert [(o.name, list(o.dims)) for o in config.output] == [("output", [10])]
+    assert config.dynamic_batching.max_queue_delay_microseconds == 500
+    assert list(config.dynamic_batching.preferred_batch_size) == [2, 4]
+    assert config.instance_group[0].kind == pb.ModelInstanceGroup.KIND_CPU
+    assert (tmp_path / "repo" / "clf" / "1" / "model.onnx").read_bytes() == (classifier / "model.onnx").read_bytes()
+
+
+def test_a_fixed_shape_cnn_has_no_batch_dimension(tmp_path):
+    import modelport
+
+    cnn = tmp_path / "cnn"
+    modelport.export(f"{ZOO}:dynamic_cnn", cnn, inputs=["x:2,3,h,16"], dims=["h=8..24"])
+    (model,) = triton_repository([f"vision={cnn}"], tmp_path / "repo", platform="python", instances=2)
+    config = parse(tmp_path / "repo" / "vision")
+    assert config.backend == "python" and not config.platform and config.max_batch_size == 0
+    assert list(config.input[0].dims) == [2, 3, -1, 16]
+    assert not config.HasField("dynamic_batching") and config.instance_group[0].count == 2
+    version = tmp_path / "repo" / "vision" / "1"
+    assert (version / "model.py").is_file() and (version / "bundle" / "modelport.json").is_file()
+
+
+@pytest.mark.slow
+@pytest.mark.hf
+def test_minilm_config_field_by_field(minilm_bundle, tmp_path):
+    triton_repository([f"minilm={minilm_bundle}"], tmp_path / "repo")
+    config = parse(tmp_path / "repo" / "minilm")
+    assert config.max_batch_size == 16  # the batch bound the demo export verified
+    inputs = [(i.name, pb.DataType.Name(i.data_type), list(i.dims)) for i in config.input]
+    assert inputs == [(n, "TYPE_INT64", [-1]) for n in ("input_ids", "attention_mask", "token_type_ids")]
+    outputs = [(o.name, list(o.dims)) for o in config.output]
+    assert outputs == [("token_embeddings", [-1, 384]), ("sentence_embedding", [384])]
+
+
+def test_an_existing_folder_is_never_touched(classifier, tmp_path):
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    (repo / "mine.txt").write_text("keep")
+    one_error(run_cli("triton", str(classifier), "-o", str(repo)), 2, "already exists")
+    bad_platform = run_cli("triton", str(classifier), "-o", str(tmp_path / "r2"), "--platform", "tf")
+    one_error(bad_platform, 2, "onnxruntime, python")
+    assert [p.name for p in repo.iterdir()] == ["mine.txt"] and not (tmp_path / "r2").exists()
+    proc = run_cli("triton", f"a={classifier}", "-o", str(tmp_path / "r3"))
+    assert proc.returncode == 0 and "max_batch_size 8" in proc.stdout
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []  # no staging left behind

@@ -4,12 +4,13 @@ and its verified bound, dynamic batching, the accelerator the bundle's backend a
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
 
 from modelport.scale import triton_repository
-from tests.conftest import ZOO, one_error, run_cli
+from tests.conftest import ROOT, ZOO, one_error, run_cli
 
 pb = pytest.importorskip("tritonclient.grpc.model_config_pb2")
 
@@ -70,3 +71,66 @@ def test_an_existing_folder_is_never_touched(classifier, tmp_path):
     proc = run_cli("triton", f"a={classifier}", "-o", str(tmp_path / "r3"))
     assert proc.returncode == 0 and "max_batch_size 8" in proc.stdout
     assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []  # no staging left behind
+
+
+TRITON_PYTHON = ROOT / "build" / "peers" / "triton" / "venv" / "bin" / "python"
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.slow
+def test_the_python_repository_answers_like_run_in_a_real_triton(classifier, tmp_path):
+    """Triton 2.51 (the tritonserver in the nvidia-pytriton wheel, set up by
+    `benchmarks/serve/peers/setup.sh triton`: a venv of its own, numpy < 2, modelport inside) serving the
+    python flavour; tritonclient over HTTP and gRPC must get `modelport run`'s numbers."""
+    import signal
+    import subprocess
+    import time
+
+    import numpy as np
+    import tritonclient.grpc as tg
+    import tritonclient.http as th
+
+    import modelport
+
+    if not TRITON_PYTHON.exists():
+        pytest.skip("no Triton here: benchmarks/serve/peers/setup.sh triton")
+    triton_repository([classifier], tmp_path / "repo", platform="python")
+    http, grpc = free_port(), free_port()
+    proc = subprocess.Popen(
+        [str(TRITON_PYTHON), str(ROOT / "benchmarks/serve/peers/peer_triton.py"), "--repository",
+         str(tmp_path / "repo"), str(tmp_path / "work"), str(http), str(grpc)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True,
+    )  # fmt: skip
+    try:
+        client = th.InferenceServerClient(f"127.0.0.1:{http}")
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            try:
+                if client.is_model_ready("clf"):
+                    break
+            except Exception:  # not listening yet
+                pass
+            assert proc.poll() is None, proc.stderr.read().decode()[-2000:]  # type: ignore[union-attr]
+            time.sleep(0.5)
+        x = np.random.default_rng(0).standard_normal((3, 32)).astype(np.float32)
+        want = modelport.run(classifier, {"x": x}).outputs["output"]
+        for module, url in ((th, f"127.0.0.1:{http}"), (tg, f"127.0.0.1:{grpc}")):
+            tensor = module.InferInput("x", [3, 32], "FP32")
+            tensor.set_data_from_numpy(x)
+            got = module.InferenceServerClient(url).infer("clf", [tensor]).as_numpy("output")
+            np.testing.assert_array_equal(got, want)
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(60)  # Triton unloads its models first
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+        proc.stderr.close()  # type: ignore[union-attr]

@@ -60,8 +60,8 @@ def config_pbtxt(args) -> str:
     return "\n".join(lines) + "\n"
 
 
-def main() -> None:
-    args = common.parse()
+def launch(repository: pathlib.Path, workdir: pathlib.Path, http_port: int, grpc_port: int) -> None:
+    """exec the wheel's tritonserver on ``repository`` (Python backend set up under ``workdir``)."""
     import pytriton
 
     dist = pathlib.Path(pytriton.__file__).parent / "tritonserver"
@@ -70,14 +70,7 @@ def main() -> None:
     for path in (dist / "bin" / "tritonserver", dist / "backends" / "python", libs, stub):
         if not path.exists():
             sys.exit(f"triton: {path} missing (nvidia-pytriton wheel layout changed?)")
-
-    work = pathlib.Path(args.workdir)
-    version_dir = work / "models" / args.name / "1"
-    version_dir.mkdir(parents=True, exist_ok=True)
-    (work / "models" / args.name / "config.pbtxt").write_text(config_pbtxt(args))
-    shutil.copy(common.HERE / "triton_model.py", version_dir / "model.py")
-    shutil.copy(common.HERE / "common.py", version_dir / "common.py")  # the stub puts this folder on sys.path
-    backend = work / "backends" / "python"
+    backend = workdir / "backends" / "python"
     if backend.exists():
         shutil.rmtree(backend)
     shutil.copytree(dist / "backends" / "python", backend, ignore=shutil.ignore_patterns("__pycache__"))
@@ -98,13 +91,13 @@ def main() -> None:
     binary = str(dist / "bin" / "tritonserver")
     argv = [
         binary,
-        f"--model-repository={work / 'models'}",
-        f"--backend-directory={work / 'backends'}",
+        f"--model-repository={repository}",
+        f"--backend-directory={workdir / 'backends'}",
         f"--cache-directory={dist / 'caches'}",
         "--http-address=127.0.0.1",
-        f"--http-port={args.http_port}",
+        f"--http-port={http_port}",
         "--grpc-address=127.0.0.1",
-        f"--grpc-port={args.grpc_port}",
+        f"--grpc-port={grpc_port}",
         "--allow-metrics=false",
         "--allow-gpu-metrics=false",
         "--exit-on-error=true",
@@ -113,5 +106,19 @@ def main() -> None:
     os.execve(binary, argv, env)
 
 
+def main() -> None:
+    args = common.parse()
+    work = pathlib.Path(args.workdir)
+    version_dir = work / "models" / args.name / "1"
+    version_dir.mkdir(parents=True, exist_ok=True)
+    (work / "models" / args.name / "config.pbtxt").write_text(config_pbtxt(args))
+    shutil.copy(common.HERE / "triton_model.py", version_dir / "model.py")
+    shutil.copy(common.HERE / "common.py", version_dir / "common.py")  # the stub puts this folder on sys.path
+    launch(work / "models", work, args.http_port, args.grpc_port)
+
+
 if __name__ == "__main__":
-    main()
+    if len(sys.argv) > 1 and sys.argv[1] == "--repository":  # peer_triton.py --repository REPO WORKDIR HTTP GRPC
+        launch(pathlib.Path(sys.argv[2]), pathlib.Path(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5]))
+    else:
+        main()

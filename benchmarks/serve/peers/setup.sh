@@ -22,6 +22,9 @@ if [[ ! -x "$VENV/bin/python" ]]; then
   "$PY" -m venv "$VENV"
 fi
 "$VENV/bin/python" -m pip install --disable-pip-version-check -q -r "$HERE/$PEER-requirements.txt"
+if [[ $PEER == triton ]]; then  # `modelport triton --platform python` repositories run modelport's runner
+  "$VENV/bin/python" -m pip install --disable-pip-version-check -q --no-deps -e "$ROOT"
+fi
 
 case "$PEER" in
   mlserver) "$VENV/bin/python" -c 'import mlserver, onnxruntime, numpy; print("mlserver", mlserver.__version__, "onnxruntime", onnxruntime.__version__, "numpy", numpy.__version__)' ;;

@@ -35,7 +35,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("modelport.capture",),
     ("modelport.exporting", "modelport.benchmark", "modelport.optimization", "modelport.demo_job"),
     ("modelport",),  # the public API
-    ("modelport.serve",),
+    ("modelport.serving",),
     ("modelport.scale",),
     ("modelport.cli", "modelport.__main__"),
 ]

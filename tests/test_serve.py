@@ -427,3 +427,12 @@ def test_load_32_clients_for_a_minute_without_errors_or_growth(minilm_bundle):
     assert counts["errors"] == 0 and counts["wrong"] == 0 and counts["ok"] > 100, counts
     assert rss[1] <= rss[0] * 1.05, f"RSS grew from {rss[0]} KiB to {rss[1]} KiB"
     assert code == 0
+
+
+def test_modelport_serve_stays_the_function_once_its_package_is_loaded():
+    """The package is ``modelport.serving``: a subpackage named ``serve`` would replace the function as
+    ``modelport.serve`` as soon as anything imported it (it did, in CI)."""
+    import modelport.scale  # noqa: F401 - imports modelport.serving
+    import modelport.serving.server  # noqa: F401
+
+    assert callable(modelport.serve) and modelport.serve.__name__ == "serve"

@@ -51,7 +51,7 @@ _WHERE = {
     "bench": "modelport.benchmark.api",
     "optimize": "modelport.optimization.api",
     "OptimizeResult": "modelport.optimization.api",
-    "serve": "modelport.serve.server",
+    "serve": "modelport.serving.server",
     "Bundle": "modelport.bundle",
     "InputSpec": "modelport.spec",
     "Dim": "modelport.spec",

@@ -335,8 +335,8 @@ def serve(
     log_level: str = typer.Option("info", "--log-level", help="info: one JSON line per request; warning: quiet"),
 ) -> None:
     """Serve bundles over the Open Inference Protocol v2 (HTTP and gRPC), with dynamic batching and metrics."""
-    from modelport.serve import Server
-    from modelport.serve import serve as start
+    from modelport.serving import Server
+    from modelport.serving import serve as start
 
     def say_ready(server: Server) -> None:
         grpc = f", gRPC {host}:{server.grpc_port}" if server.grpc_port is not None else ""

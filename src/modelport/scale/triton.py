@@ -29,7 +29,7 @@ from typing import Any
 from modelport.bundle import Bundle
 from modelport.errors import MissingExtraError, UsageError
 from modelport.runtime.base import TensorInfo, infos_from_manifest, infos_from_signature
-from modelport.serve.models import batch_axis, parse_source
+from modelport.serving.models import batch_axis, parse_source
 
 __all__ = ["triton_repository", "TritonModel", "PLATFORMS", "CONFIG"]
 

@@ -11,10 +11,10 @@ from dataclasses import dataclass
 import numpy as np
 
 from modelport.errors import ModelportError, first_line
-from modelport.serve.batching import BatchConfig, Batcher
-from modelport.serve.metrics import Metrics
-from modelport.serve.models import ServedModel
-from modelport.serve.protocol import ClientError, Request, RequestedOutput
+from modelport.serving.batching import BatchConfig, Batcher
+from modelport.serving.metrics import Metrics
+from modelport.serving.models import ServedModel
+from modelport.serving.protocol import ClientError, Request, RequestedOutput
 
 __all__ = ["Core", "Limits", "server_version"]
 

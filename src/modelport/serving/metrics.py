@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 from prometheus_client import CollectorRegistry, Histogram, generate_latest
 
 if TYPE_CHECKING:
-    from modelport.serve.models import ServedModel
+    from modelport.serving.models import ServedModel
 
 __all__ = ["Metrics"]
 

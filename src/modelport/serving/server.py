@@ -20,9 +20,9 @@ from pathlib import Path
 from typing import Any
 
 from modelport.errors import MissingExtraError, ResourceError, UsageError
-from modelport.serve.batching import BatchConfig
-from modelport.serve.core import Core, Limits
-from modelport.serve.models import ServedModel, parse_source
+from modelport.serving.batching import BatchConfig
+from modelport.serving.core import Core, Limits
+from modelport.serving.models import ServedModel, parse_source
 
 __all__ = ["Server", "serve", "TOKEN_ENV"]
 
@@ -148,7 +148,7 @@ class Server:
     async def _main(self, signals: bool) -> None:
         import uvicorn
 
-        from modelport.serve.app import create_app
+        from modelport.serving.app import create_app
 
         _configure_logging(self.log_level)
         for port, flag in ((self.port, "--port"), (self.grpc_port, "--grpc-port")):
@@ -168,7 +168,7 @@ class Server:
         self._uvicorn = server = _uvicorn_server(config)
         grpc_server = None
         if self.grpc_port is not None:
-            from modelport.serve.grpc_service import start_grpc
+            from modelport.serving.grpc_service import start_grpc
 
             try:
                 grpc_server, self.grpc_port = await start_grpc(self.core, self.host, self.grpc_port)
@@ -216,7 +216,7 @@ def _unbindable(host: str, port: int, why: str, flag: str) -> ResourceError:
 
 
 def _configure_logging(level: str) -> None:
-    log = logging.getLogger("modelport.serve")
+    log = logging.getLogger("modelport.serving")
     log.setLevel(level.upper())
     if not log.handlers:
         handler = logging.StreamHandler()

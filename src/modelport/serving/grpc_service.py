@@ -11,8 +11,8 @@ import grpc
 import numpy as np
 from tritonclient.grpc import service_pb2, service_pb2_grpc
 
-from modelport.serve.core import Core, server_version
-from modelport.serve.protocol import (
+from modelport.serving.core import Core, server_version
+from modelport.serving.protocol import (
     ClientError,
     Request,
     RequestedOutput,

@@ -15,7 +15,7 @@ from modelport.errors import FeedError, UsageError
 from modelport.feeds import check_feed
 from modelport.runtime.base import Runner, TensorInfo, infos_from_manifest, infos_from_signature
 from modelport.runtime.registry import create
-from modelport.serve.protocol import ClientError, to_datatype
+from modelport.serving.protocol import ClientError, to_datatype
 from modelport.spec import DEFAULT_MAX
 
 __all__ = ["ModelSource", "ServedModel", "parse_source", "batch_axis", "BatchAxis"]

@@ -1,5 +1,5 @@
 """Serving over the Open Inference Protocol (v2): HTTP and gRPC, dynamic batching, Triton's metrics."""
 
-from modelport.serve.server import Server, serve
+from modelport.serving.server import Server, serve
 
 __all__ = ["serve", "Server"]

@@ -16,12 +16,12 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException
 
-from modelport.serve.core import Core, server_version
-from modelport.serve.protocol import HEADER_LENGTH, ClientError, decode_http, encode_http
+from modelport.serving.core import Core, server_version
+from modelport.serving.protocol import HEADER_LENGTH, ClientError, decode_http, encode_http
 
 __all__ = ["create_app"]
 
-log = logging.getLogger("modelport.serve")
+log = logging.getLogger("modelport.serving")
 
 
 def create_app(core: Core) -> FastAPI:

@@ -18,9 +18,9 @@ from typing import Any
 
 import numpy as np
 
-from modelport.serve.metrics import Metrics
-from modelport.serve.models import ServedModel
-from modelport.serve.protocol import ClientError
+from modelport.serving.metrics import Metrics
+from modelport.serving.models import ServedModel
+from modelport.serving.protocol import ClientError
 
 __all__ = ["Batcher", "BatchConfig"]
 

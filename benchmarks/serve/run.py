@@ -49,9 +49,10 @@ def feed_for(kind: str) -> dict[str, np.ndarray]:
 
 
 def v2_body(feed: dict[str, np.ndarray], output: str) -> bytes:
-    datatypes = {"int64": "INT64", "float32": "FP32"}
+    from modelport.serving.protocol import to_datatype
+
     inputs = [
-        {"name": n, "shape": list(a.shape), "datatype": datatypes[str(a.dtype)], "data": a.ravel().tolist()}
+        {"name": n, "shape": list(a.shape), "datatype": to_datatype(str(a.dtype)), "data": a.ravel().tolist()}
         for n, a in feed.items()
     ]
     return json.dumps({"inputs": inputs, "outputs": [{"name": output}]}).encode()

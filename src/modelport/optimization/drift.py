@@ -20,7 +20,7 @@ import numpy as np
 
 from modelport.verification.compare import cosine
 
-__all__ = ["NodeDrift", "rank_nodes", "activations"]
+__all__ = ["NodeDrift", "rank_nodes", "activations", "finite_cosine"]
 
 _FLOATS = (1, 10, 11)  # TensorProto FLOAT, FLOAT16, DOUBLE
 
@@ -46,7 +46,7 @@ def rank_nodes(
     want = activations(float_model, feed)
     got = activations(reduced_model, feed)
     error = {
-        name: 1.0 - _cos(want[name], got[name])
+        name: 1.0 - finite_cosine(want[name], got[name])
         for name in want.keys() & got.keys()
         if want[name].shape == got[name].shape
     }
@@ -89,7 +89,7 @@ def activations(model: Path, feed: dict[str, np.ndarray]) -> dict[str, np.ndarra
         return dict(zip(names, session.run(names, feed), strict=True))
 
 
-def _cos(a: np.ndarray, b: np.ndarray) -> float:
+def finite_cosine(a: np.ndarray, b: np.ndarray) -> float:
     """``compare.cosine``, with a NaN or inf where the float model has none counted as the worst (-1)."""
     if not (np.all(np.isfinite(a)) and np.all(np.isfinite(b))):
         return 1.0 if np.array_equal(a, b, equal_nan=True) else -1.0

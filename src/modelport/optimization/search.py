@@ -133,11 +133,14 @@ class _Graphs:
             self._made[base] = path
         return self._made[base]
 
+    def quantizable(self, base: str) -> set[str]:
+        """The nodes of graph ``base`` that int8 candidates quantize."""
+        return {name for name, _ in passes.quantizable_nodes(self.get(base))}
+
     def sensitivity(self, base: str, feed: dict[str, np.ndarray]) -> list[str]:
         """The quantizable nodes of graph ``base``, most sensitive to int8 first (computed once)."""
         if base not in self._order:
-            graph = self.get(base)
-            self._order[base] = int8_sensitivity(graph, feed, {n for n, _ in passes.quantizable_nodes(graph)})
+            self._order[base] = int8_sensitivity(self.get(base), feed, self.quantizable(base))
         return self._order[base]
 
 
@@ -161,13 +164,13 @@ class _Builder:
         feed = self.data.calibration[0]
         eligible: set[str] | None = None  # None: any node (fp16); int8: the quantizable ones
         if self.c.precision == "int8":
-            eligible = {name for name, _ in passes.quantizable_nodes(float_model)}
+            eligible = self.graphs.quantizable(self.c.base)
         reducible = self.c.precision in REDUCED
         while reducible and not _within(self.c.screen):
             if not self.c.drift or eligible is None:  # the report's ranking; fp16's order of exclusion
                 ranked = rank_nodes(float_model, self.c.model, feed, top=None)  # type: ignore[arg-type]
                 self.c.drift = self.c.drift or ranked[:10]
-            order = self.graphs.sensitivity(self.c.base, feed) if eligible else [d.node for d in ranked]
+            order = [d.node for d in ranked] if eligible is None else self.graphs.sensitivity(self.c.base, feed)
             room = min(max(1, len(self.c.excluded)), max_exclusions - len(self.c.excluded))
             worst = [n for n in order if n not in self.c.excluded and (eligible is None or n in eligible)]
             if room <= 0 or not worst or time.monotonic() > deadline:

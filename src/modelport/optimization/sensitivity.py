@@ -15,12 +15,11 @@ from pathlib import Path
 import numpy as np
 import onnx
 
-from modelport.optimization.drift import activations
-from modelport.verification.compare import cosine
+from modelport.optimization.drift import activations, finite_cosine
 
 __all__ = ["int8_sensitivity"]
 
-_CHANNEL_AXIS = {"MatMul": -1, "FusedMatMul": -1, "Conv": 0, "ConvTranspose": 1}
+_CHANNEL_AXIS = {"MatMul": -1, "Conv": 0, "ConvTranspose": 1}
 
 
 def int8_sensitivity(float_model: Path, feed: dict[str, np.ndarray], nodes: set[str]) -> list[str]:
@@ -41,7 +40,7 @@ def int8_sensitivity(float_model: Path, feed: dict[str, np.ndarray], nodes: set[
         rounded = {name: _fake_int8(node, name, value, name in weights) for name, value in exact.items()}
         want = session.run(None, exact)[0]
         got = session.run(None, rounded)[0]
-        scores[node.name] = 1.0 - cosine(want, got) if np.all(np.isfinite(got)) else 2.0
+        scores[node.name] = 1.0 - finite_cosine(want, got)
     return sorted(scores, key=scores.__getitem__, reverse=True)
 
 

@@ -30,6 +30,7 @@ from modelport.bundle import Bundle
 from modelport.errors import MissingExtraError, UsageError
 from modelport.runtime.base import TensorInfo, infos_from_manifest, infos_from_signature
 from modelport.serving.models import batch_axis, parse_source
+from modelport.serving.protocol import to_datatype
 
 __all__ = ["triton_repository", "TritonModel", "PLATFORMS", "CONFIG"]
 
@@ -129,9 +130,8 @@ def _accelerators(pb: Any, config: Any, backend: str) -> None:
 
 
 def _data_type(pb: Any, info: TensorInfo) -> int:
-    name = {"float32": "FP32", "float16": "FP16", "float64": "FP64", "bool": "BOOL", "bfloat16": "BF16"}.get(
-        info.dtype, info.dtype.upper()
-    )
+    name = to_datatype(info.dtype)
+    name = "STRING" if name == "BYTES" else name  # Triton's config calls v2's BYTES TYPE_STRING
     try:
         return pb.DataType.Value(f"TYPE_{name}")
     except ValueError:

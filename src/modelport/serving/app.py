@@ -51,10 +51,7 @@ def create_app(core: Core) -> FastAPI:
     @app.get("/v2/models/{name}")
     @app.get("/v2/models/{name}/versions/{version}")
     async def model_metadata(name: str, version: str | None = None) -> dict[str, Any]:
-        model = core.model(name, version)
-        if not model.ready:
-            raise ClientError(503, f"model {name!r} is still loading")
-        return model.metadata()
+        return core.ready_model(name, version).metadata()
 
     @app.get("/v2/models/{name}/ready")
     @app.get("/v2/models/{name}/versions/{version}/ready")

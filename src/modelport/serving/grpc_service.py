@@ -18,6 +18,7 @@ from modelport.serving.protocol import (
     RequestedOutput,
     array_from_bytes,
     array_to_bytes,
+    element_count,
     to_datatype,
     to_dtype,
 )
@@ -133,11 +134,9 @@ def _decode(request: Any) -> Request:
             raise ClientError(400, f"input {tensor.name!r}: {tensor.datatype} travels only in raw_input_contents")
         values = list(getattr(tensor.contents, field))
         dtype = to_dtype(tensor.datatype, tensor.name)
-        array = np.array(values, dtype=dtype)
-        if array.size != int(np.prod(shape)):
-            raise ClientError(
-                400, f"input {tensor.name!r} has {array.size} values; shape {shape} needs {int(np.prod(shape))}"
-            )
+        array, count = np.array(values, dtype=dtype), element_count(shape, tensor.name)
+        if array.size != count:
+            raise ClientError(400, f"input {tensor.name!r} has {array.size} values; shape {shape} needs {count}")
         inputs[tensor.name] = array.reshape(shape)
     outputs = [RequestedOutput(o.name, True) for o in request.outputs] or None
     return Request(inputs, outputs, request.id or None, {})

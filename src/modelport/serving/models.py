@@ -12,7 +12,7 @@ import numpy as np
 
 from modelport.bundle import Bundle
 from modelport.errors import FeedError, UsageError
-from modelport.feeds import check_feed
+from modelport.feeds import check_feed, check_names
 from modelport.runtime.base import Runner, TensorInfo, infos_from_manifest, infos_from_signature
 from modelport.runtime.registry import create
 from modelport.serving.protocol import ClientError, to_datatype
@@ -139,13 +139,8 @@ class ServedModel:
         return self.runner.infer(feed)
 
     def _check_against_graph(self, feed: dict[str, np.ndarray]) -> None:
-        names = [i.name for i in self.inputs]
-        for name in feed:
-            if name not in names:
-                raise FeedError(f"the model has no input {name!r}", f"inputs are {', '.join(names)}")
+        check_names([i.name for i in self.inputs], feed)
         for info in self.inputs:
-            if info.name not in feed:
-                raise FeedError(f"no tensor for input {info.name!r}", f"send every input: {', '.join(names)}")
             array = feed[info.name]
             if str(array.dtype) != info.dtype:
                 raise FeedError(

@@ -25,6 +25,7 @@ __all__ = [
     "encode_http",
     "array_from_bytes",
     "array_to_bytes",
+    "element_count",
 ]
 
 _DATATYPES = {
@@ -43,7 +44,7 @@ _DATATYPES = {
     "BYTES": np.dtype(object),
 }
 _BY_DTYPE = {str(dtype): name for name, dtype in _DATATYPES.items()}
-_BY_DTYPE.update({"str": "BYTES", "bytes": "BYTES", "string": "BYTES"})
+_BY_DTYPE.update({"str": "BYTES", "bytes": "BYTES", "string": "BYTES", "bfloat16": "BF16"})
 HEADER_LENGTH = "Inference-Header-Content-Length"
 
 
@@ -89,7 +90,7 @@ def array_from_bytes(raw: bytes | memoryview, datatype: str, shape: list[int], n
     """A tensor from its raw row-major little-endian bytes (``BYTES``: each element a 4-byte length, then
     the element), the size checked against the shape before anything is built."""
     dtype = to_dtype(datatype, name)
-    count = _count(shape, name)
+    count = element_count(shape, name)
     if datatype == "BYTES":
         items, offset, view = [], 0, memoryview(raw)
         while offset < len(view):
@@ -215,7 +216,7 @@ def _tensor_header(item: dict[str, Any]) -> tuple[str, str, list[int]]:
     return name, datatype, shape
 
 
-def _count(shape: list[int], name: str) -> int:
+def element_count(shape: list[int], name: str) -> int:
     count = math.prod(shape)
     if count > 2**31:
         raise ClientError(413, f"input {name!r} of shape {shape} has {count} elements")
@@ -224,7 +225,7 @@ def _count(shape: list[int], name: str) -> int:
 
 def _from_json(data: Any, datatype: str, shape: list[int], name: str) -> np.ndarray:
     dtype = to_dtype(datatype, name)
-    count = _count(shape, name)
+    count = element_count(shape, name)
     try:
         if datatype == "BYTES":
             flat = np.array(

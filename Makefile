@@ -10,7 +10,7 @@ $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	# exactly this spelling: it takes the local CPU build; anything else downloads CUDA wheels
 	$(BIN)/pip install torch==2.13.0
-	$(BIN)/pip install -e '.[hf,openvino,bench,serve,dev]'
+	$(BIN)/pip install -e '.[hf,openvino,bench,serve,ray,dev]'
 	touch $(STAMP)
 
 demo: $(STAMP)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import Any
 
 import typer
 
@@ -333,10 +334,32 @@ def serve(
         None, "--token", help="bearer token every route but health needs (default: $MODELPORT_SERVE_TOKEN)"
     ),
     log_level: str = typer.Option("info", "--log-level", help="info: one JSON line per request; warning: quiet"),
+    engine: str = typer.Option(
+        "modelport", "--engine", help="modelport (this process), triton (a real Triton) or ray (Ray Serve replicas)"
+    ),
+    triton_python: str = typer.Option(
+        None, "--triton-python", help="triton: Triton's own environment's Python (default: $MODELPORT_TRITON_PYTHON)"
+    ),
+    metrics_port: int = typer.Option(None, "--metrics-port", help="triton: Prometheus metrics port (default: off)"),
+    replicas: int = typer.Option(1, "--replicas", help="ray: replicas per model"),
+    autoscale: str = typer.Option(None, "--autoscale", help="ray: MIN..MAX replicas, autoscaled on load"),
+    address: str = typer.Option(None, "--address", help="ray: an existing cluster (default: a local Ray)"),
 ) -> None:
-    """Serve bundles over the Open Inference Protocol v2 (HTTP and gRPC), with dynamic batching and metrics."""
+    """Serve bundles over the Open Inference Protocol v2 (HTTP and gRPC), with dynamic batching and metrics.
+    --engine triton runs them in a real Triton (a model repository, or bundles as a Python-backend one);
+    --engine ray as Ray Serve deployments (HTTP)."""
     from modelport.serving import Server
     from modelport.serving import serve as start
+
+    if engine != "modelport":
+        _serve_elsewhere(
+            engine, models, backend=backend, threads=threads, host=host, port=port, grpc_port=grpc_port,
+            batching=not no_batching, max_queue_delay_us=max_queue_delay, max_queue_size=max_queue_size,
+            preferred=preferred_batch_size or (), max_request_bytes=max_request_bytes, token=token,
+            triton_python=triton_python, metrics_port=metrics_port, replicas=replicas, autoscale=autoscale,
+            address=address,
+        )  # fmt: skip
+        return
 
     def say_ready(server: Server) -> None:
         grpc = f", gRPC {host}:{server.grpc_port}" if server.grpc_port is not None else ""
@@ -351,6 +374,81 @@ def serve(
         preferred_batch_sizes=preferred_batch_size or (), max_request_bytes=max_request_bytes, token=token,
         log_level=log_level, on_ready=say_ready,
     )  # fmt: skip
+
+
+def _serve_elsewhere(engine: str, models: list[str], **o: Any) -> None:
+    from modelport.errors import UsageError
+
+    if engine == "triton":
+        from modelport.scale import serve_triton
+
+        ignored = [f"--{f}" for f in ("backend", "threads", "token") if o[f]]
+        if ignored:
+            raise UsageError(f"{', '.join(ignored)} do not apply to --engine triton", "set them in the bundles")
+        server = serve_triton(
+            models, python=o["triton_python"], host=o["host"], port=o["port"], grpc_port=o["grpc_port"],
+            metrics_port=o["metrics_port"], batching=o["batching"], max_queue_delay_us=o["max_queue_delay_us"],
+            preferred_batch_sizes=o["preferred"], block=False,
+        )  # fmt: skip
+        err.print(f"Triton serving {', '.join(server.names)} on {server.url}, gRPC {o['host']}:{server.grpc_port} "
+                  "(Ctrl-C or SIGTERM: stop)", soft_wrap=True)  # fmt: skip
+        server.wait()
+    elif engine == "ray":
+        from modelport.scale import serve_ray
+
+        scale = None
+        if o["autoscale"]:
+            low, sep, high = o["autoscale"].partition("..")
+            if not (sep and low.isdigit() and high.isdigit()):
+                raise UsageError(f"--autoscale {o['autoscale']!r} is not MIN..MAX", "e.g. --autoscale 1..4")
+            scale = (int(low), int(high))
+        server = serve_ray(
+            models, backend=o["backend"], threads=o["threads"], host=o["host"], port=o["port"],
+            replicas=o["replicas"], autoscale=scale, address=o["address"], max_queue_delay_us=o["max_queue_delay_us"],
+            max_queue_size=o["max_queue_size"], max_request_bytes=o["max_request_bytes"], token=o["token"],
+            block=False,
+        )  # fmt: skip
+        copies = f"{scale[0]}..{scale[1]}" if scale else str(o["replicas"])
+        err.print(f"Ray Serve serving {len(models)} model(s) x {copies} replicas on {server.url} "
+                  "(HTTP; Ctrl-C or SIGTERM: stop)", soft_wrap=True)  # fmt: skip
+        server.wait()
+    else:
+        raise UsageError(f"unknown engine {engine!r}", "choose modelport, triton or ray")
+
+
+@app.command()
+def batch(
+    bundle: Path = typer.Argument(..., help="the bundle to run"),
+    input: Path = typer.Option(..., "--input", "-i", help="Parquet (a column per input), a folder of .npz, or .txt"),
+    output: Path = typer.Option(..., "--output", "-o", help="OUT.parquet: row and one column per output"),
+    engine: str = typer.Option("local", "--engine", help="local (this process) or ray (Ray Data actors)"),
+    actors: int = typer.Option(2, "--actors", help="ray: runner actors, each loading the model once"),
+    batch_size: int = typer.Option(32, "--batch-size", help="rows per task (equal shapes run merged)"),
+    backend: str = typer.Option(None, "--backend", help="default: the bundle's own"),
+    threads: int = typer.Option(None, "--threads", help="runtime threads per runner (ray default: cores / actors)"),
+    address: str = typer.Option(None, "--address", help="ray: an existing cluster (default: a local Ray)"),
+    select: list[str] = typer.Option(None, "--select", help="write only this output (repeatable)"),
+    json_out: bool = typer.Option(False, "--json", help="print the report as JSON"),
+) -> None:
+    """Offline inference over many rows (locally or on Ray Data); failed rows go to OUT.errors.jsonl."""
+    from rich.progress import Progress
+
+    from modelport.scale import batch as run_batch
+
+    with Progress(console=err, transient=True) as bar:
+        task = bar.add_task("rows", total=None)
+        report = run_batch(
+            bundle, input, output, engine=engine, actors=actors, batch_size=batch_size, backend=backend,
+            threads=threads, address=address, outputs=select or None,
+            progress=lambda done, total: bar.update(task, completed=done, total=total),
+        )  # fmt: skip
+    if json_out:
+        out.print_json(data=report.to_json())
+        return
+    out.print(f"{report.written} of {report.rows} rows -> {report.output} ({report.engine}, {report.actors} "
+              f"runner(s), {report.seconds:.1f} s, {report.rows_per_second:.0f} rows/s)", highlight=False)  # fmt: skip
+    if report.errors:
+        out.print(f"{report.failed} rows failed: reasons in {report.errors}", highlight=False)
 
 
 @app.command()

@@ -23,7 +23,7 @@ from modelport.errors import FeedError, UsageError, as_path, first_line
 from modelport.feeds import as_arrays, check_feed, make_feed
 from modelport.runtime.run import read_npy
 
-__all__ = ["Data", "load_data", "MIN_FEEDS", "DEFAULT_SEQ"]
+__all__ = ["Data", "load_data", "MIN_FEEDS", "DEFAULT_SEQ", "read_sentences", "read_feed_file", "tokenizer_folder"]
 
 MIN_FEEDS = 4  # two to calibrate, two to judge: fewer cannot tell a candidate from luck
 MAX_FEEDS = 2000
@@ -90,13 +90,13 @@ def _generated(bundle: Bundle, sizes: dict[str, int] | None) -> list[dict[str, n
 
 def _from_path(path: Path, bundle: Bundle, seq: int) -> tuple[list[dict[str, np.ndarray]], str]:
     if path.is_file() and path.suffix.lower() in _TEXT:
-        lines = _sentences(path)
+        lines = read_sentences(path)[:MAX_FEEDS]
         return _tokenized(lines, bundle, seq), f"{path.name} ({len(lines)} sentences)"
     if path.is_dir():
         files = sorted(p for p in path.iterdir() if p.suffix.lower() in (".npz", ".npy") and p.is_file())
         if not files:
             raise UsageError(f"--data folder {path} holds no .npz or .npy files", _DATA_FIX)
-        return [_feed_file(p, bundle) for p in files[:MAX_FEEDS]], f"{path.name}/ ({len(files)} files)"
+        return [read_feed_file(p, bundle) for p in files[:MAX_FEEDS]], f"{path.name}/ ({len(files)} files)"
     why = "does not exist" if not path.exists() else "is neither a folder nor a .txt file"
     raise UsageError(f"--data {str(path)!r} {why}", _DATA_FIX)
 
@@ -106,7 +106,8 @@ _DATA_FIX = (
 )
 
 
-def _feed_file(path: Path, bundle: Bundle) -> dict[str, np.ndarray]:
+def read_feed_file(path: Path, bundle: Bundle) -> dict[str, np.ndarray]:
+    """One feed from a .npz (arrays by input name) or a .npy (a one-input bundle), never unpickled."""
     names = [s.name for s in bundle.signature.inputs]
     if path.suffix.lower() == ".npy":
         if len(names) != 1:
@@ -121,20 +122,21 @@ def _feed_file(path: Path, bundle: Bundle) -> dict[str, np.ndarray]:
         ) from None
 
 
-def _sentences(path: Path) -> list[str]:
+def read_sentences(path: Path) -> list[str]:
+    """The non-empty lines of a UTF-8 text file, stripped."""
     try:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise UsageError(
             f"cannot read --data {path}: {first_line(exc)}", "pass a UTF-8 text file, one sentence per line"
         ) from None
-    return [line.strip() for line in text.splitlines() if line.strip()][:MAX_FEEDS]
+    return [line.strip() for line in text.splitlines() if line.strip()]
 
 
 def _tokenized(sentences: list[str], bundle: Bundle, seq: int) -> list[dict[str, np.ndarray]]:
     from modelport.sources.hf import load_tokenizer
 
-    tokenizer = load_tokenizer(_tokenizer_folder(bundle))
+    tokenizer = load_tokenizer(tokenizer_folder(bundle))
     sig = bundle.signature
     axes = sig.inputs[0].dims  # token ids are [batch, seq]: the second axis is the sequence
     seq_dim = sig.dims.get(axes[1]) if len(axes) > 1 and isinstance(axes[1], str) else None
@@ -153,7 +155,8 @@ def _tokenized(sentences: list[str], bundle: Bundle, seq: int) -> list[dict[str,
     return feeds
 
 
-def _tokenizer_folder(bundle: Bundle) -> Path:
+def tokenizer_folder(bundle: Bundle) -> Path:
+    """The transformers folder whose tokenizer the bundle's text goes through."""
     source = bundle.source or ""
     if source == "demo:minilm":
         from modelport.sources.demo import minilm_folder

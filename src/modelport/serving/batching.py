@@ -22,7 +22,7 @@ from modelport.serving.metrics import Metrics
 from modelport.serving.models import ServedModel
 from modelport.serving.protocol import ClientError
 
-__all__ = ["Batcher", "BatchConfig"]
+__all__ = ["Batcher", "BatchConfig", "batch_key", "merge", "split"]
 
 
 @dataclass(frozen=True)
@@ -31,6 +31,27 @@ class BatchConfig:
     max_delay_s: float = 0.0  # how long the oldest request waits for company (0: what is queued now)
     max_queue: int = 256  # requests waiting per model; more get 503
     preferred: tuple[int, ...] = ()  # batch sizes worth running at once without waiting out the delay
+
+
+def batch_key(feed: dict[str, np.ndarray]) -> tuple[Any, ...]:
+    """Feeds with equal keys can be merged: the same names, dtypes and all dims but the first."""
+    return tuple((n, a.dtype.str, a.shape[1:]) for n, a in sorted(feed.items()))
+
+
+def merge(feeds: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
+    """One feed of ``feeds`` (equal keys) stacked along the batch dimension."""
+    return feeds[0] if len(feeds) == 1 else {name: np.concatenate([f[name] for f in feeds]) for name in feeds[0]}
+
+
+def split(outputs: dict[str, np.ndarray], rows: list[int]) -> list[dict[str, np.ndarray]]:
+    """The merged execution's outputs back per request, ``rows[i]`` rows each, in order."""
+    if len(rows) == 1:
+        return [outputs]
+    parts, offset = [], 0
+    for count in rows:
+        parts.append({n: a[offset : offset + count] for n, a in outputs.items()})
+        offset += count
+    return parts
 
 
 @dataclass
@@ -67,8 +88,7 @@ class Batcher:
         if len(self._queue) >= self.config.max_queue:
             raise ClientError(503, f"model {self.model.name!r} has {len(self._queue)} requests queued; retry later")
         loop = asyncio.get_running_loop()
-        key = tuple((n, a.dtype.str, a.shape[1:]) for n, a in sorted(feed.items()))
-        pending = _Pending(feed, rows, key, loop.create_future())
+        pending = _Pending(feed, rows, batch_key(feed), loop.create_future())
         self._queue.append(pending)
         self._wake.set()
         return await pending.future
@@ -115,10 +135,7 @@ class Batcher:
             return
         loop = asyncio.get_running_loop()
         try:
-            feed = live[0].feed if len(live) == 1 else {
-                name: np.concatenate([p.feed[name] for p in live]) for name in live[0].feed
-            }  # fmt: skip
-            outputs = await loop.run_in_executor(self._pool, self.model.infer, feed)
+            outputs = await loop.run_in_executor(self._pool, self.model.infer, merge([p.feed for p in live]))
         except Exception as exc:  # the runtime failed on a feed that passed the checks: every request hears it
             for p in live:
                 if not p.future.done():
@@ -126,10 +143,7 @@ class Batcher:
             return
         compute = time.perf_counter() - started
         self.metrics.executed(self.model, sum(p.rows for p in live), compute)
-        offset = 0
-        for p in live:
+        for p, part in zip(live, split(outputs, [p.rows for p in live]), strict=True):
             self.metrics.queued(self.model, started - p.queued)
-            part = outputs if len(live) == 1 else {n: a[offset : offset + p.rows] for n, a in outputs.items()}
-            offset += p.rows
             if not p.future.done():
                 p.future.set_result(part)

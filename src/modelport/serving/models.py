@@ -83,6 +83,13 @@ class ServedModel:
     def load(self, warmup: int = 2) -> None:
         """Load the runtime, read the signature and warm up: a model is ready only after its first runs."""
         self.runner.load()
+        self.describe()
+        self.runner.warm_up(warmup)
+        self.ready = True
+
+    def describe(self) -> None:
+        """Read the inputs, outputs and batch dimension (from the runtime, which must be loaded, for a bare
+        ``.onnx`` or a bundle that lists no outputs)."""
         if self.bundle is not None:
             self.inputs = infos_from_signature(self.bundle.signature)
             self.outputs = infos_from_manifest(self.bundle.manifest.get("outputs", [])) or self.runner.outputs()
@@ -90,8 +97,6 @@ class ServedModel:
             self.inputs, self.outputs = self.runner.inputs(), self.runner.outputs()
         bounds = {n: d.max for n, d in self.bundle.signature.dims.items()} if self.bundle is not None else {}
         self.batch = batch_axis(self.inputs, self.outputs, bounds)
-        self.runner.warm_up(warmup)
-        self.ready = True
 
     def close(self) -> None:
         self.ready = False

@@ -1,0 +1,119 @@
+"""The Ray Serve deployments behind ``serve --engine ray`` (imported only when Ray is installed).
+
+- ``ModelDeployment``: one per model, ``replicas`` copies (or autoscaled), each loading the model once;
+  requests are merged by Ray Serve's ``@serve.batch`` along the model's batch dimension, within its
+  verified bound, and run off the replica's event loop so the next batch gathers meanwhile.
+- ``Ingress``: the same Open Inference Protocol v2 app as ``modelport serve`` (FastAPI, the same checks,
+  errors and metrics), whose executions go to the model deployments' handles instead of local batchers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import numpy as np
+from ray import serve
+from ray.serve.exceptions import BackPressureError
+
+from modelport.serving.batching import batch_key, merge, split
+from modelport.serving.core import Core, Limits
+from modelport.serving.models import ModelSource, ServedModel
+from modelport.serving.protocol import ClientError
+
+__all__ = ["ModelDeployment", "Ingress"]
+
+
+class ModelDeployment:
+    def __init__(self, source: ModelSource, backend: str | None, threads: int | None, wait_s: float) -> None:
+        self.model = ServedModel(source, backend, threads)
+        self.model.load()
+        bound = self.model.batch.max if self.model.batch else 1
+        self.run_batch.set_max_batch_size(bound)
+        self.run_batch.set_batch_wait_timeout_s(wait_s)
+
+    async def infer(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        if self.model.batch is None:
+            return await asyncio.to_thread(self.model.infer, feed)
+        return await self.run_batch(feed)
+
+    @serve.batch(max_batch_size=1, batch_wait_timeout_s=0.0)
+    async def run_batch(self, feeds: list[dict[str, np.ndarray]]) -> list[Any]:
+        """Ray Serve's batch of requests, merged per shape within the bound, answered in order."""
+        assert self.model.batch is not None
+        answers: list[Any] = [None] * len(feeds)
+        groups: dict[tuple[Any, ...], list[int]] = {}
+        for index, feed in enumerate(feeds):
+            groups.setdefault(batch_key(feed), []).append(index)
+        for indexes in groups.values():
+            for chunk in _chunks(indexes, [len(next(iter(feeds[i].values()))) for i in indexes], self.model.batch.max):
+                try:
+                    outputs = await asyncio.to_thread(self.model.infer, merge([feeds[i] for i in chunk]))
+                    rows = [len(next(iter(feeds[i].values()))) for i in chunk]
+                    for i, part in zip(chunk, split(outputs, rows), strict=True):
+                        answers[i] = part
+                except Exception as exc:  # every request of the execution hears why
+                    for i in chunk:
+                        answers[i] = exc
+        return answers
+
+
+def _chunks(indexes: list[int], rows: list[int], bound: int) -> list[list[int]]:
+    chunks: list[list[int]] = [[]]
+    total = 0
+    for index, count in zip(indexes, rows, strict=True):
+        if chunks[-1] and total + count > bound:
+            chunks.append([])
+            total = 0
+        chunks[-1].append(index)
+        total += count
+    return chunks
+
+
+class _RemoteCore(Core):
+    """The server's core with each model's executions sent to its Ray Serve deployment."""
+
+    def __init__(self, models: list[ServedModel], handles: dict[str, Any], limits: Limits) -> None:
+        from modelport.serving.batching import BatchConfig
+
+        super().__init__(models, BatchConfig(enabled=False), limits)
+        self.handles = handles
+
+    async def load(self) -> None:
+        for model in self.models.values():  # read the signature; the replicas hold the runtimes
+            await asyncio.to_thread(_describe, model)
+
+    async def close(self) -> None:
+        self.stopping = True
+
+    async def execute(self, model: ServedModel, feed: dict[str, np.ndarray], rows: int) -> dict[str, np.ndarray]:
+        try:
+            answer = await self.handles[model.name].infer.remote(feed)
+        except BackPressureError:
+            raise ClientError(503, f"model {model.name!r} has too many requests queued; retry later") from None
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
+
+
+def _describe(model: ServedModel) -> None:
+    if model.bundle is None or not model.bundle.manifest.get("outputs"):
+        model.runner.load()
+        model.describe()
+        model.runner.close()
+    else:
+        model.describe()
+    model.ready = True
+
+
+@serve.ingress()
+class Ingress:
+    def __init__(self, sources: list[ModelSource], limits: Limits, *handles: Any) -> None:
+        models = [ServedModel(source, None, 1) for source in sources]
+        self.core = _RemoteCore(models, {s.name: h for s, h in zip(sources, handles, strict=True)}, limits)
+
+    async def __serve_build_asgi_app__(self) -> Any:
+        from modelport.serving.app import create_app
+
+        await self.core.load()
+        return create_app(self.core)

@@ -5,6 +5,7 @@ and its verified bound, dynamic batching, the accelerator the bundle's backend a
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 import pytest
@@ -73,7 +74,89 @@ def test_an_existing_folder_is_never_touched(classifier, tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []  # no staging left behind
 
 
-TRITON_PYTHON = ROOT / "build" / "peers" / "triton" / "venv" / "bin" / "python"
+TRITON_PYTHON = Path(os.environ.get("MODELPORT_TRITON_PYTHON") or ROOT / "build/peers/triton/venv/bin/python")
+needs_triton = pytest.mark.skipif(not TRITON_PYTHON.exists(), reason="no Triton environment here: make triton-env")
+
+
+def test_serving_on_triton_without_its_environment_says_how_to_make_one(classifier, monkeypatch):
+    from modelport.errors import UsageError
+    from modelport.scale import serve_triton
+
+    monkeypatch.delenv("MODELPORT_TRITON_PYTHON", raising=False)
+    with pytest.raises(UsageError, match="no Triton environment given") as info:
+        serve_triton([classifier], block=False)
+    assert "make triton-env" in info.value.hint
+    with pytest.raises(UsageError, match="has no nvidia-pytriton"):  # this interpreter: no Triton in it
+        serve_triton([classifier], python=sys.executable, block=False)
+    proc = run_cli("serve", "--engine", "triton", str(classifier), "--triton-python", "/nowhere/python")
+    one_error(proc, 2, "no Python at /nowhere/python")
+
+
+@pytest.mark.slow
+@needs_triton
+def test_bundles_served_by_a_real_triton_answer_like_run(classifier, tmp_path):
+    """Triton 2.51 (the tritonserver in the nvidia-pytriton wheel, in an environment of its own: numpy < 2,
+    modelport inside) on bundles, written as a Python-backend repository on the fly: tritonclient over HTTP
+    and gRPC gets `modelport run`'s numbers; the server is gone after the block."""
+    import numpy as np
+    import tritonclient.grpc as tg
+    import tritonclient.http as th
+
+    import modelport
+    from modelport.scale import serve_triton
+
+    x = np.random.default_rng(0).standard_normal((3, 32)).astype(np.float32)
+    want = modelport.run(classifier, {"x": x}).outputs["output"]
+    with serve_triton([classifier], python=TRITON_PYTHON, port=0, grpc_port=0, block=False) as server:
+        assert server.names == ["clf"]
+        for module, url in ((th, f"127.0.0.1:{server.port}"), (tg, f"127.0.0.1:{server.grpc_port}")):
+            client = module.InferenceServerClient(url)
+            tensor = module.InferInput("x", [3, 32], "FP32")
+            tensor.set_data_from_numpy(x)
+            np.testing.assert_array_equal(client.infer("clf", [tensor]).as_numpy("output"), want)
+            client.close()
+        work = server._work
+    assert work is not None and not work.exists()  # the temp repository and backend folder are removed
+
+
+@pytest.mark.slow
+@needs_triton
+def test_cli_serves_a_repository_on_triton_and_stops_on_sigterm(classifier, tmp_path):
+    """The issue's path: `modelport triton BUNDLE -o repo --platform python`, then
+    `modelport serve --engine triton repo`; SIGTERM stops Triton and the command exits 0."""
+    import signal
+    import subprocess
+    import time
+
+    import numpy as np
+    import tritonclient.http as th
+
+    import modelport
+
+    assert run_cli("triton", str(classifier), "-o", str(tmp_path / "repo"), "--platform", "python").returncode == 0
+    port, grpc = free_port(), free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "modelport", "serve", "--engine", "triton", str(tmp_path / "repo"),
+         "--triton-python", str(TRITON_PYTHON), "--port", str(port), "--grpc-port", str(grpc)],
+        stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        line = proc.stderr.readline()  # type: ignore[union-attr]
+        assert f"Triton serving clf on http://127.0.0.1:{port}" in line, line + proc.stderr.read()  # type: ignore[union-attr]
+        x = np.ones((2, 32), np.float32)
+        client = th.InferenceServerClient(f"127.0.0.1:{port}")
+        tensor = th.InferInput("x", [2, 32], "FP32")
+        tensor.set_data_from_numpy(x)
+        got = client.infer("clf", [tensor]).as_numpy("output")
+        client.close()
+        np.testing.assert_array_equal(got, modelport.run(classifier, {"x": x}).outputs["output"])
+        start = time.monotonic()
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(60) == 0 and time.monotonic() - start < 30
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
 
 
 def free_port() -> int:
@@ -82,55 +165,3 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
-
-
-@pytest.mark.slow
-def test_the_python_repository_answers_like_run_in_a_real_triton(classifier, tmp_path):
-    """Triton 2.51 (the tritonserver in the nvidia-pytriton wheel, set up by
-    `benchmarks/serve/peers/setup.sh triton`: a venv of its own, numpy < 2, modelport inside) serving the
-    python flavour; tritonclient over HTTP and gRPC must get `modelport run`'s numbers."""
-    import signal
-    import subprocess
-    import time
-
-    import numpy as np
-    import tritonclient.grpc as tg
-    import tritonclient.http as th
-
-    import modelport
-
-    if not TRITON_PYTHON.exists():
-        pytest.skip("no Triton here: benchmarks/serve/peers/setup.sh triton")
-    triton_repository([classifier], tmp_path / "repo", platform="python")
-    http, grpc = free_port(), free_port()
-    proc = subprocess.Popen(
-        [str(TRITON_PYTHON), str(ROOT / "benchmarks/serve/peers/peer_triton.py"), "--repository",
-         str(tmp_path / "repo"), str(tmp_path / "work"), str(http), str(grpc)],
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True,
-    )  # fmt: skip
-    try:
-        client = th.InferenceServerClient(f"127.0.0.1:{http}")
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            try:
-                if client.is_model_ready("clf"):
-                    break
-            except Exception:  # not listening yet
-                pass
-            assert proc.poll() is None, proc.stderr.read().decode()[-2000:]  # type: ignore[union-attr]
-            time.sleep(0.5)
-        x = np.random.default_rng(0).standard_normal((3, 32)).astype(np.float32)
-        want = modelport.run(classifier, {"x": x}).outputs["output"]
-        for module, url in ((th, f"127.0.0.1:{http}"), (tg, f"127.0.0.1:{grpc}")):
-            tensor = module.InferInput("x", [3, 32], "FP32")
-            tensor.set_data_from_numpy(x)
-            got = module.InferenceServerClient(url).infer("clf", [tensor]).as_numpy("output")
-            np.testing.assert_array_equal(got, want)
-    finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(60)  # Triton unloads its models first
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-        proc.stderr.close()  # type: ignore[union-attr]

@@ -6,7 +6,7 @@ Python stubs) installed in a Python environment of its own: the wheel needs nump
 backend answers wrong with numpy 2, so modelport never shares its own environment with it. That Python
 (``python=``, or ``$MODELPORT_TRITON_PYTHON``) must have ``nvidia-pytriton``, numpy < 2 and, for
 repositories written by ``modelport triton --platform python``, modelport itself (``make triton-env``
-makes one at ``build/triton-env``).
+makes one at ``build/peers/triton/venv``).
 
 The stub the Python backend starts embeds libpython and finds its prefix from ``python3`` on ``PATH``:
 the environment's ``bin`` goes first on ``PATH``, so the models import that environment's packages.
@@ -35,7 +35,10 @@ from modelport.scale.triton import CONFIG, triton_repository
 __all__ = ["serve_triton", "TritonServer", "TritonEnv", "find_triton", "PYTHON_ENV", "SETUP_HINT"]
 
 PYTHON_ENV = "MODELPORT_TRITON_PYTHON"
-SETUP_HINT = f"make triton-env (a venv with nvidia-pytriton, numpy<2 and modelport), then set {PYTHON_ENV}=build/triton-env/bin/python or pass --triton-python"  # noqa: E501
+SETUP_HINT = (
+    "make triton-env (a venv with nvidia-pytriton, numpy<2 and modelport: build/peers/triton/venv), then pass "
+    f"--triton-python build/peers/triton/venv/bin/python or set {PYTHON_ENV}"
+)
 STOP_GRACE_S = 30.0
 
 # run by the Triton environment's Python: where its wheel put Triton, and what that Python has

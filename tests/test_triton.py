@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from modelport.scale import triton_repository
+from modelport.scale.triton import triton_repository
 from tests.conftest import ROOT, ZOO, one_error, run_cli
 
 pb = pytest.importorskip("tritonclient.grpc.model_config_pb2")
@@ -80,7 +80,7 @@ needs_triton = pytest.mark.skipif(not TRITON_PYTHON.exists(), reason="no Triton 
 
 def test_serving_on_triton_without_its_environment_says_how_to_make_one(classifier, monkeypatch):
     from modelport.errors import UsageError
-    from modelport.scale import serve_triton
+    from modelport.scale.triton_server import serve_triton
 
     monkeypatch.delenv("MODELPORT_TRITON_PYTHON", raising=False)
     with pytest.raises(UsageError, match="no Triton environment given") as info:
@@ -103,7 +103,7 @@ def test_bundles_served_by_a_real_triton_answer_like_run(classifier, tmp_path):
     import tritonclient.http as th
 
     import modelport
-    from modelport.scale import serve_triton
+    from modelport.scale.triton_server import serve_triton
 
     x = np.random.default_rng(0).standard_normal((3, 32)).astype(np.float32)
     want = modelport.run(classifier, {"x": x}).outputs["output"]

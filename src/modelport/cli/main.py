@@ -380,7 +380,7 @@ def _serve_elsewhere(engine: str, models: list[str], **o: Any) -> None:
     from modelport.errors import UsageError
 
     if engine == "triton":
-        from modelport.scale import serve_triton
+        from modelport.scale.triton_server import serve_triton
 
         ignored = [f"--{f}" for f in ("backend", "threads", "token") if o[f]]
         if ignored:
@@ -394,7 +394,7 @@ def _serve_elsewhere(engine: str, models: list[str], **o: Any) -> None:
                   "(Ctrl-C or SIGTERM: stop)", soft_wrap=True)  # fmt: skip
         server.wait()
     elif engine == "ray":
-        from modelport.scale import serve_ray
+        from modelport.scale.ray_serve import serve_ray
 
         scale = None
         if o["autoscale"]:
@@ -433,7 +433,7 @@ def batch(
     """Offline inference over many rows (locally or on Ray Data); failed rows go to OUT.errors.jsonl."""
     from rich.progress import Progress
 
-    from modelport.scale import batch as run_batch
+    from modelport.scale.batch import batch as run_batch
 
     with Progress(console=err, transient=True) as bar:
         task = bar.add_task("rows", total=None)
@@ -464,7 +464,7 @@ def triton(
     preferred_batch_size: list[int] = typer.Option(None, "--preferred-batch-size", help="repeatable"),
 ) -> None:
     """Write a Triton model repository (config.pbtxt from Triton's model-config protobuf) from bundles."""
-    from modelport.scale import triton_repository
+    from modelport.scale.triton import triton_repository
 
     models = triton_repository(
         bundles, output, platform=platform, instances=instances, batching=not no_batching,

@@ -1,8 +1,4 @@
-"""Scaling out on engines that exist: Triton (a model repository, a real server), Ray Serve, Ray Data."""
-
-from modelport.scale.batch import BatchReport, batch
-from modelport.scale.ray_serve import RayServer, serve_ray
-from modelport.scale.triton import triton_repository
-from modelport.scale.triton_server import TritonServer, serve_triton
-
-__all__ = ["triton_repository", "serve_triton", "TritonServer", "serve_ray", "RayServer", "batch", "BatchReport"]
+"""Scaling out on engines that exist: Triton (``triton``: a model repository; ``triton_server``: a real
+Triton on it), Ray Serve (``ray_serve``) and Ray Data (``batch``). The public names are ``modelport``'s:
+``triton_repository``, ``serve_triton``, ``serve_ray``, ``batch``. Nothing is imported here, so Triton's
+own environment can import ``triton_server`` without modelport's heavier dependencies."""

@@ -29,13 +29,13 @@ from typing import Any
 from modelport.bundle import Bundle
 from modelport.errors import MissingExtraError, UsageError
 from modelport.runtime.base import TensorInfo, infos_from_manifest, infos_from_signature
+from modelport.scale.triton_server import CONFIG
 from modelport.serving.models import batch_axis, parse_source
 from modelport.serving.protocol import to_datatype
 
 __all__ = ["triton_repository", "TritonModel", "PLATFORMS", "CONFIG"]
 
 PLATFORMS = ("onnxruntime", "python")
-CONFIG = "config.pbtxt"
 _PYTHON_MODEL = Path(__file__).with_name("triton_python_model.py")
 
 

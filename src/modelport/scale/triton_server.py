@@ -30,11 +30,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from modelport.errors import ResourceError, UsageError
-from modelport.scale.triton import CONFIG, triton_repository
 
 __all__ = ["serve_triton", "TritonServer", "TritonEnv", "find_triton", "PYTHON_ENV", "SETUP_HINT"]
 
 PYTHON_ENV = "MODELPORT_TRITON_PYTHON"
+CONFIG = "config.pbtxt"  # each model's configuration in a repository
 SETUP_HINT = (
     "make triton-env (a venv with nvidia-pytriton, numpy<2 and modelport: build/peers/triton/venv), then pass "
     f"--triton-python build/peers/triton/venv/bin/python or set {PYTHON_ENV}"
@@ -245,6 +245,8 @@ class TritonServer:
         assert self._work is not None
         if len(self.models) == 1 and is_repository(self.models[0]):
             return Path(self.models[0]).resolve()
+        from modelport.scale.triton import triton_repository  # bundles: modelport's own dependencies needed
+
         repo = self._work / "models"
         triton_repository(self.models, repo, platform="python", **self.options)
         if not self.env.has_modelport:

@@ -4,6 +4,11 @@ and the same client; and the in-process `modelport run` loop (one request at a t
 
     .venv/bin/python benchmarks/serve/run.py [--seconds 20] [--servers modelport,modelport-nobatch,triton,...]
 
+Servers: modelport, modelport-nobatch (`modelport serve`), modelport-triton (`serve --engine triton`: a real
+Triton running the bundle through modelport's runner), modelport-ray / modelport-ray2 (`serve --engine ray`
+with 1 / 2 replicas, the threads split between them), and the peers triton, triton-batching, mlserver,
+mlserver-batching, kserve.
+
 The client is one asyncio process (aiohttp) that posts the same pre-encoded v2 JSON request from C workers
 and checks the first answer of every server against `modelport run`; all servers get JSON (not every peer
 speaks the binary extension) and are asked for the same output. Peers run from their own virtual
@@ -82,8 +87,17 @@ def wait_ready(url: str, proc: subprocess.Popen[bytes], timeout: float = 300) ->
 def start(server: str, bundle: Path, name: str, threads: int, log: Path) -> tuple[subprocess.Popen[bytes], str]:
     port = free_port()
     if server.startswith("modelport"):
-        cmd = [MODELPORT, "serve", f"{name}={bundle}", "--port", str(port), "--no-grpc", "--threads", str(threads),
-               "--log-level", "warning"]  # fmt: skip
+        cmd = [MODELPORT, "serve", f"{name}={bundle}", "--port", str(port), "--log-level", "warning"]
+        if server == "modelport-triton":  # a real Triton running the bundle through modelport's runner
+            triton = ROOT / "build" / "peers" / "triton" / "venv" / "bin" / "python"
+            if not triton.exists():
+                raise RuntimeError("not set up (make triton-env)")
+            cmd += ["--engine", "triton", "--triton-python", str(triton), "--grpc-port", str(free_port())]
+        elif server.startswith("modelport-ray"):  # modelport-ray2: two replicas sharing the threads
+            replicas = int(server.removeprefix("modelport-ray") or 1)
+            cmd += ["--engine", "ray", "--replicas", str(replicas), "--threads", str(max(1, threads // replicas))]
+        else:
+            cmd += ["--no-grpc", "--threads", str(threads)]
         if server == "modelport-nobatch":
             cmd.append("--no-batching")
     else:
@@ -205,6 +219,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=15.0)
     parser.add_argument("--warmup", type=float, default=3.0)
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results")
+    parser.add_argument("--name", default="serve", help="results: OUT/NAME.json and OUT/NAME.md")
     args = parser.parse_args()
     from modelport.runtime.run import run
 
@@ -245,8 +260,8 @@ def main() -> None:
         "rows": rows,
     }
     args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "serve.json").write_text(json.dumps(record, indent=1))
-    (args.out / "serve.md").write_text(markdown(record))
+    (args.out / f"{args.name}.json").write_text(json.dumps(record, indent=1))
+    (args.out / f"{args.name}.md").write_text(markdown(record))
     print(markdown(record))
 
 

@@ -15,6 +15,7 @@ file beside ``OUT`` and renamed when complete.
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import tempfile
@@ -39,6 +40,8 @@ from modelport.serving.models import batch_axis
 __all__ = ["batch", "BatchReport", "ENGINES", "CRASH_ONCE_ENV"]
 
 ENGINES = ("local", "ray")
+TASKS_PER_ACTOR = 8
+TASKS_PER_ACTOR = 4  # blocks of chunks per actor: Ray's cost per task is high next to a chunk's
 CRASH_ONCE_ENV = "MODELPORT_BATCH_CRASH_ONCE"  # tests: the first worker to see this path missing dies
 
 
@@ -312,34 +315,58 @@ def _run_ray(settings: _Settings, chunks: list[list[_Row]], actors: int, address
 def _ray_results(settings: _Settings, chunks: list[list[_Row]], actors: int) -> Iterator[list[Any]]:
     import logging
 
+    import ray
     import ray.data
 
     logging.getLogger("ray.data").setLevel(logging.WARNING)  # after its import, which configures it
     context = ray.data.DataContext.get_current()
     context.enable_progress_bars = False
     context.print_on_execution_start = False
-    # one item per chunk, the rows inside it as they are: Ray moves them, the actor answers the whole chunk
-    dataset = ray.data.from_items([{"chunk": chunk} for chunk in chunks], override_num_blocks=len(chunks))
+    # the rows go to the object store once; Ray Data moves only chunk numbers in, and answers out as
+    # bytes (converting numpy-filled objects to Arrow blocks cost more than running MiniLM on them)
+    rows = ray.put(chunks)
+    blocks = min(len(chunks), actors * TASKS_PER_ACTOR)
+    dataset = ray.data.from_items([{"chunk": i} for i in range(len(chunks))], override_num_blocks=blocks)
     answered = dataset.map_batches(
         _RayWorker,
-        fn_constructor_args=(settings,),
-        batch_size=1,
-        batch_format="pandas",
+        fn_constructor_args=(settings, rows),
+        batch_size=None,
+        batch_format="numpy",
         compute=ray.data.ActorPoolStrategy(size=actors),
         num_cpus=1,
     )
-    for part in answered.iter_batches(batch_size=1, batch_format="pandas"):
-        yield from part["answers"]
+    for part in answered.iter_batches(batch_size=None, batch_format="numpy"):
+        yield [
+            (int(index), _decode(blob) if not error else None, str(error) or None)
+            for index, error, blob in zip(part["row"], part["error"], part["outputs"], strict=True)
+        ]
 
 
 class _RayWorker:
-    def __init__(self, settings: _Settings) -> None:
+    def __init__(self, settings: _Settings, rows: Any) -> None:
+        import ray
+
         self.worker = _Worker(settings)
+        self.chunks: list[list[_Row]] = ray.get(rows)
 
-    def __call__(self, frame: Any) -> Any:
-        import pandas as pd
+    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        answers = [a for i in batch["chunk"] for a in self.worker(self.chunks[int(i)])]
+        return {
+            "row": np.array([index for index, _, _ in answers], np.int64),
+            "error": np.array([error or "" for _, _, error in answers], object),
+            "outputs": np.array([_encode(outputs) if outputs else b"" for _, outputs, _ in answers], object),
+        }
 
-        return pd.DataFrame({"answers": [self.worker(chunk) for chunk in frame["chunk"]]})
+
+def _encode(outputs: dict[str, np.ndarray]) -> bytes:
+    buffer = io.BytesIO()
+    np.savez(buffer, **outputs)
+    return buffer.getvalue()
+
+
+def _decode(blob: bytes) -> dict[str, np.ndarray]:
+    with np.load(io.BytesIO(blob), allow_pickle=False) as archive:
+        return {name: archive[name] for name in archive.files}
 
 
 # -- writing --------------------------------------------------------------------------------------------

@@ -148,7 +148,7 @@ def main() -> None:
         print(batch_markdown(record, command))
     if "serve" in args.parts:
         servers = "modelport,modelport-ray,modelport-ray2,modelport-triton,triton"
-        subprocess.run([sys.executable, str(ROOT / "benchmarks/serve/run.py"), "--models", "minilm", "--servers",
+        subprocess.run([sys.executable, "benchmarks/serve/run.py", "--models", "minilm", "--servers",
                         servers, "--clients", "16", "--seconds", str(args.seconds), "--out", str(args.out),
                         "--name", "scale-serve"], check=True, cwd=ROOT)  # fmt: skip
 

@@ -404,7 +404,8 @@ def _serve_elsewhere(engine: str, models: list[str], **o: Any) -> None:
             scale = (int(low), int(high))
         server = serve_ray(
             models, backend=o["backend"], threads=o["threads"], host=o["host"], port=o["port"],
-            replicas=o["replicas"], autoscale=scale, address=o["address"], max_queue_delay_us=o["max_queue_delay_us"],
+            replicas=o["replicas"], autoscale=scale, address=o["address"], batching=o["batching"],
+            max_queue_delay_us=o["max_queue_delay_us"],
             max_queue_size=o["max_queue_size"], max_request_bytes=o["max_request_bytes"], token=o["token"],
             block=False,
         )  # fmt: skip

@@ -25,12 +25,13 @@ __all__ = ["ModelDeployment", "Ingress"]
 
 
 class ModelDeployment:
-    def __init__(self, source: ModelSource, backend: str | None, threads: int | None, wait_s: float) -> None:
+    def __init__(self, source: ModelSource, backend: str | None, threads: int | None, wait_s: float | None) -> None:
+        """``wait_s`` None: no batching."""
         self.model = ServedModel(source, backend, threads)
         self.model.load()
-        bound = self.model.batch.max if self.model.batch else 1
+        bound = self.model.batch.max if self.model.batch and wait_s is not None else 1
         self.run_batch.set_max_batch_size(bound)
-        self.run_batch.set_batch_wait_timeout_s(wait_s)
+        self.run_batch.set_batch_wait_timeout_s(wait_s or 0.0)
 
     async def infer(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         if self.model.batch is None:

@@ -59,6 +59,7 @@ def serve_ray(
     replicas: int = 1,
     autoscale: tuple[int, int] | None = None,
     address: str | None = None,
+    batching: bool = True,
     max_queue_delay_us: int = 0,
     max_queue_size: int = 256,
     max_request_bytes: int = 64 * 2**20,
@@ -77,6 +78,7 @@ def serve_ray(
         replicas=replicas,
         autoscale=autoscale,
         address=address,
+        batching=batching,
         max_queue_delay_us=max_queue_delay_us,
         max_queue_size=max_queue_size,
         limits=Limits(max_request_bytes, token if token is not None else os.environ.get(TOKEN_ENV) or None),
@@ -99,6 +101,7 @@ class RayServer:
         replicas: int = 1,
         autoscale: tuple[int, int] | None = None,
         address: str | None = None,
+        batching: bool = True,
         max_queue_delay_us: int = 0,
         max_queue_size: int = 256,
         limits: Limits | None = None,
@@ -123,7 +126,8 @@ class RayServer:
         self.replicas, self.autoscale = replicas, autoscale
         most = autoscale[1] if autoscale else replicas
         self.threads = threads or max(1, (os.cpu_count() or 1) // most)
-        self.wait_s, self.max_queue = max_queue_delay_us / 1e6, max_queue_size
+        self.wait_s = max_queue_delay_us / 1e6 if batching else None
+        self.max_queue = max_queue_size
         self.limits = limits or Limits()
         self._started_ray = False
         self._running = False

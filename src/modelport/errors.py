@@ -18,6 +18,7 @@ The tree::
     ├── ModelFileError             an ONNX file that is missing, empty, truncated or not ONNX at all
     ├── FeedError                  a feed for ``run`` with the wrong name, shape or dtype
     ├── MissingExtraError          an optional stack that is not installed (names the pip line)
+    │   └── MissingOnnxRuntimeError  neither onnxruntime nor onnxruntime-gpu (the cpu / gpu extras)
     ├── ResourceError              the machine cannot do it: not enough memory, no space, no permission
     └── UnsafeModelError           exit 1: the model would answer wrong or cannot be exported safely
         ├── CaptureError           no exporter produced a graph
@@ -41,6 +42,8 @@ __all__ = [
     "ModelFileError",
     "FeedError",
     "MissingExtraError",
+    "MissingOnnxRuntimeError",
+    "import_onnxruntime",
     "ResourceError",
     "UnsafeModelError",
     "CaptureError",
@@ -98,6 +101,30 @@ class FeedError(ModelportError):
 class MissingExtraError(ModelportError):
     def __init__(self, what: str, extra: str) -> None:
         super().__init__(f"{what} needs the '{extra}' extra", f"pip install 'modelport[{extra}]'")
+
+
+class MissingOnnxRuntimeError(MissingExtraError):
+    """modelport depends on neither ONNX Runtime wheel: ``onnxruntime`` and ``onnxruntime-gpu`` install the
+    same module and overwrite each other, so the ``cpu`` and ``gpu`` extras choose one."""
+
+    def __init__(self) -> None:
+        ModelportError.__init__(
+            self,
+            "ONNX Runtime is not installed (modelport needs onnxruntime or onnxruntime-gpu)",
+            "pip install 'modelport[cpu]' (with an NVIDIA GPU: pip install 'modelport[gpu]')",
+        )
+
+
+def import_onnxruntime() -> Any:
+    """``import onnxruntime``, or MissingOnnxRuntimeError (one line with the pip command) when it is missing.
+    Every use of ONNX Runtime in modelport goes through here."""
+    try:
+        import onnxruntime
+    except ModuleNotFoundError as exc:
+        if exc.name != "onnxruntime":  # onnxruntime is there but one of its own imports is not
+            raise
+        raise MissingOnnxRuntimeError() from None
+    return onnxruntime
 
 
 class ResourceError(ModelportError):

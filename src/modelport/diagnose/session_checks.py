@@ -11,6 +11,7 @@ from onnx import helper
 
 from modelport.diagnose.findings import ERROR, Finding
 from modelport.diagnose.graph import default_opset, walk
+from modelport.errors import import_onnxruntime
 
 __all__ = ["check_session", "missing_kernels"]
 
@@ -21,7 +22,7 @@ _NO_KERNEL = re.compile(r"Could not find an implementation for (\w+)\((\d+)\) no
 
 
 def _session(path: str | Path | bytes) -> None:
-    import onnxruntime as ort
+    ort = import_onnxruntime()
 
     options = ort.SessionOptions()
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
@@ -32,7 +33,7 @@ def _session(path: str | Path | bytes) -> None:
 def check_session(path: Path, model: onnx.ModelProto, known_errors: bool) -> list[Finding]:
     """Create a CPU session; translate a failure. ``known_errors``: the graph checks already found why
     it cannot load, so an unrecognised failure is not reported twice."""
-    import onnxruntime as ort
+    ort = import_onnxruntime()
 
     try:
         _session(path)

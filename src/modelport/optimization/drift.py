@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from modelport.errors import import_onnxruntime
 from modelport.verification.compare import cosine
 
 __all__ = ["NodeDrift", "rank_nodes", "activations", "finite_cosine"]
@@ -68,7 +69,8 @@ def activations(model: Path, feed: dict[str, np.ndarray]) -> dict[str, np.ndarra
     """Every float tensor ``model`` computes on ``feed``, by name, in its own shape: each made a graph
     output, run with graph optimizations off so that every name survives."""
     import onnx
-    import onnxruntime as ort
+
+    ort = import_onnxruntime()
 
     proto = onnx.load(str(model))
     graph = onnx.shape_inference.infer_shapes(proto).graph

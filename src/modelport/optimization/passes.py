@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from modelport.errors import MissingExtraError
+from modelport.errors import MissingExtraError, import_onnxruntime
 
 __all__ = [
     "ort_offline",
@@ -36,7 +36,7 @@ def ort_offline(src: Path, dst: Path, level: str = "extended") -> None:
     """ONNX Runtime's graph optimizations applied once and saved: constant folding, redundant-node
     elimination and the fusions of level ``extended`` (GELU, LayerNorm, attention, MatMul+Add), which
     stay valid on any CPU (``all`` adds layout changes tied to this CPU, so it is not saved)."""
-    import onnxruntime as ort
+    ort = import_onnxruntime()
 
     options = ort.SessionOptions()
     options.graph_optimization_level = {
@@ -121,6 +121,8 @@ def int8_static(
 def fp16(src: Path, dst: Path, exclude: Iterable[str] = ()) -> None:
     """Weights and compute in fp16, inputs and outputs kept fp32; nodes in ``exclude`` stay fp32."""
     import onnx
+
+    import_onnxruntime()
     from onnxruntime.transformers.float16 import convert_float_to_float16
 
     model = onnx.load(str(src))
@@ -188,6 +190,7 @@ def _nncf() -> Any:
 
 
 def _quantization() -> Any:
+    import_onnxruntime()
     import onnxruntime.quantization as quant
 
     return quant

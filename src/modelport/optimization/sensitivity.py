@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import onnx
 
+from modelport.errors import import_onnxruntime
 from modelport.optimization.drift import activations, finite_cosine
 
 __all__ = ["int8_sensitivity"]
@@ -24,7 +25,7 @@ _CHANNEL_AXIS = {"MatMul": -1, "Conv": 0, "ConvTranspose": 1}
 
 def int8_sensitivity(float_model: Path, feed: dict[str, np.ndarray], nodes: set[str]) -> list[str]:
     """The nodes in ``nodes`` (names in ``float_model``), most sensitive to int8 first."""
-    import onnxruntime as ort
+    ort = import_onnxruntime()
 
     model = onnx.load(str(float_model))
     tensors = {**activations(float_model, feed), **feed}

@@ -6,10 +6,13 @@ from __future__ import annotations
 import json
 import tempfile
 from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
 
 import numpy as np
 import onnxruntime as ort
 import pytest
+import torch
 
 from modelport.bundle import Bundle
 from modelport.errors import FeedError, UsageError
@@ -18,7 +21,9 @@ from modelport.feeds import make_feeds
 from modelport.runtime.base import Runner, TensorInfo, cache_folder
 from modelport.runtime.ort import OrtRunner, physical_cores
 from modelport.runtime.providers import ProviderError, tensorrt_options
-from modelport.runtime.registry import backend_help, backend_names, create, parse_backend, tolerance_for
+from modelport.runtime.registry import TOLERANCES, backend_help, backend_names, create, parse_backend, tolerance_for
+from modelport.runtime.tensorrt import EngineBuildError, TensorRTRunner
+from modelport.spec import Signature, parse_dim, parse_input
 from tests.conftest import ZOO, zoo_specs
 
 HAS_CUDA = "CUDAExecutionProvider" in ort.get_available_providers()
@@ -61,7 +66,12 @@ def assert_agree(runner: Runner, bundle: Bundle, atol: float = 1e-4, rtol: float
         ("ort:cuda,cuda,cpu", "ort:cuda,cpu"),
         ("openvino", "openvino:f32"),
         ("openvino:default", "openvino:default"),
+        ("ort:cuda:tf32", "ort:cuda:tf32"),
+        ("ort:cuda:FP32", "ort:cuda"),
+        ("ort:TensorrtExecutionProvider,cuda,cpu:fp16", "ort:tensorrt,cuda,cpu:fp16"),
         ("tensorrt", "tensorrt"),
+        ("tensorrt:fp32", "tensorrt"),
+        ("tensorrt:tf32", "tensorrt:tf32"),
         ("tensorrt:fp16", "tensorrt:fp16"),
         ("torch", "torch"),
         ("torchscript", "torchscript"),
@@ -89,6 +99,20 @@ def test_unknown_backend_lists_valid_names_and_the_closest(name: str, closest: s
         parse_backend(name)
     assert "valid backends: ort:cpu, ort:cuda" in str(info.value)
     assert f"did you mean {closest}?" in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("name", "message"),
+    [
+        ("ort:cpu:tf32", "tf32 applies to the CUDA and TensorRT providers, not cpu"),
+        ("ort:tf32", "tf32 applies to the CUDA and TensorRT providers, not cpu"),
+        ("ort:cuda,cpu:fp16", "fp16 applies to the TensorRT provider only"),
+        ("tensorrt:bf16", "unknown backend 'tensorrt:bf16' \\(tensorrt takes :tf32 or :fp16\\)"),
+    ],
+)
+def test_a_gpu_precision_must_fit_the_providers(name: str, message: str) -> None:
+    with pytest.raises(UsageError, match=message):
+        parse_backend(name)
 
 
 def test_unknown_provider_names_the_closest_short_name() -> None:
@@ -262,3 +286,180 @@ def test_tolerance_per_precision() -> None:
     assert tolerance_for("default", 0.5, 0.5) == (0.5, 0.5)  # never tighter than the user asked
     with pytest.raises(ValueError, match="no tolerance known for precision 'int3'"):
         tolerance_for("int3", 1e-4, 1e-3)
+
+
+def test_tf32_has_its_tolerance_and_every_gpu_backend_a_known_precision(bundles: dict[str, Bundle]) -> None:
+    assert tolerance_for("tf32", 1e-4, 1e-3) == (3e-3, 5e-3)
+    assert tolerance_for("tf32", 1e-4, 1e-3, np.array([-20.0, 1.0])) == pytest.approx((0.06, 5e-3))
+    precisions = {name: create(name, bundles["multi_output"]).precision for name in backend_names()}
+    assert all(p in TOLERANCES for p in precisions.values()), precisions
+    # asked for by name; ORT's TensorRT provider cannot turn TF32 off, so plain ort:tensorrt is tf32
+    assert precisions["ort:cuda"] == "fp32" and precisions["ort:cuda:tf32"] == "tf32"
+    assert precisions["ort:tensorrt"] == "tf32" and precisions["ort:tensorrt:fp16"] == "fp16"
+    assert precisions["tensorrt"] == "fp32" and precisions["tensorrt:tf32"] == "tf32"
+    assert precisions["tensorrt:fp16"] == "fp16"
+    legacy = create("ort:tensorrt,cuda,cpu", bundles["multi_output"], fp16=True)  # the fp16= keyword of old
+    assert legacy.name == "ort:tensorrt,cuda,cpu:fp16" and legacy.precision == "fp16"
+
+
+# -- what the GPU providers are handed, without a GPU ------------------------------------------------
+class RecordedSession:
+    """Stands in for onnxruntime.InferenceSession: records what a session was created with, and whether the
+    TensorRT cache folder existed at that moment."""
+
+    made: list[RecordedSession] = []
+    trt_folder: Path | None = None
+
+    def __init__(self, path: str, options: object, providers: list[str], provider_options: list[dict]) -> None:
+        self.providers = providers
+        self.options = dict(zip(providers, provider_options, strict=True))
+        self.folder_existed = self.trt_folder is not None and self.trt_folder.is_dir()
+        self.fallback_disabled = False
+        RecordedSession.made.append(self)
+
+    def get_providers(self) -> list[str]:
+        return list(self.providers)
+
+    def disable_fallback(self) -> None:
+        self.fallback_disabled = True
+
+
+GPU_PROVIDERS = ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"]
+
+
+@pytest.mark.parametrize(
+    ("backend", "use_tf32", "trt_fp16", "precision"),
+    [
+        ("ort:tensorrt,cuda,cpu", "0", "False", "tf32"),  # CUDA nodes fp32; the TensorRT provider has no TF32 switch
+        ("ort:tensorrt,cuda,cpu:tf32", "1", "False", "tf32"),
+        ("ort:tensorrt,cuda,cpu:fp16", "1", "True", "fp16"),
+        ("ort:cuda,cpu", "0", None, "fp32"),
+        ("ort:cuda,cpu:tf32", "1", None, "tf32"),
+    ],
+)
+def test_a_gpu_session_gets_its_cache_folder_first_its_profile_its_precision_and_no_fallback(
+    bundles: dict[str, Bundle], tmp_path: Path, monkeypatch: pytest.MonkeyPatch, backend: str,
+    use_tf32: str, trt_fp16: str | None, precision: str,
+) -> None:  # fmt: skip
+    """The options a bundle's GPU session is created with, asserted on the call itself: the TensorRT cache
+    folder (parents and all) exists before the session (ORT's provider cannot make parents, and its Python
+    layer then retries silently without the options), the optimization profile spans the signature's
+    bounds, TF32 is off for fp32 and on for :tf32, fp16 engines only for :fp16, run-time fallback is off."""
+    bundle = bundles["two_inputs"]
+    cache = tmp_path / "a" / "b"
+    monkeypatch.setattr(RecordedSession, "made", [])
+    monkeypatch.setattr(RecordedSession, "trt_folder", cache / "trt")
+    monkeypatch.setattr(ort, "InferenceSession", RecordedSession)
+    monkeypatch.setattr("modelport.runtime.providers.available_providers", lambda: list(GPU_PROVIDERS))
+    with create(backend, bundle, cache_dir=cache) as runner:
+        assert runner.precision == precision and runner.name == backend.replace(":fp32", "")
+    (session,) = RecordedSession.made
+    assert session.fallback_disabled
+    assert session.options["CUDAExecutionProvider"] == {"device_id": "0", "use_tf32": use_tf32}
+    assert session.options["CPUExecutionProvider"] == {}
+    if trt_fp16 is None:
+        assert "TensorrtExecutionProvider" not in session.options and not session.folder_existed
+        return
+    trt = session.options["TensorrtExecutionProvider"]
+    assert session.folder_existed and trt["trt_engine_cache_path"] == str(cache / "trt")
+    assert trt["trt_fp16_enable"] == trt_fp16 and not any("tf32" in key for key in trt)
+    # tokens:m,seq image:n,patches,6 with m=1..6 n=1..9 seq=1..12 patches=1..5
+    opt = {d.name: d.opt for d in bundle.signature.dims.values()}
+    assert trt["trt_profile_min_shapes"] == "tokens:1x1,image:1x1x6"
+    assert trt["trt_profile_opt_shapes"] == f"tokens:{opt['m']}x{opt['seq']},image:{opt['n']}x{opt['patches']}x6"
+    assert trt["trt_profile_max_shapes"] == "tokens:6x12,image:9x5x6"
+
+
+def test_every_real_session_has_run_time_fallback_off(bundles: dict[str, Bundle]) -> None:
+    """disable_fallback() on a real onnxruntime session, the profiled one of placement() included."""
+    made = []
+    real = ort.InferenceSession
+
+    def spy(*args: object, **kwargs: object) -> object:
+        made.append(real(*args, **kwargs))
+        return made[-1]
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(ort, "InferenceSession", spy)
+        with create("ort", bundles["multi_output"]) as runner:
+            runner.placement()
+    assert len(made) == 2 and all(session._enable_fallback is False for session in made)
+
+
+# -- native TensorRT, against a stand-in for the tensorrt module --------------------------------------
+def fake_tensorrt(network_inputs: list[tuple[str, tuple[int, ...], bool]]) -> SimpleNamespace:
+    """The few pieces of TensorRT 10's Python API that TensorRTRunner builds and binds with; ``record``
+    keeps the builder flags, profile shapes and shape values it was given."""
+    record: dict[str, Any] = {"set": [], "cleared": [], "shapes": {}, "values": {}}
+    tensors = [SimpleNamespace(name=n, shape=s, is_shape_tensor=shape_tensor) for n, s, shape_tensor in network_inputs]
+    network = SimpleNamespace(num_inputs=len(tensors), get_input=tensors.__getitem__)
+    profile = SimpleNamespace(
+        set_shape=lambda name, *shapes: record["shapes"].__setitem__(name, shapes),
+        set_shape_input=lambda name, *values: record["values"].__setitem__(name, values),
+    )
+    config = SimpleNamespace(
+        set_flag=record["set"].append, clear_flag=record["cleared"].append,
+        set_memory_pool_limit=lambda *a: None, add_optimization_profile=lambda p: None,
+    )  # fmt: skip
+    builder = SimpleNamespace(
+        create_network=lambda flags: network, create_builder_config=lambda: config,
+        create_optimization_profile=lambda: profile, build_serialized_network=lambda n, c: b"engine",
+    )  # fmt: skip
+    names = ("FLOAT", "HALF", "INT32", "INT64", "BOOL")
+    return SimpleNamespace(
+        __version__="10.16.1.11", record=record, Builder=lambda logger: builder,
+        OnnxParser=lambda n, logger: SimpleNamespace(parse_from_file=lambda path: True),
+        BuilderFlag=SimpleNamespace(FP16="FP16", TF32="TF32"), MemoryPoolType=SimpleNamespace(WORKSPACE="WS"),
+        TensorLocation=SimpleNamespace(DEVICE="device", HOST="host"), DataType=SimpleNamespace(**{n: n for n in names}),
+    )  # fmt: skip
+
+
+SHAPE_SIGNATURE = Signature.build(
+    [parse_input("x:batch,3"), parse_input("shape:2:int64:1..9")], [parse_dim("batch=1..8@4")]
+)
+
+
+@pytest.mark.parametrize(("precision", "set_", "cleared"), [("fp32", [], ["TF32"]), ("tf32", ["TF32"], []),
+                                                             ("fp16", ["FP16"], [])])  # fmt: skip
+def test_native_tensorrt_builds_with_its_precision_and_a_profile_for_shape_tensors(
+    tmp_path: Path, precision: str, set_: list[str], cleared: list[str]
+) -> None:
+    """fp32 clears TensorRT's default-on TF32 flag, :tf32 keeps it, the fp16 flag only for :fp16; a shape tensor
+    input gets its values bounded by its integer range (half-open) as well as its own shape."""
+    trt = fake_tensorrt([("x", (-1, 3), False), ("shape", (2,), True)])
+    runner = TensorRTRunner(tmp_path / "model.onnx", precision=precision, signature=SHAPE_SIGNATURE, cache_dir=tmp_path)
+    runner.engine_file = tmp_path / "e.engine"
+    assert runner._build(trt, logger=None) == b"engine" and runner.engine_file.read_bytes() == b"engine"
+    assert trt.record["set"] == set_ and trt.record["cleared"] == cleared
+    assert trt.record["shapes"] == {"x": ((1, 3), (4, 3), (8, 3)), "shape": ((2,), (2,), (2,))}
+    assert trt.record["values"] == {"shape": ([1, 1], [4, 4], [8, 8])}
+    runner.signature = None
+    with pytest.raises(EngineBuildError, match="'shape' is a shape tensor .* and has no value range"):
+        runner._shape_values("shape", 2)
+
+
+def test_native_tensorrt_binds_shape_tensors_in_host_memory(tmp_path: Path) -> None:
+    """TensorRT 10 reads a shape-tensor input (get_tensor_location == HOST) from host memory: bound at a numpy
+    array's address, in the engine's dtype, never moved to the device; other tensors go to the device."""
+    trt = fake_tensorrt([])
+    location = {"shape": trt.TensorLocation.HOST, "x": trt.TensorLocation.DEVICE, "out": trt.TensorLocation.DEVICE,
+                "dims": trt.TensorLocation.HOST}  # fmt: skip
+    dtypes = {"shape": "INT64", "x": "FLOAT", "out": "FLOAT", "dims": "INT64"}
+    addresses: dict[str, int] = {}
+    runner = TensorRTRunner(tmp_path / "model.onnx", signature=SHAPE_SIGNATURE)
+    runner._trt, runner._device = trt, torch.device("cpu")  # the device path, on the CPU
+    runner.engine = SimpleNamespace(get_tensor_location=location.get, get_tensor_dtype=dtypes.get)
+    runner.context = SimpleNamespace(
+        set_input_shape=lambda name, shape: True, set_tensor_address=addresses.__setitem__,
+        get_tensor_shape=lambda name: (3, 4),
+    )  # fmt: skip
+    for value in (np.array([3, 4], np.int32), torch.tensor([3, 4], dtype=torch.int32)):
+        host = runner._bind_input("shape", value)
+        assert isinstance(host, np.ndarray) and host.dtype == np.int64 and host.tolist() == [3, 4]
+        assert addresses["shape"] == host.ctypes.data
+    device = runner._bind_input("x", np.ones((2, 3), np.float64))
+    assert isinstance(device, torch.Tensor) and device.dtype == torch.float32
+    assert addresses["x"] == device.data_ptr()
+    out, dims = runner._bind_output("out"), runner._bind_output("dims")
+    assert isinstance(out, torch.Tensor) and addresses["out"] == out.data_ptr()
+    assert isinstance(dims, np.ndarray) and addresses["dims"] == dims.ctypes.data and dims.dtype == np.int64

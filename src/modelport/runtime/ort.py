@@ -4,6 +4,14 @@ OpenVINO or DirectML.
 Sessions are always created from the file path (so external data resolves next to the model),
 never from bytes. ``OrtRunner(path, optimization=..., threads=...)`` stays the CPU runner that
 verification uses; everything else is keyword-only.
+
+Precision on the GPU is asked for, never inherited from a default: ``precision="fp32"`` turns the CUDA
+provider's TF32 off (it is on by default), ``"tf32"`` allows it, ``"fp16"`` builds fp16 TensorRT
+engines. ONNX Runtime's TensorRT provider has no option for TF32 (its precision options are
+``trt_fp16_enable``, ``trt_bf16_enable`` and ``trt_int8_enable``) and never clears TensorRT's TF32 builder
+flag, which is on by default: a session with the TensorRT provider is therefore never true fp32, and
+its runner says ``precision == "tf32"`` so that it is compared at the tf32 tolerance. The native
+``tensorrt`` backend clears the flag and is the true-fp32 TensorRT.
 """
 
 from __future__ import annotations
@@ -19,7 +27,7 @@ from typing import Any
 import numpy as np
 
 from modelport.diagnose.translate import ort_load_error, ort_run_error
-from modelport.errors import UsageError
+from modelport.errors import UsageError, import_onnxruntime
 from modelport.runtime import providers as prov
 from modelport.runtime.base import Runner, TensorInfo, cache_folder
 from modelport.runtime.placement import PlacementReport, from_profile, heavy_ops_in_graph, read_profile
@@ -31,6 +39,7 @@ __all__ = ["OrtRunner", "OPT_LEVELS", "OPTIMIZATIONS", "physical_cores"]
 OPT_LEVELS = ("all", "disabled")
 OPTIMIZATIONS = ("all", "extended", "basic", "disabled")
 _GPU = ("CUDAExecutionProvider", "TensorrtExecutionProvider")
+PRECISIONS = ("fp32", "tf32", "fp16")
 _TYPES = {"float": "float32", "double": "float64", "string": "str"}
 
 
@@ -47,6 +56,7 @@ class OrtRunner(Runner):
         fallback: str = "refuse",
         signature: Signature | None = None,
         cache_dir: str | Path | None = None,
+        precision: str = "fp32",
         fp16: bool = False,
         inter_threads: int | None = None,
         warmup: int = 0,
@@ -66,16 +76,22 @@ class OrtRunner(Runner):
         self.fallback = fallback
         self.signature = signature
         self.cache_dir = Path(cache_dir) if cache_dir else cache_folder(self.path)
-        self.fp16 = fp16
-        if fp16 and "TensorrtExecutionProvider" not in self.requested:
-            raise UsageError("fp16 applies to the TensorRT provider only", "use ort:tensorrt,cuda,cpu with fp16")
+        if precision not in PRECISIONS:
+            raise UsageError(f"unknown ONNX Runtime precision {precision!r}", f"choose one of: {', '.join(PRECISIONS)}")
+        #: what the GPU providers were asked to compute in (``precision`` is what they do, known after load)
+        self.requested_precision = "fp16" if fp16 else precision
+        if self.requested_precision == "fp16" and "TensorrtExecutionProvider" not in self.requested:
+            raise UsageError("fp16 applies to the TensorRT provider only", "use ort:tensorrt,cuda,cpu:fp16")
+        if self.requested_precision == "tf32" and not any(p in _GPU for p in self.requested):
+            raise UsageError("tf32 applies to the CUDA and TensorRT providers only", "use ort:cuda:tf32")
         self.inter_threads = inter_threads
         self.warmup = warmup
         self.io_binding = io_binding
         self.device_id = device_id
         self.provider_options = {prov.parse_providers(k)[0]: v for k, v in (provider_options or {}).items()}
-        self.name = "ort:" + ",".join(prov.short_name(p) for p in self.requested)
-        self.precision = "fp16" if fp16 else "fp32"
+        suffix = "" if self.requested_precision == "fp32" else ":" + self.requested_precision
+        self.name = "ort:" + ",".join(prov.short_name(p) for p in self.requested) + suffix
+        self.precision = precision_of(self.requested_precision, self.requested)
         self.session: Any = None
         self._providers: list[str] = []
         self._binding = False
@@ -83,20 +99,25 @@ class OrtRunner(Runner):
     # -- session ---------------------------------------------------------------------------------
     stops_itself = True  # RunOptions.terminate
 
+    @property
+    def fp16(self) -> bool:
+        return self.requested_precision == "fp16"
+
     def _load(self) -> None:
         self._providers, self.warnings = prov.check_available(self.requested, self.fallback)
+        prov.load_gpu_libraries(self._providers)
         try:
             self.session = self._create_session()
         except Exception as exc:
             raise ort_load_error(exc, self.path) from exc
         actual = self.session.get_providers()
         self.warnings += prov.check_session(self._providers, actual, self.fallback)
-        if self.fp16 and "TensorrtExecutionProvider" not in actual:
-            self.precision = "fp32"
+        if self.precision == precision_of(self.requested_precision, self.requested):  # not a graph's own (int8)
+            self.precision = precision_of(self.requested_precision, actual)
         self._binding = actual[0] in _GPU if self.io_binding is None else bool(self.io_binding)
 
     def _create_session(self, profile_prefix: str | None = None) -> Any:
-        import onnxruntime as ort
+        ort = import_onnxruntime()
 
         options = ort.SessionOptions()
         options.graph_optimization_level = {
@@ -131,10 +152,12 @@ class OrtRunner(Runner):
             if provider in _GPU:
                 options["device_id"] = self.device_id
             if provider == "CUDAExecutionProvider":
-                options["use_tf32"] = 0  # fp32 means fp32: ORT's CUDA provider rounds matmuls to TF32 by default
+                # fp32 means fp32: ORT's CUDA provider rounds matmul and conv inputs to TF32 by default
+                options["use_tf32"] = int(self.requested_precision != "fp32")
             if provider == "TensorrtExecutionProvider":
                 # ORT's TensorRT provider makes this folder without parents, and on failure its Python layer
-                # silently retries with the next providers and without these options
+                # silently retries with the next providers and without these options. It has no TF32 option
+                # (see the module docstring): only fp16 is ours to set.
                 (self.cache_dir / "trt").mkdir(parents=True, exist_ok=True)
                 options.update(prov.tensorrt_options(self.signature, self.cache_dir / "trt", self.fp16))
             options.update(self.provider_options.get(provider, {}))
@@ -174,7 +197,7 @@ class OrtRunner(Runner):
 
     def device_feed(self, feed: dict[str, np.ndarray]) -> dict[str, Any]:
         """The feed copied to the GPU once (OrtValues), so timed runs skip the host-to-device copy."""
-        import onnxruntime as ort
+        ort = import_onnxruntime()
 
         return {
             k: ort.OrtValue.ortvalue_from_numpy(np.ascontiguousarray(v), "cuda", self.device_id)
@@ -184,7 +207,7 @@ class OrtRunner(Runner):
     def _run_bound(self, feed: dict[str, Any], names: list[str], run_options: Any = None) -> list[np.ndarray]:
         """IO binding on the GPU: inputs live on the device (given as OrtValues or copied there once per
         call) and outputs are allocated there, so ONNX Runtime adds no copies of its own inside the run."""
-        import onnxruntime as ort
+        ort = import_onnxruntime()
 
         binding = self.session.io_binding()
         keep = []  # the OrtValues must outlive the run
@@ -204,11 +227,12 @@ class OrtRunner(Runner):
         self.session = None
 
     def describe(self) -> dict[str, Any]:
-        import onnxruntime as ort
+        ort = import_onnxruntime()
 
         info = super().describe()
         info.update(
             onnxruntime=ort.__version__,
+            precision_requested=self.requested_precision,
             providers_requested=self.requested,
             providers=self.session.get_providers() if self.session is not None else None,
             optimization=self.optimization,
@@ -250,7 +274,7 @@ def _watchdog(timeout: float | None) -> tuple[Any, threading.Timer | None]:
     """RunOptions whose ``terminate`` a timer sets after ``timeout`` seconds (none without a timeout)."""
     if timeout is None or not 0 < timeout < float("inf"):
         return None, None
-    import onnxruntime as ort
+    ort = import_onnxruntime()
 
     run_options = ort.RunOptions()
     run_options.log_severity_level = 4  # the "terminate flag" error is reported by the caller, not logged
@@ -307,6 +331,17 @@ def physical_cores() -> int:
     except (OSError, ValueError):
         pass
     return max(1, min(len(cores) or len(allowed), len(allowed)))
+
+
+def precision_of(requested: str, providers: Sequence[str]) -> str:
+    """What a session with these providers computes in, given the precision asked for: the TensorRT
+    provider cannot be held to fp32 (no TF32 option), so fp32 with it is tf32; without a GPU provider
+    everything is fp32 whatever was asked."""
+    if "TensorrtExecutionProvider" in providers:
+        return "fp16" if requested == "fp16" else "tf32"
+    if "CUDAExecutionProvider" in providers and requested != "fp32":
+        return "tf32"  # :fp16 is TensorRT's; the CUDA nodes of such a session run with TF32 allowed
+    return "fp32"
 
 
 def _info(node: Any) -> TensorInfo:

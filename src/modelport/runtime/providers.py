@@ -10,11 +10,13 @@ warning on the runner.
 
 from __future__ import annotations
 
+import contextlib
 import difflib
+import io
 from collections.abc import Sequence
 from pathlib import Path
 
-from modelport.errors import ModelportError, UsageError
+from modelport.errors import ModelportError, UsageError, import_onnxruntime
 from modelport.runtime.base import profile_shapes
 from modelport.spec import Signature
 
@@ -28,6 +30,7 @@ __all__ = [
     "available_providers",
     "check_available",
     "check_session",
+    "load_gpu_libraries",
     "tensorrt_options",
 ]
 
@@ -42,14 +45,14 @@ _FULL_TO_SHORT = {full: short for short, full in SHORT_NAMES.items()}
 
 # the pip package whose onnxruntime build has the provider (each replaces the plain `onnxruntime`)
 PACKAGES = {
-    "CUDAExecutionProvider": "onnxruntime-gpu",
+    "CUDAExecutionProvider": "onnxruntime-gpu",  # modelport's gpu extra: onnxruntime-gpu[cuda,cudnn] + tensorrt 10
     "TensorrtExecutionProvider": "onnxruntime-gpu",
     "OpenVINOExecutionProvider": "onnxruntime-openvino",
     "DmlExecutionProvider": "onnxruntime-directml",
 }
 # libraries a provider loads at session creation; missing ones make ONNX Runtime drop it silently
 _LIBRARIES = {
-    "CUDAExecutionProvider": "CUDA 12 and cuDNN 9 libraries (pip install 'onnxruntime-gpu[cuda,cudnn]')",
+    "CUDAExecutionProvider": "CUDA and cuDNN 9 libraries of its CUDA major (pip install 'onnxruntime-gpu[cuda,cudnn]')",
     "TensorrtExecutionProvider": "TensorRT 10 libraries (pip install 'tensorrt>=10,<11') and CUDA/cuDNN",
 }
 FALLBACKS = ("refuse", "allow")
@@ -64,7 +67,7 @@ class ProviderError(ModelportError):
 
 def parse_providers(spec: str | Sequence[str]) -> list[str]:
     """``"tensorrt,cuda,cpu"`` or ``["CUDAExecutionProvider", "cpu"]`` → full names in priority order."""
-    import onnxruntime as ort
+    ort = import_onnxruntime()
 
     items = [p.strip() for p in spec.split(",")] if isinstance(spec, str) else [str(p).strip() for p in spec]
     known = ort.get_all_providers()
@@ -91,7 +94,7 @@ def short_name(full: str) -> str:
 
 
 def available_providers() -> list[str]:
-    import onnxruntime as ort
+    ort = import_onnxruntime()
 
     return list(ort.get_available_providers())
 
@@ -122,7 +125,7 @@ def check_session(requested: list[str], actual: list[str], fallback: str) -> lis
             continue
         needs = _LIBRARIES.get(provider, "its runtime libraries")
         if fallback == "refuse":
-            import onnxruntime as ort
+            ort = import_onnxruntime()
 
             raise ProviderError(
                 f"ONNX Runtime {ort.__version__} dropped {provider} while creating the session "
@@ -135,6 +138,26 @@ def check_session(requested: list[str], actual: list[str], fallback: str) -> lis
             f"running on {', '.join(actual)}"
         )
     return warnings
+
+
+def load_gpu_libraries(providers: Sequence[str]) -> None:
+    """Before a session with the CUDA or TensorRT provider: make the libraries pip installed loadable.
+
+    ``onnxruntime-gpu[cuda,cudnn]`` puts CUDA and cuDNN in site-packages, off the loader's path, and
+    ``onnxruntime.preload_dlls()`` is ONNX Runtime's documented way to load them (a no-op where torch or the
+    system already did). The tensorrt wheel keeps libnvinfer in site-packages too; importing tensorrt loads
+    it, so the provider's own dependency on it resolves to the copy already in the process. What
+    preload_dlls prints goes nowhere (it would break --json); a library still missing shows up as a
+    dropped provider, which ``check_session`` reports."""
+    if not any(p in ("CUDAExecutionProvider", "TensorrtExecutionProvider") for p in providers):
+        return
+    ort = import_onnxruntime()
+    if hasattr(ort, "preload_dlls"):  # onnxruntime >= 1.21
+        with contextlib.redirect_stdout(io.StringIO()), contextlib.suppress(OSError):
+            ort.preload_dlls()
+    if "TensorrtExecutionProvider" in providers:
+        with contextlib.suppress(ImportError):
+            import tensorrt  # noqa: F401
 
 
 def tensorrt_options(signature: Signature | None, cache: Path, fp16: bool) -> dict[str, str]:
@@ -156,7 +179,7 @@ def tensorrt_options(signature: Signature | None, cache: Path, fp16: bool) -> di
 
 
 def _unavailable(provider: str, available: list[str]) -> ProviderError:
-    import onnxruntime as ort
+    ort = import_onnxruntime()
 
     package = PACKAGES.get(provider)
     install = (

@@ -2,12 +2,16 @@
 
 Building takes seconds to minutes, so the serialized engine is cached under
 ``<bundle>/../.modelport-cache/<bundle>/tensorrt/``, keyed by the sha256 of the model files, the
-build options (fp16, profile shapes, workspace), the TensorRT version and the GPU: an engine only
+build options (precision, profile shapes, workspace), the TensorRT version and the GPU: an engine only
 runs on the TensorRT and GPU model that built it. One optimization profile spans each symbol's
-min/opt/max from the bundle's signature. Buffers are torch CUDA tensors on a private stream.
+min/opt/max from the bundle's signature (shape-tensor inputs, whose values set shapes inside the
+engine, span their integer range). Buffers are torch CUDA tensors on a private stream; shape tensors
+live in host memory, where TensorRT reads them (``get_tensor_location(name) == TensorLocation.HOST``).
 
-fp32 builds clear TensorRT's TF32 flag (on by default), so ``tensorrt`` compares at the bundle's
-fp32 tolerance; ``tensorrt:fp16`` allows fp16 kernels and compares at the fp16 tolerance.
+Precision is the backend's: ``tensorrt`` clears TensorRT's TF32 flag (on by default) and compares at
+the bundle's fp32 tolerance, ``tensorrt:tf32`` leaves it on, ``tensorrt:fp16`` allows fp16 kernels;
+each compares at its own tolerance. TensorRT 10 only: 11 removed ``BuilderFlag.FP16`` (its networks are
+strongly typed), so the pin is ``tensorrt>=10,<11`` and another major is refused with that pip line.
 """
 
 from __future__ import annotations
@@ -22,11 +26,17 @@ from typing import Any
 import numpy as np
 
 from modelport.bundle import sha256
-from modelport.errors import FeedError, MissingExtraError, ModelportError
+from modelport.errors import FeedError, MissingExtraError, ModelportError, UsageError
 from modelport.runtime.base import Runner, TensorInfo, cache_folder, infos_from_signature, profile_shapes
 from modelport.spec import Signature
 
-__all__ = ["TensorRTRunner", "EngineBuildError"]
+__all__ = ["TensorRTRunner", "EngineBuildError", "PRECISIONS", "PIP"]
+
+PRECISIONS = ("fp32", "tf32", "fp16")
+PIP = "pip install 'tensorrt>=10,<11'"  # the tensorrt extra's pin (pyproject.toml)
+# TensorRT data types by name: (numpy / torch dtype name)
+_DTYPES = {"FLOAT": "float32", "HALF": "float16", "BF16": "bfloat16", "INT8": "int8", "INT32": "int32",
+           "INT64": "int64", "BOOL": "bool", "UINT8": "uint8"}  # fmt: skip
 
 
 class EngineBuildError(ModelportError):
@@ -43,7 +53,7 @@ class TensorRTRunner(Runner):
         self,
         path: str | Path,
         *,
-        fp16: bool = False,
+        precision: str = "fp32",
         signature: Signature | None = None,
         output_names: list[str] | None = None,
         cache_dir: str | Path | None = None,
@@ -53,15 +63,17 @@ class TensorRTRunner(Runner):
     ) -> None:
         super().__init__()
         self.path = Path(path)
-        self.fp16 = fp16
-        self.precision = "fp16" if fp16 else "fp32"
-        self.name = "tensorrt:fp16" if fp16 else "tensorrt"
+        if precision not in PRECISIONS:
+            raise UsageError(f"unknown TensorRT precision {precision!r}", f"choose one of: {', '.join(PRECISIONS)}")
+        self.precision = precision
+        self.name = "tensorrt" if precision == "fp32" else f"tensorrt:{precision}"
         self.signature = signature
         self.output_names = output_names
         self.cache_dir = Path(cache_dir) if cache_dir else cache_folder(self.path) / "tensorrt"
         self.workspace_gb = workspace_gb
         self.device_id = device_id
         self.warmup = warmup
+        self._trt: Any = None  # the tensorrt module, once loaded
         self.engine: Any = None
         self.context: Any = None
         self.engine_file: Path | None = None
@@ -69,8 +81,12 @@ class TensorRTRunner(Runner):
         self._inputs: list[str] = []
         self._outputs: list[str] = []
 
+    @property
+    def fp16(self) -> bool:
+        return self.precision == "fp16"
+
     def _load(self) -> None:
-        trt = _import_tensorrt()
+        trt = self._trt = _import_tensorrt()
         import torch
 
         if not torch.cuda.is_available():
@@ -120,14 +136,19 @@ class TensorRTRunner(Runner):
         config = builder.create_builder_config()
         if self.workspace_gb:
             config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, int(self.workspace_gb * (1 << 30)))
-        if self.fp16:
+        if self.precision == "fp16":
             config.set_flag(trt.BuilderFlag.FP16)
+        elif self.precision == "tf32":
+            config.set_flag(trt.BuilderFlag.TF32)  # TensorRT's default, said out loud
         else:
             config.clear_flag(trt.BuilderFlag.TF32)  # TF32 keeps 10 mantissa bits: not fp32
         profile = builder.create_optimization_profile()
         for i in range(network.num_inputs):
             tensor = network.get_input(i)
             profile.set_shape(tensor.name, *self._profile(tensor.name, tuple(tensor.shape)))
+            if tensor.is_shape_tensor:  # its values are shapes: the profile bounds them too
+                count = int(np.prod(tuple(tensor.shape)))  # a 1-D tensor of fixed length, or a scalar
+                profile.set_shape_input(tensor.name, *self._shape_values(tensor.name, count))
         config.add_optimization_profile(profile)
         serialized = builder.build_serialized_network(network, config)
         if serialized is None:
@@ -156,12 +177,24 @@ class TensorRTRunner(Runner):
             )
         return shapes[name]
 
+    def _shape_values(self, name: str, count: int) -> tuple[list[int], list[int], list[int]]:
+        """(min, opt, max) values of a shape-tensor input: its integer range (half-open) from the signature."""
+        spec = next((s for s in self.signature.inputs if s.name == name), None) if self.signature else None
+        bounds = spec.value_range() if spec is not None else None
+        if bounds is None:
+            raise EngineBuildError(
+                f"input {name!r} is a shape tensor (its values set shapes in the engine) and has no value range",
+                f"give it one: --input {name}:DIMS:int64:LOW..HIGH, or use ort:tensorrt,cuda,cpu",
+            )
+        low, high = int(bounds[0]), int(bounds[1]) - 1
+        return [low] * count, [(low + high) // 2] * count, [high] * count
+
     def _cache_key(self, trt: Any, torch: Any) -> str:
         digest = hashlib.sha256()
         for file in sorted(self.path.parent.glob(self.path.name + "*")):  # model.onnx and model.onnx.data
             digest.update(sha256(file).encode())
         options = {
-            "fp16": self.fp16,
+            "precision": self.precision,
             "workspace_gb": self.workspace_gb,
             "profile": str(self.signature) if self.signature else None,
             "tensorrt": trt.__version__,
@@ -186,33 +219,57 @@ class TensorRTRunner(Runner):
         keep: dict[str, Any] = {}
         with torch.cuda.device(self._device), torch.cuda.stream(self._stream):
             for name in self._inputs:
-                value = feed[name]
-                tensor = value if isinstance(value, torch.Tensor) else torch.from_numpy(np.ascontiguousarray(value))
-                tensor = tensor.to(self._device, _torch_dtype(self.engine.get_tensor_dtype(name))).contiguous()
-                if not self.context.set_input_shape(name, tuple(tensor.shape)):
-                    low, _, high = self.engine.get_tensor_profile_shape(name, 0)
-                    raise FeedError(
-                        f"input {name!r} has shape {list(tensor.shape)}, outside the engine's profile "
-                        f"{list(low)}..{list(high)}",
-                        "feed sizes inside the bundle's --dim bounds, or re-export with wider bounds",
-                    )
-                keep[name] = tensor
-                self.context.set_tensor_address(name, tensor.data_ptr())
+                keep[name] = self._bind_input(name, feed[name])
             for name in self._outputs:
-                shape = tuple(self.context.get_tensor_shape(name))
-                if any(d < 0 for d in shape):
-                    raise FeedError(
-                        f"output {name!r} has a data-dependent shape {list(shape)}, which this runner cannot allocate",
-                        "use ort:tensorrt,cuda,cpu for this model",
-                    )
-                keep[name] = torch.empty(
-                    shape, dtype=_torch_dtype(self.engine.get_tensor_dtype(name)), device=self._device
-                )
-                self.context.set_tensor_address(name, keep[name].data_ptr())
+                keep[name] = self._bind_output(name)
             if not self.context.execute_async_v3(self._stream.cuda_stream):
                 raise FeedError("TensorRT failed to run the engine (its log above says why)", "check the feed's shapes")
             self._stream.synchronize()
         return {name: _to_numpy(keep[name]) for name in self._outputs}
+
+    def _on_host(self, name: str) -> bool:
+        """Shape tensors (values that become shapes) are read by TensorRT from host memory, not the GPU."""
+        return bool(self.engine.get_tensor_location(name) == self._trt.TensorLocation.HOST)
+
+    def _bind_input(self, name: str, value: Any) -> Any:
+        """Set the input's shape and address; the array or tensor returned must outlive the run."""
+        import torch
+
+        dtype = _dtype_name(self._trt, self.engine.get_tensor_dtype(name))
+        if self._on_host(name):
+            host = value.cpu().numpy() if isinstance(value, torch.Tensor) else np.asarray(value)
+            bound: Any = np.ascontiguousarray(host, dtype=dtype)
+            shape, address = bound.shape, bound.ctypes.data
+        else:
+            tensor = value if isinstance(value, torch.Tensor) else torch.from_numpy(np.ascontiguousarray(value))
+            bound = tensor.to(self._device, getattr(torch, dtype)).contiguous()
+            shape, address = tuple(bound.shape), bound.data_ptr()
+        if not self.context.set_input_shape(name, tuple(shape)):
+            low, _, high = self.engine.get_tensor_profile_shape(name, 0)
+            raise FeedError(
+                f"input {name!r} has shape {list(shape)}, outside the engine's profile {list(low)}..{list(high)}",
+                "feed sizes inside the bundle's --dim bounds, or re-export with wider bounds",
+            )
+        self.context.set_tensor_address(name, address)
+        return bound
+
+    def _bind_output(self, name: str) -> Any:
+        import torch
+
+        shape = tuple(self.context.get_tensor_shape(name))
+        if any(d < 0 for d in shape):
+            raise FeedError(
+                f"output {name!r} has a data-dependent shape {list(shape)}, which this runner cannot allocate",
+                "use ort:tensorrt,cuda,cpu for this model",
+            )
+        dtype = _dtype_name(self._trt, self.engine.get_tensor_dtype(name))
+        if self._on_host(name):
+            host = np.empty(shape, dtype)
+            self.context.set_tensor_address(name, host.ctypes.data)
+            return host
+        tensor = torch.empty(shape, dtype=getattr(torch, dtype), device=self._device)
+        self.context.set_tensor_address(name, tensor.data_ptr())
+        return tensor
 
     def _close(self) -> None:
         self.context = None
@@ -230,7 +287,7 @@ class TensorRTRunner(Runner):
 
     def _info(self, name: str) -> TensorInfo:
         shape = tuple(d if d >= 0 else None for d in self.engine.get_tensor_shape(name))
-        return TensorInfo(name, shape, str(_torch_dtype(self.engine.get_tensor_dtype(name))).removeprefix("torch."))
+        return TensorInfo(name, shape, _dtype_name(self._trt, self.engine.get_tensor_dtype(name)))
 
     def _need_inputs(self) -> list[str]:
         self.require_loaded()
@@ -242,6 +299,12 @@ def _import_tensorrt() -> Any:
         import tensorrt
     except ImportError:
         raise MissingExtraError("the tensorrt backend", "tensorrt") from None
+    if not str(tensorrt.__version__).startswith("10."):
+        raise ModelportError(
+            f"TensorRT {tensorrt.__version__} is installed; modelport's tensorrt backend supports TensorRT 10 only "
+            "(11 dropped the fp16 builder flag it uses)",
+            PIP,
+        )
     return tensorrt
 
 
@@ -254,19 +317,17 @@ def _parser_error(error: Any) -> str:
     return f"{where}: {desc}" if where else desc
 
 
-def _torch_dtype(trt_dtype: Any) -> Any:
-    import tensorrt as trt
-    import torch
-
-    table = {"FLOAT": torch.float32, "HALF": torch.float16, "BF16": torch.bfloat16, "INT8": torch.int8,
-             "INT32": torch.int32, "INT64": torch.int64, "BOOL": torch.bool, "UINT8": torch.uint8}  # fmt: skip
-    for key, value in table.items():
+def _dtype_name(trt: Any, trt_dtype: Any) -> str:
+    """numpy / torch name of a TensorRT data type ("float32", "int64"...)."""
+    for key, name in _DTYPES.items():
         if getattr(trt.DataType, key, None) == trt_dtype:
-            return value
+            return name
     raise EngineBuildError(f"TensorRT tensor type {trt_dtype} has no numpy equivalent", "use ort:tensorrt,cuda,cpu")
 
 
 def _to_numpy(tensor: Any) -> np.ndarray:
+    if isinstance(tensor, np.ndarray):  # a host output
+        return tensor
     import torch
 
     return (tensor.float() if tensor.dtype == torch.bfloat16 else tensor).cpu().numpy()

@@ -205,6 +205,7 @@ def check_runners(
     report = ParityReport(atol, rtol, backend, precision=runners[0].precision)
     for runner in runners:
         with runner:
+            report.precision = runner.precision  # known for sure once loaded (a provider may have been dropped)
             setting = getattr(runner, "optimization", None) or runner.name
             for feed, answer in zip(ref.feeds, ref.answers, strict=True):
                 report.results.append(_check_feed(runner, feed, answer, setting, atol, rtol, timeout))

@@ -1,23 +1,45 @@
-# Everything set-up needs, from nothing: `make demo` runs the main job, `make test` the tests.
+# Everything set-up needs, from nothing: `make demo` runs the main job, `make test` the tests,
+# `make test-gpu` the GPU tests on a machine with an NVIDIA GPU (a venv of its own: onnxruntime-gpu and
+# onnxruntime install the same module, so they never share one).
 PYTHON ?= python3.11
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
+# exactly this spelling: it takes the local CPU build; anything else downloads CUDA wheels
+TORCH  := torch==2.13.0
+GPU_VENV  := .venv-gpu
+GPU_BIN   := $(GPU_VENV)/bin
+GPU_STAMP := $(GPU_VENV)/.installed
+EXTRAS    := hf,openvino,bench,serve,ray,dev
 
-.PHONY: demo test lint bench clean
+.PHONY: demo test test-gpu gpu-present lint bench clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	# exactly this spelling: it takes the local CPU build; anything else downloads CUDA wheels
-	$(BIN)/pip install torch==2.13.0
-	$(BIN)/pip install -e '.[hf,openvino,bench,serve,ray,dev]'
+	$(BIN)/pip install $(TORCH)
+	$(BIN)/pip install -e '.[cpu,$(EXTRAS)]'
 	touch $(STAMP)
+
+# the GPU venv: onnxruntime-gpu (with pip's CUDA/cuDNN) instead of onnxruntime, and the pinned TensorRT
+$(GPU_STAMP): pyproject.toml | gpu-present
+	test -x $(GPU_BIN)/python || $(PYTHON) -m venv $(GPU_VENV)
+	$(GPU_BIN)/pip install $(TORCH)
+	$(GPU_BIN)/pip install -e '.[gpu,$(EXTRAS)]'
+	touch $(GPU_STAMP)
 
 demo: $(STAMP)
 	$(BIN)/modelport demo -o build/minilm
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
+
+# MODELPORT_REQUIRE_GPU=1: a gpu test that would skip (no CUDA provider, no tensorrt) fails instead
+test-gpu: gpu-present $(GPU_STAMP)
+	MODELPORT_REQUIRE_GPU=1 $(GPU_BIN)/python -m pytest -q -m gpu
+
+# one line and a non-zero exit, before anything is created, where there is no GPU to test on
+gpu-present:
+	$(if $(shell nvidia-smi -L 2>/dev/null | grep '^GPU '),,$(error make test-gpu needs an NVIDIA GPU and there is none here (nvidia-smi is missing or lists no GPU); run it on a GPU machine))
 
 bench: $(STAMP)
 	benchmarks/run.sh

@@ -112,3 +112,21 @@ def edit_manifest(folder: Path, change) -> None:
 
 def tree(folder: Path) -> dict[str, bytes]:
     return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+# -- make test-gpu: on a GPU machine a gpu test that would skip fails instead ------------------------
+REQUIRE_GPU = "MODELPORT_REQUIRE_GPU"  # set to 1 by `make test-gpu`
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> object:
+    """Under MODELPORT_REQUIRE_GPU=1 a skipped gpu test is a failure: a missing CUDA or TensorRT provider, or
+    a missing tensorrt module, must not turn a GPU run green without testing anything. Elsewhere (CI, make
+    test) gpu tests skip as usual."""
+    outcome = yield
+    report = outcome.get_result()
+    if report.skipped and os.environ.get(REQUIRE_GPU) == "1" and item.get_closest_marker("gpu"):
+        reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
+        reason = reason.removeprefix("Skipped: ")
+        report.outcome = "failed"
+        report.longrepr = f"{REQUIRE_GPU}=1 (make test-gpu) and this gpu test would skip: {reason}"

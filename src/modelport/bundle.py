@@ -12,10 +12,12 @@ import hashlib
 import json
 import math
 import os
+import platform
 import re
 import shutil
 import tempfile
 from collections.abc import Callable
+from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +26,17 @@ from modelport.errors import BundleError, UsageError, as_path, first_line
 from modelport.manifest import validate
 from modelport.spec import Signature
 
-__all__ = ["Bundle", "MANIFEST", "MODEL_FILE", "FORMAT_VERSION", "staging_dir", "commit", "discard", "atomic_write"]
+__all__ = [
+    "Bundle",
+    "package_versions",
+    "MANIFEST",
+    "MODEL_FILE",
+    "FORMAT_VERSION",
+    "staging_dir",
+    "commit",
+    "discard",
+    "atomic_write",
+]
 
 MANIFEST = "modelport.json"
 MODEL_FILE = "model.onnx"
@@ -49,7 +61,15 @@ class Bundle:
 
     @property
     def source(self) -> str | None:
+        """The PyTorch model it was exported from (None for a bundle imported from an ONNX file)."""
+        if self.imported:
+            return None
         return self.manifest.get("source", {}).get("model")
+
+    @property
+    def imported(self) -> bool:
+        """Made by ``modelport import`` from an ONNX file: no PyTorch source to compare with."""
+        return self.manifest.get("source", {}).get("kind") == "onnx"
 
     @property
     def optimization(self) -> dict[str, Any] | None:
@@ -298,3 +318,14 @@ def atomic_write(path: Path, write: Callable[[Any], Any]) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def package_versions() -> dict[str, str]:
+    """The versions of Python and the packages a bundle's answers depend on."""
+    out = {"python": platform.python_version()}
+    for dist in ("modelport", "torch", "onnx", "onnxruntime", "onnxscript", "numpy", "transformers"):
+        try:
+            out[dist] = metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            pass
+    return out

@@ -9,13 +9,11 @@ from __future__ import annotations
 
 import contextlib
 import os
-import platform
 import shutil
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -23,10 +21,10 @@ import numpy as np
 import torch
 
 from modelport import bundle as bundles
+from modelport import onnx_graph
 from modelport.bundle import MODEL_FILE, Bundle
 from modelport.capture import DEFAULT_OPSET, Attempt, ExportJob
 from modelport.capture.auto import EXPORTERS, CaptureOutcome, capture
-from modelport.capture.check import graph_summary
 from modelport.deadline import DEFAULT_VERIFY_TIMEOUT
 from modelport.errors import SourceError, UsageError
 from modelport.feeds import make_feed
@@ -200,7 +198,7 @@ def _manifest(
     export_s: float,
     verify_s: float,
 ) -> dict[str, Any]:
-    outputs, actual_opset = graph_summary(model_path) if model_path is not None else ([], None)
+    outputs, actual_opset = onnx_graph.summary(model_path) if model_path is not None else ([], None)
     return {
         "format": "modelport-bundle",
         "format_version": bundles.FORMAT_VERSION,
@@ -215,7 +213,7 @@ def _manifest(
             "strategy": outcome.strategy,
             "attempts": [a.to_json() for a in outcome.attempts],
         },
-        "versions": _versions(),
+        "versions": bundles.package_versions(),
         "parity": outcome.report.to_json() if outcome.report else None,
         "timings": {"export_s": round(export_s, 3), "verify_s": round(verify_s, 3)},
         "optimizations": [],
@@ -232,16 +230,6 @@ def _source(loaded: LoadedModel) -> dict[str, Any]:
     return {"model": loaded.ref, "kind": loaded.kind, "sha256": digest}
 
 
-def _versions() -> dict[str, str]:
-    out = {"python": platform.python_version()}
-    for dist in ("modelport", "torch", "onnx", "onnxruntime", "onnxscript", "numpy", "transformers"):
-        try:
-            out[dist] = metadata.version(dist)
-        except metadata.PackageNotFoundError:
-            pass
-    return out
-
-
 def _unique(names: list[str]) -> list[str]:
     seen: dict[str, int] = {}
     out = []
@@ -253,8 +241,9 @@ def _unique(names: list[str]) -> list[str]:
 
 
 def as_bundle(model: Any, staging: Path, inputs: Any, dims: Any, on_export: Callable[[str], None] | None) -> Bundle:
-    """``model`` as a bundle: opened when it is one (a ``Bundle`` or its directory), otherwise exported and
-    verified into ``staging`` (``inputs``/``dims`` as for ``export``)."""
+    """``model`` as a bundle: opened when it is one (a ``Bundle`` or its directory), imported into ``staging``
+    when it is an ``.onnx`` file, otherwise exported and verified there (``inputs``/``dims`` as for
+    ``export``)."""
     if isinstance(model, Bundle):
         return model
     if isinstance(model, (str, Path)) and Path(model).is_dir() and (Path(model) / bundles.MANIFEST).is_file():
@@ -262,6 +251,12 @@ def as_bundle(model: Any, staging: Path, inputs: Any, dims: Any, on_export: Call
             raise UsageError("--input/--dim apply when a MODEL is exported, not to a bundle", "drop them")
         return Bundle.open(model)
     say = on_export or (lambda _msg: None)
+    if isinstance(model, (str, Path)) and str(model).lower().endswith(".onnx") and Path(model).is_file():
+        from modelport.verification.importing import import_onnx
+
+        imported = import_onnx(model, staging, inputs, dims, progress=say)
+        say(f"imported {model} on the fly ({imported.bundle.manifest['status']})")
+        return imported.bundle
     result = export(model, staging, inputs, dims, progress=say)
     say(
         f"exported and verified ({result.bundle.manifest['capture']['strategy']}, "

@@ -35,6 +35,7 @@ FIELDS = (
     "files",
 )
 _IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_TENSOR = re.compile(r"^[^\x00-\x1f\x7f]{1,256}$")  # an imported graph's input: "input:0", "input.1", "0"
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 _BACKEND = re.compile(r"^[a-z-]+(:[a-z0-9,]+)?$")
 _PLAIN = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.+-]*$")
@@ -114,7 +115,7 @@ def _check_inputs(inputs: Any) -> None:
     for item in inputs:
         _expect(isinstance(item, dict), "an input is not an object")
         name = item.get("name")
-        _expect(isinstance(name, str) and bool(_IDENT.match(name)), f"input name {name!r} is not an identifier")
+        _expect(isinstance(name, str) and bool(_TENSOR.match(name)), f"input name {name!r} is not a tensor name")
         _expect(name not in names, f"input {name!r} is listed twice")
         names.add(name)
         dtype = item.get("dtype")

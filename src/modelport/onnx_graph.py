@@ -89,3 +89,9 @@ class RenameDims(ir.passes.InPlacePass):
 
 def _symbol(dim: int | ir.SymbolicDim) -> str | None:
     return None if isinstance(dim, int) else dim.value
+
+
+def summary(path: str | Path) -> tuple[list[dict[str, object]], int | None]:
+    """The outputs (name, dtype, dims) and the default-domain opset, as a bundle's manifest records them."""
+    model = read(path)
+    return [{"name": v.name, "dtype": dtype(v), "dims": dims(v)} for v in model.graph.outputs], opset(model)

@@ -59,6 +59,8 @@ def bench(
         bundle = as_bundle(model, Path(tmp) / "bundle", inputs, dims, on_export)
         if backends is None and bundle.optimization is not None:  # the backend optimize chose for it
             names, notes = ["eager", bundle.backend], []
+        if backends is None and not bundle.source:  # imported from ONNX: no PyTorch to time or compare with
+            names = [n for n in names if n != "eager"]
         config = BenchConfig(
             backends=names,
             shapes=shape_grid(bundle.signature, batch, seq, shapes),

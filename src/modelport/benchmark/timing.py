@@ -123,7 +123,12 @@ def bench(bundle: Bundle, config: BenchConfig, progress: Progress | None = None)
     sig = bundle.signature
     shapes = config.shapes or [sig.example_sizes()]
     result = BenchResult(bundle.source or str(bundle.path), machine.fingerprint(threads), config, [])
-    if not bundle.source:
+    if bundle.imported:
+        result.notes.append(
+            "imported from ONNX: no PyTorch, so parity is against ort:cpu (checked against ONNX's reference "
+            "evaluator at import); no FLOPs or PyTorch backends"
+        )
+    elif not bundle.source:
         result.notes.append("the bundle records no source model: no eager parity, FLOPs or PyTorch backends")
     if config.peak_gflops:
         result.machine["sgemm_peak_gflops"] = config.peak_gflops
@@ -161,6 +166,8 @@ def _bench_shape(
         flops = _count_flops(reference.runner, feed) if reference is not None else None
         if extra is not None:
             extra.runner.close()
+        if reference is None and bundle.imported:  # the runtime the import checked against ONNX's reference
+            reference = next((s for s in slots if s.label == "ort:cpu"), None)
         for _ in range(config.warmup):
             for slot in slots:
                 slot.runner.infer(feed)

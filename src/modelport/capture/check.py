@@ -15,7 +15,7 @@ from modelport import onnx_graph as graph
 from modelport.errors import GraphCheckError
 from modelport.spec import InputSpec, Signature
 
-__all__ = ["check_graph", "graph_summary"]
+__all__ = ["check_graph"]
 
 
 def check_graph(path: Path, sig: Signature, opset: int, n_outputs: int) -> None:
@@ -49,12 +49,6 @@ def check_graph(path: Path, sig: Signature, opset: int, n_outputs: int) -> None:
             f"the graph has {len(model.graph.outputs)} outputs but PyTorch returns {n_outputs} tensors",
             "return only tensors from forward (non-tensor outputs become constants)",
         )
-
-
-def graph_summary(path: Path) -> tuple[list[dict[str, object]], int | None]:
-    """The outputs (name, dtype, dims) and the default-domain opset, as the manifest records them."""
-    model = graph.read(path)
-    return [_value_info(v) for v in model.graph.outputs], graph.opset(model)
 
 
 def _check_input(spec: InputSpec, value: ir.Value) -> None:

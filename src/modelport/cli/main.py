@@ -91,6 +91,38 @@ def export(
         show.export_table(out, result)
 
 
+@app.command("import")
+def import_(
+    model: Path = typer.Argument(..., help="any .onnx file (tf2onnx, a model zoo, another exporter, any year)"),
+    output: Path = typer.Option(..., "--output", "-o", help="bundle directory to write"),
+    input: list[str] = Inputs,  # noqa: A002 - the flag is --input
+    dim: list[str] = Dims,
+    atol: float = typer.Option(DEFAULT_ATOL, help="absolute tolerance against ONNX's reference evaluator"),
+    rtol: float = typer.Option(DEFAULT_RTOL, help="relative tolerance against ONNX's reference evaluator"),
+    verify_timeout: float = VerifyTimeout,
+    as_json: bool = typer.Option(False, "--json", help="print the result as JSON"),
+) -> None:
+    """Make a bundle of any ONNX file: signature from the graph, ONNX Runtime checked against ONNX's reference
+    evaluator; every default taken is stated. Then bench, optimize, serve and triton take it."""
+    errors_as_json(as_json)
+    from modelport.spec import parse_dim, parse_input
+    from modelport.verification.importing import import_onnx
+
+    specs = [parse_input(text) for text in input or []]
+    dims = [parse_dim(text) for text in dim or []]
+    with err.status("importing") as status:
+        result = import_onnx(model, output, specs, dims, atol=atol, rtol=rtol, verify_timeout=verify_timeout,
+                             progress=lambda msg: status.update(msg))  # fmt: skip
+    if as_json:
+        emit_json(result.to_json())
+        return
+    status_line = result.parity.summary() if result.parity else "not checked (see the notes)"
+    out.print(f"{result.bundle.path}: {result.bundle.manifest['status']} — {status_line}", highlight=False)
+    out.print(f"signature: {result.bundle.signature}", highlight=False)
+    for note in result.notes:
+        out.print(f"note: {note}", highlight=False)
+
+
 Backend = typer.Option(
     None,
     "--backend",

@@ -198,6 +198,8 @@ def optimization_entry(result: SearchResult) -> dict[str, Any]:
 def _eager(bundle: Bundle, model: Any, threads: int, notes: list[str]) -> Runner | None:
     """PyTorch eager on the source model: the object or MODEL the user passed, or the bundle's recorded source
     once ``trusted_source`` allows it; None when neither is available (the fp32 ONNX model is the reference)."""
+    if isinstance(model, (str, Path)) and str(model).lower().endswith(".onnx"):
+        return None  # imported from ONNX: the reference is the fp32 ONNX model
     if isinstance(model, Bundle) or (isinstance(model, (str, Path)) and Path(model).is_dir()):
         if not bundle.source:
             return None

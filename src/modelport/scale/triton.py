@@ -72,21 +72,32 @@ def triton_repository(
         raise UsageError("give one or more bundles with distinct names", "NAME=PATH names one")
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
+    imports = Path(tempfile.mkdtemp(prefix=".imports-", dir=staging))
     try:
         written = []
         for source in sources:
-            bundle = Bundle.open(source.path)
+            bundle = _bundle(source.path, imports / source.name)
             config = _config(pb, source.name, bundle, platform, instances, batching, max_queue_delay_us,
                              preferred_batch_sizes)  # fmt: skip
             folder = staging / source.name
             _write_files(bundle, folder / "1", platform)
             (folder / CONFIG).write_text(_text(config))
             written.append(TritonModel(source.name, target / source.name, config))
+        shutil.rmtree(imports)
         os.replace(staging, target)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
     return written
+
+
+def _bundle(path: Path, scratch: Path) -> Bundle:
+    """The bundle at ``path``; a plain ``.onnx`` is imported (checked) into ``scratch`` first."""
+    if path.suffix.lower() == ".onnx" and path.is_file():
+        from modelport.verification.importing import import_onnx
+
+        return import_onnx(path, scratch).bundle
+    return Bundle.open(path)
 
 
 def _config(

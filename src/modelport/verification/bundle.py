@@ -46,6 +46,8 @@ def verify(
     say = progress or (lambda _msg: None)
     check_tolerances(atol, rtol)
     check_timeout(verify_timeout)
+    if model is None and not isinstance(bundle_dir, Bundle) and str(bundle_dir).lower().endswith(".onnx"):
+        return _verify_file(Path(bundle_dir), atol, rtol, say, backend, threads, fallback, verify_timeout)
     bundle = bundle_dir if isinstance(bundle_dir, Bundle) else Bundle.open(bundle_dir)
     canonical = parse_backend(backend or bundle.backend).canonical
     if bundle.optimization is not None and (atol is not None or rtol is not None):
@@ -55,6 +57,9 @@ def verify(
             "drop --atol/--rtol",
         )
     bundle.signature.check_fits_memory()
+    if model is None and bundle.imported:
+        return _verify_imported(bundle, canonical, atol, rtol, {"threads": threads, "fallback": fallback},
+                                verify_timeout, say)  # fmt: skip
     if model is None:  # the manifest's choice, not the user's: import it only if it is what was exported
         model = bundle.source
         if not model:
@@ -70,12 +75,18 @@ def verify(
     options: dict[str, Any] = {"threads": threads, "fallback": fallback}
     if canonical in TORCH_BACKENDS:
         options["model"] = loaded
+    plan = plan_call(loaded.module, sig, loaded.positional)
     if bundle.optimization is not None:
         say(f"comparing {canonical} with PyTorch under the budget {bundle.optimization.get('budget')}")
-        budget_report = check_budget(bundle, loaded, create(canonical, bundle, **options), verify_timeout)
+
+        def eager(feed: dict[str, Any], label: str) -> list[Any]:
+            return run_eager(loaded.module, plan, feed, sig, timeout=verify_timeout, label=label)
+
+        budget_report = check_budget(
+            bundle, eager, "PyTorch eager", create(canonical, bundle, **options), verify_timeout
+        )
         budget_report.raise_if_failed()
         return budget_report
-    plan = plan_call(loaded.module, sig, loaded.positional)
     ref = Reference(loaded.module, plan, sig, timeout=verify_timeout, atol=atol, rtol=rtol)
     levels = OPT_LEVELS if canonical == "ort:cpu" else ("all",)
     runners = [create(canonical, bundle, optimization=level, **options) for level in levels]
@@ -85,9 +96,101 @@ def verify(
     return report
 
 
-def check_budget(bundle: Bundle, loaded: Any, runner: Runner, timeout: float | None) -> BudgetReport:
-    """An optimized bundle against PyTorch under the budget ``optimize`` recorded, on the held-out feeds it
-    stored (the data that judged it), or on the in-domain verification feeds when it stored none."""
+def _verify_file(
+    path: Path,
+    atol: float | None,
+    rtol: float | None,
+    say: Callable[[str], None],
+    backend: str | None,
+    threads: int | None,
+    fallback: str,
+    timeout: float,
+) -> ParityReport | BudgetReport:
+    """A plain ONNX file: imported into a temporary bundle (its check is ONNX Runtime against the reference
+    evaluator), then, for another backend, that bundle verified on it."""
+    import tempfile
+
+    from modelport.verification.importing import import_onnx
+
+    tolerances = {k: v for k, v in (("atol", atol), ("rtol", rtol)) if v is not None}
+    with tempfile.TemporaryDirectory(prefix="modelport-import-") as tmp:
+        say(f"importing {path} on the fly (a bundle in a temporary folder; `modelport import` keeps one)")
+        imported = import_onnx(path, Path(tmp) / "bundle", verify_timeout=timeout, progress=say, **tolerances)
+        if backend not in (None, "ort:cpu"):
+            return verify(imported.bundle, atol=atol, rtol=rtol, progress=say, backend=backend, threads=threads,
+                          fallback=fallback, verify_timeout=timeout)  # fmt: skip
+        if imported.parity is None:
+            raise UsageError(f"{path} cannot be verified: {imported.notes[-1]}", "")
+        return imported.parity
+
+
+def _verify_imported(
+    bundle: Bundle,
+    canonical: str,
+    atol: float | None,
+    rtol: float | None,
+    options: dict[str, Any],
+    timeout: float,
+    say: Callable[[str], None],
+) -> ParityReport | BudgetReport:
+    """A bundle imported from an ONNX file, which has no PyTorch source: against ONNX's reference evaluator
+    on its own graph; an optimized one against the original float file (checked by the import) under its
+    budget."""
+    if bundle.optimization is not None:
+        original = _original_file(bundle)
+        say(f"comparing {canonical} with the original {original.name} (ONNX Runtime, fp32) under the budget")
+        with create("ort:cpu", original, threads=options.get("threads")) as reference:
+            names = [o.name for o in reference.outputs()]
+
+            def float_answers(feed: dict[str, Any], label: str) -> list[Any]:
+                got = reference.infer(feed, timeout=timeout, label=label)
+                return [(name, got[name]) for name in names]
+
+            report = check_budget(bundle, float_answers, f"the original {original.name}",
+                                  create(canonical, bundle, **options), timeout)  # fmt: skip
+        report.raise_if_failed()
+        return report
+    from modelport.verification.onnx_reference import EVALUATOR, OnnxReference, ReferenceUnavailable
+
+    recorded = bundle.manifest.get("parity") or {}
+    atol = recorded.get("atol", DEFAULT_ATOL) if atol is None else atol
+    rtol = recorded.get("rtol", DEFAULT_RTOL) if rtol is None else rtol
+    say(f"computing {EVALUATOR}'s answers")
+    try:
+        ref = OnnxReference(bundle.model_path, bundle.signature, timeout=timeout)
+    except ReferenceUnavailable as exc:
+        raise UsageError(f"{bundle.path} cannot be verified: {exc.message}", "the import said so too") from None
+    levels = OPT_LEVELS if canonical == "ort:cpu" else ("all",)
+    runners = [create(canonical, bundle, optimization=level, **options) for level in levels]
+    say(f"comparing {canonical} with {EVALUATOR}")
+    report = check_runners(runners, ref, atol, rtol, canonical)  # type: ignore[arg-type]
+    report.raise_if_failed()
+    return report
+
+
+def _original_file(bundle: Bundle) -> Path:
+    from modelport.bundle import sha256
+
+    source = bundle.manifest["source"]
+    path = Path(source.get("model") or "")
+    if not path.is_file() or sha256(path) != source.get("sha256"):
+        raise UsageError(
+            f"the ONNX file {bundle.path} was imported from ({path}) is gone or changed since",
+            "verify on the machine that holds the original, or import and optimize again",
+        )
+    return path
+
+
+def check_budget(
+    bundle: Bundle,
+    reference: Callable[[dict[str, Any], str], list[Any]],
+    reference_name: str,
+    runner: Runner,
+    timeout: float | None,
+) -> BudgetReport:
+    """An optimized bundle against ``reference`` (answers as (name, array) pairs) under the budget
+    ``optimize`` recorded, on the held-out feeds it stored (the data that judged it), or on the in-domain
+    verification feeds when it stored none."""
     entry = bundle.optimization or {}
     budget = Budget.parse(entry.get("budget") or DEFAULT_BUDGET)
     sig = bundle.signature
@@ -98,13 +201,12 @@ def check_budget(bundle: Bundle, loaded: Any, runner: Runner, timeout: float | N
     else:  # x100 and negated stress feeds lie outside any calibrated range by design
         feeds = [f.arrays for f in make_feeds(sig) if not f.stress]
         data = f"{len(feeds)} generated feeds"
-    plan = plan_call(loaded.module, sig, loaded.positional)
     labelled = [(feed, f"feed {i + 1}") for i, feed in enumerate(feeds)]
-    answers = [run_eager(loaded.module, plan, feed, sig, timeout=timeout, label=label) for feed, label in labelled]
+    answers = [reference(feed, label) for feed, label in labelled]
     with runner:
         names = [o.name for o in runner.outputs()]
         got = [runner.infer(feed, timeout=timeout, label=label) for feed, label in labelled]
     want = [{name: array for name, (_, array) in zip(names, answer, strict=False)} for answer in answers]
-    report = BudgetReport(budget, runner.name, "PyTorch eager", data)
+    report = BudgetReport(budget, runner.name, reference_name, data)
     report.outputs = score_outputs(budget, want, got)
     return report

@@ -108,6 +108,7 @@ class ParityReport:
     backend: str = "ort:cpu"
     results: list[FeedResult] = field(default_factory=list)
     precision: str = "fp32"  # below fp32, each output's tolerance is widened (registry.TOLERANCES)
+    reference: str = "PyTorch"  # whose answers the runtime was held to
 
     @property
     def passed(self) -> bool:
@@ -162,7 +163,7 @@ class ParityReport:
     def raise_if_failed(self) -> None:
         if not self.passed:
             raise ParityError(
-                f"{self.backend} disagrees with PyTorch on {self.summary()}",
+                f"{self.backend} disagrees with {self.reference} on {self.summary()}",
                 "the export answers wrong at this input; see the parity report (--json), fix the model or "
                 "loosen --atol/--rtol only if the difference is acceptable",
                 report=self,
@@ -171,6 +172,7 @@ class ParityReport:
     def to_json(self) -> dict[str, Any]:
         return {
             "backend": self.backend,
+            "reference": self.reference,
             "atol": self.atol,
             "rtol": self.rtol,
             "precision": self.precision,
@@ -203,6 +205,7 @@ def check_runners(
     (``registry.tolerance_for``), scaled by each reference output."""
     timeout = ref.timeout if timeout is None else timeout
     report = ParityReport(atol, rtol, backend, precision=runners[0].precision)
+    report.reference = getattr(ref, "name", report.reference)
     for runner in runners:
         with runner:
             report.precision = runner.precision  # known for sure once loaded (a provider may have been dropped)

@@ -323,7 +323,7 @@ def atomic_write(path: Path, write: Callable[[Any], Any]) -> None:
 def package_versions() -> dict[str, str]:
     """The versions of Python and the packages a bundle's answers depend on."""
     out = {"python": platform.python_version()}
-    for dist in ("modelport", "torch", "onnx", "onnxruntime", "onnxscript", "numpy", "transformers"):
+    for dist in ("modelport", "torch", "onnx", "onnxruntime", "onnxruntime-gpu", "onnxscript", "numpy", "transformers"):
         try:
             out[dist] = metadata.version(dist)
         except metadata.PackageNotFoundError:

@@ -23,7 +23,7 @@ __all__ = ["fingerprint", "measure_peak", "rss_mb", "reset_peak_rss", "peak_rss_
 
 # the CPU features that decide which kernels the runtimes pick
 FLAGS = ("avx", "avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16", "avx512_fp16", "amx_tile", "amx_bf16")
-LIBRARIES = ("modelport", "torch", "onnxruntime", "openvino", "onnx", "numpy", "transformers")
+LIBRARIES = ("modelport", "torch", "onnxruntime", "onnxruntime-gpu", "openvino", "onnx", "numpy", "transformers")
 
 
 def fingerprint(threads: int) -> dict[str, Any]:

@@ -39,6 +39,7 @@ from modelport.verification.parity import DEFAULT_ATOL, DEFAULT_RTOL, ParityRepo
 __all__ = ["import_onnx", "ImportResult", "graph_signature"]
 
 VERIFIED, UNCHECKED = "verified", "imported"
+INLINE_LIMIT = 1_800_000_000  # bytes of a model kept in one protobuf (its hard limit is 2 GiB)
 _NOT_IDENT = re.compile(r"[^A-Za-z0-9_]")
 
 
@@ -206,13 +207,14 @@ def _identifier(text: str) -> str:
 
 
 def _copy_model(source: Path, graph: onnx.ModelProto, target: Path) -> None:
-    """The file as it is, or, when it keeps weights in external files, loaded with them and saved with
-    one ``model.onnx.data`` beside it inside the bundle."""
+    """The file as it is, or, when it keeps weights in external files, loaded with them and saved inside
+    the bundle: in ``model.onnx`` itself, or beside it in one ``model.onnx.data`` when too big for that."""
     if not any(t.data_location == onnx.TensorProto.EXTERNAL for t in graph.graph.initializer):
         shutil.copyfile(source, target)
         return
     full = onnx.load_model(str(source), load_external_data=True)
-    onnx.save_model(full, str(target), save_as_external_data=True, location=f"{MODEL_FILE}.data")
+    large = full.ByteSize() > INLINE_LIMIT  # protobuf cannot hold 2 GiB: big weights stay in a file of their own
+    onnx.save_model(full, str(target), save_as_external_data=large, location=f"{MODEL_FILE}.data")
 
 
 def _manifest(

@@ -12,7 +12,7 @@ GPU_BIN   := $(GPU_VENV)/bin
 GPU_STAMP := $(GPU_VENV)/.installed
 EXTRAS    := hf,openvino,bench,serve,ray,dev
 
-.PHONY: demo test test-gpu gpu-present lint bench clean
+.PHONY: demo test test-gpu gpu-present triton-env lint bench clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -40,6 +40,11 @@ test-gpu: gpu-present $(GPU_STAMP)
 # one line and a non-zero exit, before anything is created, where there is no GPU to test on
 gpu-present:
 	$(if $(shell nvidia-smi -L 2>/dev/null | grep '^GPU '),,$(error make test-gpu needs an NVIDIA GPU and there is none here (nvidia-smi is missing or lists no GPU); run it on a GPU machine))
+
+# Triton 2.51 (the tritonserver in the nvidia-pytriton wheel) in an environment of its own (numpy < 2):
+# `serve --engine triton` uses it, and the real-Triton tests run instead of skipping (.ci/run makes it)
+triton-env: $(STAMP)
+	benchmarks/serve/peers/setup.sh triton
 
 bench: $(STAMP)
 	benchmarks/run.sh

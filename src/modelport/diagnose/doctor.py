@@ -13,6 +13,7 @@ from modelport.diagnose.findings import ERROR, WARNING, Finding
 from modelport.diagnose.graph import GraphInfo, describe
 from modelport.diagnose.open_model import open_onnx
 from modelport.diagnose.session_checks import check_session
+from modelport.diagnose.upgrade import name_the_cure
 
 __all__ = ["doctor", "DoctorReport"]
 
@@ -51,6 +52,7 @@ def doctor(path: str | Path) -> DoctorReport:
         report.findings += check(model, model_path.parent)
     known = any(f.severity == ERROR for f in report.findings)
     report.findings += check_session(model_path, model, known)
+    report.findings = name_the_cure(model_path, report.findings)
     order = {ERROR: 0, WARNING: 1}
     report.findings.sort(key=lambda f: order.get(f.severity, 2))
     return report

@@ -1,0 +1,255 @@
+"""The proof behind ``modelport upgrade``: the original file's answers, and the upgraded file's answers in
+onnxruntime compared with them (``first_difference`` finds the node when they differ).
+
+The original's answers come from ONNX's test data beside the file when there is any
+(``test_data_set_*/input_N.pb`` and ``output_N.pb``: TensorProtos, parsed as protobuf, never unpickled),
+otherwise from ONNX's reference evaluator run on the original, on generated feeds (fixed dims as
+declared, every symbolic dim at each of ``FEED_SIZES``).
+
+The reference evaluator implements every op as its current version does. Below opset 7 two rules were
+different, and they are exactly what a conversion must preserve, so the evaluator is given the old ones
+(``LEGACY_OPS``): the arithmetic and comparison ops broadcast only with ``broadcast=1``, aligning B at
+``axis`` (or at the end), not numpy-style; and PRelu's 1-D slope is per channel (axis 1), as the 2018
+exporters meant it ("if slope is of size 1, the value is shared across different channels").
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnx
+from onnx import numpy_helper
+
+from modelport.deadline import within
+from modelport.diagnose.graph import default_opset, numpy_dtype
+from modelport.errors import ModelportError, first_line, import_onnxruntime
+from modelport.feeds import make_feed
+from modelport.spec import InputSpec, Signature
+
+__all__ = [
+    "Case", "Diff", "FEED_SIZES", "EVALUATOR", "TEST_DATA", "ON_ORIGINAL", "cases_for", "data_inputs",
+    "reference_evaluator", "legacy_ops", "ort_session", "ort_reason", "compare",
+]  # fmt: skip
+
+FEED_SIZES = (1, 3)  # every symbolic dim at each of these sizes; the files are small and so are the feeds
+EVALUATOR = "ONNX's reference evaluator"
+TEST_DATA = "the test data beside the file"
+ON_ORIGINAL = f"{EVALUATOR} on the original"
+_FEEDABLE = ("float", "int", "uint", "bool")
+
+
+@dataclass
+class Case:
+    """One feed and the original's answers to it."""
+
+    label: str  # "test_data_set_0", "generated, symbolic dims = 3"
+    answers_from: str  # TEST_DATA or ON_ORIGINAL
+    feed: dict[str, np.ndarray]
+    expected: dict[str, np.ndarray]
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "label": self.label,
+            "answers_from": self.answers_from,
+            "inputs": {n: {"shape": list(a.shape), "dtype": str(a.dtype)} for n, a in self.feed.items()},
+        }
+
+
+@dataclass
+class Diff:
+    max_abs: float
+    passed: bool
+    why: str = ""  # a shape, dtype or NaN/inf mismatch, when that is what failed
+
+
+def data_inputs(model: onnx.ModelProto) -> list[onnx.ValueInfoProto]:
+    weights = {t.name for t in model.graph.initializer}  # IR 3 lists weights among the inputs
+    return [v for v in model.graph.input if v.name not in weights]
+
+
+# ---- the original's answers -------------------------------------------------------------------------
+
+
+def cases_for(model_path: Path, model: onnx.ModelProto, timeout: float | None) -> list[Case]:
+    folders = sorted((p for p in model_path.parent.glob("test_data_set_*") if p.is_dir()), key=_number)
+    if folders:
+        return [_test_data(folder, model) for folder in folders]
+    return _generated(model, timeout)
+
+
+def _number(path: Path) -> tuple[int, str]:
+    digits = re.findall(r"\d+", path.name)
+    return (int(digits[-1]) if digits else -1, path.name)
+
+
+def _test_data(folder: Path, model: onnx.ModelProto) -> Case:
+    inputs = [v.name for v in data_inputs(model)]
+    outputs = [v.name for v in model.graph.output]
+    return Case(folder.name, TEST_DATA, _tensors(folder, "input", inputs), _tensors(folder, "output", outputs))
+
+
+def _tensors(folder: Path, kind: str, names: list[str]) -> dict[str, np.ndarray]:
+    files = sorted(folder.glob(f"{kind}_*.pb"), key=_number)
+    fix = f"move {folder} away to prove against {EVALUATOR} instead, or fix its files"
+    if len(files) != len(names):
+        raise ModelportError(f"{folder} holds {len(files)} {kind}s, the model has {len(names)}", fix)
+    tensors = []
+    for file in files:
+        tensor = onnx.TensorProto()
+        try:
+            tensor.ParseFromString(file.read_bytes())
+            array = numpy_helper.to_array(tensor, base_dir=str(folder))
+        except Exception as exc:  # protobuf's DecodeError, numpy's errors on a tensor that lies about its size
+            raise ModelportError(f"{file} is not a readable ONNX tensor ({first_line(exc)[:120]})", fix) from None
+        tensors.append((tensor.name, array))
+    if all(name in names for name, _ in tensors) and len({n for n, _ in tensors}) == len(names):
+        return dict(tensors)
+    return {name: array for name, (_, array) in zip(names, tensors, strict=True)}  # unnamed: by position
+
+
+def _generated(model: onnx.ModelProto, timeout: float | None) -> list[Case]:
+    specs = [_spec(v) for v in data_inputs(model)]
+    symbols = sorted({s for spec in specs for s in spec.symbols})
+    evaluator = reference_evaluator(model)
+    rng = np.random.default_rng(0)
+    cases: list[Case] = []
+    failures: list[str] = []
+    for size in FEED_SIZES if symbols else FEED_SIZES[:1]:
+        label = f"generated, symbolic dims = {size}" if symbols else "generated"
+        feed = make_feed(Signature(specs), dict.fromkeys(symbols, size), rng).arrays
+        try:
+            answers = within(lambda f=feed: evaluator.run(None, f), timeout, EVALUATOR, label)
+        except ModelportError:
+            raise
+        except Exception as exc:  # the original cannot take this size (a kernel larger than it, say)
+            failures.append(f"{label}: {first_line(exc)[:160]}")
+            continue
+        expected = {n: np.asarray(a) for n, a in zip(evaluator.output_names, answers, strict=True)}
+        cases.append(Case(label, ON_ORIGINAL, feed, expected))
+    if not cases:
+        raise ModelportError(
+            f"{EVALUATOR} cannot run the original on generated feeds ({failures[0]}), and no test_data_set_* "
+            "lies beside it to compare with",
+            "put ONNX test data beside the file (test_data_set_0/input_0.pb ... output_0.pb) and run again",
+        )
+    return cases
+
+
+def _spec(value: onnx.ValueInfoProto) -> InputSpec:
+    kind = value.type.WhichOneof("value")
+    dtype = numpy_dtype(value.type.tensor_type.elem_type) if kind == "tensor_type" else str(kind)
+    if not dtype.startswith(_FEEDABLE):
+        raise ModelportError(
+            f"input {value.name!r} is of type {dtype}, for which modelport cannot make feeds",
+            "put ONNX test data beside the file (test_data_set_0/input_0.pb ... output_0.pb) and run again",
+        )
+    dims: list[int | str] = []
+    for axis, dim in enumerate(value.type.tensor_type.shape.dim):
+        dims.append(dim.dim_value if dim.dim_value > 0 else dim.dim_param or f"{value.name}.{axis}")
+    return InputSpec(value.name, tuple(dims), dtype)
+
+
+def reference_evaluator(model: onnx.ModelProto) -> Any:
+    from onnx.reference import ReferenceEvaluator
+
+    legacy = (default_opset(model) or 0) < 7
+    try:
+        return ReferenceEvaluator(model, new_ops=legacy_ops() if legacy else None)
+    except Exception as exc:  # NotImplementedError, TypeError... for an op it lacks
+        raise ModelportError(
+            f"{EVALUATOR} cannot load the original ({first_line(exc)[:160]}), and no test_data_set_* lies beside "
+            "it to compare with",
+            "put ONNX test data beside the file (test_data_set_0/input_0.pb ... output_0.pb) and run again",
+        ) from None
+
+
+def legacy_ops() -> list[type]:
+    """The evaluator's ops with the rules of opset < 7 (module docstring)."""
+    from onnx.reference.ops import (
+        op_add,
+        op_and,
+        op_div,
+        op_equal,
+        op_greater,
+        op_less,
+        op_mul,
+        op_or,
+        op_pow,
+        op_prelu,
+        op_sub,
+        op_xor,
+    )
+
+    def binary(base: type) -> type:
+        def _run(self: Any, a: np.ndarray, b: np.ndarray, **attrs: Any) -> Any:
+            broadcast, axis = attrs.pop("broadcast", getattr(self, "broadcast", 0)), attrs.pop("axis", None)
+            axis = getattr(self, "axis", None) if axis is None else axis
+            if broadcast and 0 < b.ndim <= a.ndim:
+                start = a.ndim - b.ndim if axis is None else axis % a.ndim
+                if start + b.ndim <= a.ndim:
+                    b = b.reshape((1,) * start + b.shape + (1,) * (a.ndim - start - b.ndim))
+            return base._run(self, a, b)
+
+        return type(base.__name__, (base,), {"op_domain": "", "_run": _run})
+
+    def _prelu(self: Any, x: np.ndarray, slope: np.ndarray) -> Any:
+        if slope.ndim == 1 and slope.size > 1 and x.ndim > 2 and x.shape[1] == slope.size:
+            slope = slope.reshape((-1,) + (1,) * (x.ndim - 2))
+        return op_prelu.PRelu._run(self, x, slope)
+
+    ops = [op_add.Add, op_sub.Sub, op_mul.Mul, op_div.Div, op_pow.Pow, op_and.And, op_or.Or, op_xor.Xor]
+    ops += [op_equal.Equal, op_greater.Greater, op_less.Less]
+    return [binary(op) for op in ops] + [type("PRelu", (op_prelu.PRelu,), {"op_domain": "", "_run": _prelu})]
+
+
+# ---- onnxruntime and comparison ---------------------------------------------------------------------
+
+
+def ort_session(model: onnx.ModelProto | Path, optimize: bool = True) -> Any:
+    ort = import_onnxruntime()
+    options = ort.SessionOptions()
+    options.log_severity_level = 4
+    options.intra_op_num_threads = 1  # small files: a thread pool costs more than it gives
+    if not optimize:  # every node's output stays what that node computed
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    source = model.SerializeToString() if isinstance(model, onnx.ModelProto) else str(model)
+    return ort.InferenceSession(source, options, providers=["CPUExecutionProvider"])
+
+
+def ort_reason(exc: BaseException | str) -> str:
+    """onnxruntime's message without its status prefix and source location."""
+    text = " ".join(str(exc).split())
+    text = re.sub(r"^\[ONNXRuntimeError\] : \d+ : \w+ : ", "", text)
+    text = text.split("Status Message:", 1)[-1].strip()
+    text = re.sub(r"^/\S+:\d+ ", "", text)
+    if " was false. " in text:  # ORT_ENFORCE(cond, message): the message is what a user can read
+        text = text.split(" was false. ", 1)[1]
+    return text[:240]
+
+
+def compare(expected: np.ndarray, actual: np.ndarray, atol: float, rtol: float) -> Diff:
+    """Floats within ``atol + rtol * |expected|`` (NaN matches NaN, inf the same inf); anything else exactly."""
+    expected, actual = np.asarray(expected), np.asarray(actual)
+    if expected.shape != actual.shape:
+        return Diff(float("inf"), False, f"shape {list(actual.shape)} instead of {list(expected.shape)}")
+    if expected.dtype != actual.dtype:
+        return Diff(float("inf"), False, f"dtype {actual.dtype} instead of {expected.dtype}")
+    if expected.size == 0:
+        return Diff(0.0, True)
+    if not np.issubdtype(expected.dtype, np.number) or np.issubdtype(expected.dtype, np.complexfloating):
+        same = bool(np.array_equal(expected, actual))
+        return Diff(0.0 if same else float("inf"), same, "" if same else "values differ")
+    with np.errstate(all="ignore"):
+        exp, act = expected.astype(np.float64), actual.astype(np.float64)
+        finite = np.isfinite(exp) & np.isfinite(act)
+        special = (exp == act) | (np.isnan(exp) & np.isnan(act))
+        gap = np.where(finite, np.abs(act - exp), np.where(special, 0.0, np.inf))
+        floating = np.issubdtype(expected.dtype, np.floating)
+        allowed = atol + rtol * np.abs(np.where(finite, exp, 0.0)) if floating else 0.0
+        passed = bool(np.all(gap <= allowed))
+    max_abs = float(gap.max())
+    return Diff(max_abs, passed, "" if passed or np.isfinite(max_abs) else "NaN or inf where the original has not")

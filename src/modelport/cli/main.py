@@ -509,6 +509,28 @@ def triton(
 
 
 @app.command()
+def upgrade(
+    model: Path = typer.Argument(..., help="an old .onnx file that onnxruntime refuses (any .onnx with --opset)"),
+    output: Path = typer.Option(..., "--output", "-o", help="the .onnx to write; NAME.proof.json goes beside it"),
+    opset: int = typer.Option(None, "--opset", help="the opset to lift to (default: the lowest onnxruntime runs)"),
+    atol: float = typer.Option(DEFAULT_ATOL, help="absolute tolerance against the original's answers"),
+    rtol: float = typer.Option(DEFAULT_RTOL, help="relative tolerance against the original's answers"),
+    as_json: bool = typer.Option(False, "--json", help="print the proof as JSON"),
+) -> None:
+    """Lift an old file's opset so onnxruntime runs it, with proof that its answers did not change (against
+    the test data beside it, or ONNX's reference evaluator on the original); refused otherwise, naming why."""
+    errors_as_json(as_json)
+    from modelport.diagnose.upgrade import upgrade as do_upgrade
+
+    with err.status("upgrading"):
+        report = do_upgrade(model, output, opset, atol=atol, rtol=rtol)
+    if as_json:
+        emit_json(report.to_json())
+    else:
+        out.print(report.summary(), highlight=False, soft_wrap=True)
+
+
+@app.command()
 def demo(
     output: Path = typer.Option(Path("build/minilm"), "--output", "-o", help="where to write the demo bundle"),
 ) -> None:

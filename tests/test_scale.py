@@ -151,7 +151,7 @@ def test_ray_serve_two_replicas_answer_concurrent_requests_like_run(classifier):
     x = np.random.default_rng(2).standard_normal((40, 32)).astype(np.float32)
     with modelport.load(classifier) as model:
         want = model(x=x)["output"]
-    with modelport.serve_ray([classifier], port=_free_port(), replicas=2, block=False) as server:
+    with modelport.serve_ray([classifier], port=0, replicas=2, block=False) as server:
         client = th.InferenceServerClient(server.url.removeprefix("http://"))
         assert client.is_server_ready() and client.is_model_ready("clf")
         assert client.get_model_metadata("clf")["inputs"] == [{"name": "x", "datatype": "FP32", "shape": [-1, 32]}]
@@ -170,14 +170,6 @@ def test_ray_serve_two_replicas_answer_concurrent_requests_like_run(classifier):
             client.infer("clf", [wrong])
         client.close()
     assert not _answers(server.url + "/v2/health/live")  # stopped: Ray Serve is gone
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _post(url: str, body: dict) -> dict:

@@ -10,13 +10,12 @@ one CPU; the ingress replica (HTTP parsing, checks, metrics) reserves none.
 from __future__ import annotations
 
 import os
-import signal
-import threading
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from modelport.errors import MissingExtraError, ResourceError, UsageError
+from modelport.errors import MissingExtraError, ResourceError, UsageError, first_line
+from modelport.scale.lifecycle import port_for, until_stopped
 from modelport.serving.core import Limits
 from modelport.serving.models import parse_source
 from modelport.serving.server import TOKEN_ENV
@@ -46,7 +45,9 @@ def start_ray(address: str | None) -> None:
     try:
         ray.init(address=address, include_dashboard=False, log_to_driver=False, logging_level=logging.WARNING)
     except ConnectionError as exc:
-        raise ResourceError(f"cannot reach the Ray cluster at {address}: {_first(exc)}", "check --address") from None
+        raise ResourceError(
+            f"cannot reach the Ray cluster at {address}: {first_line(exc)}", "check --address"
+        ) from None
 
 
 def serve_ray(
@@ -122,7 +123,8 @@ class RayServer:
         for source in self.sources:
             if not source.path.exists():
                 raise UsageError(f"no such bundle or file: {source.path}", "check the path")
-        self.backend, self.host, self.port, self.address = backend, host, port, address
+        self.backend, self.host, self.address = backend, host, address
+        self.port = port_for(host, port, "--port")
         self.replicas, self.autoscale = replicas, autoscale
         most = autoscale[1] if autoscale else replicas
         self.threads = threads or max(1, (os.cpu_count() or 1) // most)
@@ -148,23 +150,16 @@ class RayServer:
             serve.run(self._application(), name=APP, route_prefix="/")
         except Exception as exc:
             self.stop()
-            why = f"{type(exc).__name__}: {_first(exc)}"
+            why = f"{type(exc).__name__}: {first_line(exc)}"
             raise ResourceError(f"Ray Serve did not start: {why}", "see Ray's log") from None
         self._running = True
         return self
 
     def wait(self) -> None:
         """Block until SIGTERM/Ctrl-C, then stop."""
-        stop = threading.Event()
-        previous = {}
-        if threading.current_thread() is threading.main_thread():
-            for sig in (signal.SIGINT, signal.SIGTERM):
-                previous[sig] = signal.signal(sig, lambda *_: stop.set())
         try:
-            stop.wait()
+            until_stopped()
         finally:
-            for sig, handler in previous.items():
-                signal.signal(sig, handler)
             self.stop()
 
     def stop(self) -> None:
@@ -207,8 +202,3 @@ class RayServer:
             handles.append(deployment.bind(source, self.backend, self.threads, self.wait_s))
         ingress = serve.deployment(Ingress, name="v2", ray_actor_options={"num_cpus": 0}, max_ongoing_requests=1024)
         return ingress.bind(self.sources, self.limits, *handles)
-
-
-def _first(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return text[0] if text else ""

@@ -18,10 +18,8 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import tempfile
-import threading
 import time
 import urllib.error
 import urllib.request
@@ -30,6 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from modelport.errors import ResourceError, UsageError
+from modelport.scale.lifecycle import port_for, until_stopped
 
 __all__ = ["serve_triton", "TritonServer", "TritonEnv", "find_triton", "PYTHON_ENV", "SETUP_HINT"]
 
@@ -178,8 +177,8 @@ class TritonServer:
         self.env = find_triton(python)
         self.models = list(models)
         self.host = host
-        self.port, self.grpc_port = _port(host, port, "--port"), _port(host, grpc_port, "--grpc-port")
-        self.metrics_port = _port(host, metrics_port, "--metrics-port") if metrics_port is not None else None
+        self.port, self.grpc_port = port_for(host, port, "--port"), port_for(host, grpc_port, "--grpc-port")
+        self.metrics_port = port_for(host, metrics_port, "--metrics-port") if metrics_port is not None else None
         self.options = repository_options or {}
         self.repository: Path | None = None
         self.names: list[str] = []
@@ -205,18 +204,10 @@ class TritonServer:
 
     def wait(self) -> None:
         """Block until Triton exits or SIGTERM/Ctrl-C arrives, then stop it cleanly."""
-        stop = threading.Event()
-        previous = {}
-        if threading.current_thread() is threading.main_thread():
-            for sig in (signal.SIGINT, signal.SIGTERM):
-                previous[sig] = signal.signal(sig, lambda *_: stop.set())
         try:
-            while not stop.is_set() and self._process is not None and self._process.poll() is None:
-                stop.wait(0.5)
+            until_stopped(lambda: self._process is not None and self._process.poll() is None)
             died = self._process is not None and self._process.poll() not in (None, 0)
         finally:
-            for sig, handler in previous.items():
-                signal.signal(sig, handler)
             self.stop()
         if died:
             raise ResourceError(f"Triton exited: {self._last_error()}", "see the log lines above")
@@ -315,14 +306,3 @@ def _answers(url: str) -> bool:
             return response.status == 200
     except (urllib.error.URLError, OSError, ValueError):
         return False
-
-
-def _port(host: str, port: int, flag: str) -> int:
-    """``port``, checked free, or any free port for 0 (Triton itself takes no port 0)."""
-    if not 0 <= port <= 65535:
-        raise UsageError(f"{flag} {port} is not a port", "use 1..65535 (0: any free port)")
-    try:
-        with socket.create_server((host, port)) as probe:
-            return probe.getsockname()[1]
-    except OSError as exc:
-        raise ResourceError(f"cannot listen on {host}:{port} ({exc.strerror or exc})", f"pick another {flag}") from None

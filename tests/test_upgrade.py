@@ -182,11 +182,16 @@ def test_cli_upgrade_writes_the_file_and_its_proof(tmp_path: Path, capsys: pytes
     assert code == 2 and "--opset 5 is outside 6.." in err
 
 
-def test_upgrade_never_writes_over_the_original(tmp_path: Path) -> None:
+def test_the_public_function_and_the_original_left_alone(tmp_path: Path) -> None:
+    import modelport
+
     copy = tmp_path / "model.onnx"
     shutil.copy(DATA / "pytorch-converted" / "test_Linear" / "model.onnx", copy)
     with pytest.raises(UsageError, match="is the file being upgraded"):
-        upgrade(copy, copy)
+        modelport.upgrade(copy, copy)
+    report = modelport.upgrade(copy, tmp_path / "linear.onnx")
+    assert report.to_json()["status"] == "upgraded" and report.proof == tmp_path / "linear.proof.json"
+    assert onnx.load(copy).opset_import[0].version == 6  # the original is never touched
 
 
 # ---- synthetic files: what the real ones do not show --------------------------------------------------

@@ -23,6 +23,7 @@ from typing import Any, NoReturn
 
 import onnx
 
+from modelport import interrupts
 from modelport.bundle import atomic_write
 from modelport.deadline import DEFAULT_VERIFY_TIMEOUT, within
 from modelport.diagnose.findings import Finding
@@ -51,6 +52,7 @@ __all__ = ["upgrade", "UpgradeReport", "check_upgrade", "name_the_cure", "ORT_MI
 # that this stays true of the installed onnxruntime (opset 6 refused, 7 runs).
 ORT_MIN_OPSET = 7
 DOCTOR_TIMEOUT = 30.0  # seconds per evaluator or runtime call when doctor tries the cure
+_CURED = ("no-kernel", "ancient-opset")  # doctor's findings that a proved upgrade fixes
 _PROTOBUF_LIMIT = 2**31 - 1  # the converter takes the model through one serialized protobuf
 
 
@@ -144,6 +146,7 @@ def upgrade(
     if attempt.model is None:
         return report  # "current": nothing to write
     report.output, report.proof = target, target.with_suffix(".proof.json")
+    interrupts.check()  # an interrupt that something swallowed still means: write nothing
     atomic_write(target, lambda fh: fh.write(attempt.model.SerializeToString()))  # type: ignore[union-attr]
     text = json.dumps(report.to_json(), indent=2) + "\n"
     atomic_write(report.proof, lambda fh: fh.write(text.encode()))
@@ -196,7 +199,10 @@ def _upgraded(
     target = report.opset_to = opset or max(ORT_MIN_OPSET, source or 0)
     newest = onnx.defs.onnx_opset_version()
     if source is None:
-        raise UsageError(f"{model_path} imports no default-domain opset: there is nothing to lift", "")
+        raise UsageError(
+            f"{model_path} imports no default-domain opset: there is nothing to lift",
+            "upgrade lifts the default (ai.onnx) domain only",
+        )
     if opset is not None and not source <= opset <= newest:
         raise UsageError(
             f"--opset {opset} is outside {source}..{newest}: upgrade lifts from the file's opset ({source}) to at "
@@ -364,8 +370,9 @@ def _refusal(text: str, model_path: Path, context: str) -> ModelportError:
 
 
 def name_the_cure(model_path: Path, findings: list[Finding]) -> list[Finding]:
-    """doctor's no-kernel findings get ``modelport upgrade`` as their fix when an upgrade, tried here, loads
-    in onnxruntime and answers as the original; the findings are left as they are otherwise."""
+    """When onnxruntime refuses the file (doctor's no-kernel findings) and an upgrade, tried here, loads and
+    answers as the original, those findings and the ancient-opset warning get ``modelport upgrade`` as
+    their fix; the findings are left as they are otherwise."""
     if not any(f.code == "no-kernel" for f in findings):
         return findings
     try:
@@ -380,7 +387,7 @@ def name_the_cure(model_path: Path, findings: list[Finding]) -> list[Finding]:
         f"modelport upgrade {model_path} -o {new} (lifts opset {report.opset_from} to {report.opset_to}; tried "
         f"here: onnxruntime runs it and it answers as the original on {len(report.feeds)} feed(s))"
     )
-    return [replace(f, fix=fix) if f.code == "no-kernel" else f for f in findings]
+    return [replace(f, fix=fix) if f.code in _CURED else f for f in findings]
 
 
 def _ort_version() -> str:

@@ -142,9 +142,10 @@ def _generated(model: onnx.ModelProto, timeout: float | None) -> list[Case]:
 def _spec(value: onnx.ValueInfoProto) -> InputSpec:
     kind = value.type.WhichOneof("value")
     dtype = numpy_dtype(value.type.tensor_type.elem_type) if kind == "tensor_type" else str(kind)
-    if not dtype.startswith(_FEEDABLE):
+    if not dtype.startswith(_FEEDABLE) or not value.type.tensor_type.HasField("shape"):
+        what = f"is of type {dtype}" if not dtype.startswith(_FEEDABLE) else "declares no shape, not even its rank"
         raise ModelportError(
-            f"input {value.name!r} is of type {dtype}, for which modelport cannot make feeds",
+            f"input {value.name!r} {what}, for which modelport cannot make feeds",
             "put ONNX test data beside the file (test_data_set_0/input_0.pb ... output_0.pb) and run again",
         )
     dims: list[int | str] = []

@@ -1,6 +1,6 @@
 import numpy as np
 
-from modelport.verification.compare import compare, cosine
+from modelport.compare import compare, cosine
 
 
 def test_within_tolerance_passes_and_reports_diffs():

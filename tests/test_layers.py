@@ -27,6 +27,7 @@ LAYERS: list[tuple[str, ...]] = [
         "modelport.tolerances",
         "modelport.onnx_graph",
         "modelport.interrupts",
+        "modelport.compare",
     ),
     ("modelport.diagnose",),  # ONNX helpers: graph facts, checks, error translation
     ("modelport.sources", "modelport.forward"),  # PyTorch models in, and how they are called

@@ -6,10 +6,10 @@ import pytest
 import torch
 
 from modelport.bundle import Bundle
+from modelport.compare import cosine
 from modelport.demo_job import SENTENCES, embed, reference_embeddings
 from modelport.sources import load_model
 from modelport.verification.bundle import verify
-from modelport.verification.compare import cosine
 
 pytestmark = [pytest.mark.slow, pytest.mark.hf]
 

@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 
 from modelport.bundle import Bundle
+from modelport.compare import cosine
 from modelport.exporting import export
 from modelport.feeds import make_feeds
 from modelport.runtime.registry import create, tolerance_for
-from modelport.verification.compare import cosine
 from tests.conftest import ZOO, zoo_specs
 
 pytestmark = pytest.mark.openvino

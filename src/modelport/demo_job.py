@@ -9,10 +9,10 @@ from pathlib import Path
 
 import numpy as np
 
+from modelport.compare import cosine
 from modelport.errors import ParityError
 from modelport.exporting import ExportResult, export
 from modelport.runtime.ort import OrtRunner
-from modelport.verification.compare import cosine
 
 __all__ = ["run_demo", "DemoReport", "SENTENCES", "COSINE_THRESHOLD"]
 

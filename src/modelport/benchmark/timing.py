@@ -34,13 +34,13 @@ import numpy as np
 from modelport.benchmark import machine
 from modelport.benchmark.shapes import batch_symbol, first_dim_is_symbol, outside, shape_text
 from modelport.bundle import Bundle
+from modelport.compare import cosine
 from modelport.errors import ResourceError, UsageError
 from modelport.feeds import make_feed
 from modelport.runtime.base import Runner
 from modelport.runtime.ort import OPTIMIZATIONS, physical_cores
 from modelport.runtime.registry import create, parse_backend
 from modelport.spec import Signature
-from modelport.verification.compare import cosine
 
 __all__ = [
     "BenchConfig",

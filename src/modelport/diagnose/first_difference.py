@@ -16,9 +16,10 @@ import numpy as np
 import onnx
 from onnx import helper, numpy_helper
 
+from modelport.compare import compare
 from modelport.deadline import within
 from modelport.diagnose.graph import default_opset
-from modelport.diagnose.upgrade_proof import EVALUATOR, Case, compare, ort_reason, ort_session, reference_evaluator
+from modelport.diagnose.upgrade_proof import EVALUATOR, Case, ort_reason, ort_session, reference_evaluator
 
 __all__ = ["Culprit", "first_difference", "describe_change"]
 
@@ -72,7 +73,7 @@ def first_difference(
             got = ours
         for name in node.output:
             if name and name in values and name in got:
-                diff = compare(values[name], got[name], atol, rtol)
+                diff = compare(name, values[name], got[name], atol, rtol)
                 if not diff.passed:
                     what = diff.why or f"max abs diff {diff.max_abs:.3g}"
                     return culprit(node, name, f"answers differently ({what})")

@@ -25,12 +25,13 @@ import onnx
 
 from modelport import interrupts
 from modelport.bundle import atomic_write
+from modelport.compare import compare
 from modelport.deadline import DEFAULT_VERIFY_TIMEOUT, within
 from modelport.diagnose.findings import Finding
 from modelport.diagnose.first_difference import first_difference
 from modelport.diagnose.graph import default_opset
 from modelport.diagnose.open_model import open_onnx
-from modelport.diagnose.upgrade_proof import Case, cases_for, compare, ort_reason, ort_session
+from modelport.diagnose.upgrade_proof import Case, cases_for, ort_reason, ort_session
 from modelport.errors import (
     ModelFileError,
     ModelportError,
@@ -285,7 +286,9 @@ def _prove(
             raise
         except Exception as exc:
             _answers_changed(model, upgraded, case, report, timeout, f"onnxruntime fails on it: {ort_reason(exc)}")
-        diffs = {n: compare(case.expected[n], a, report.atol, report.rtol) for n, a in zip(names, arrays, strict=True)}
+        diffs = {
+            n: compare(n, case.expected[n], a, report.atol, report.rtol) for n, a in zip(names, arrays, strict=True)
+        }
         entry["max_abs_diff"] = {n: d.max_abs for n, d in diffs.items()}
         for name, diff in diffs.items():
             report.max_abs_diff[name] = max(report.max_abs_diff.get(name, 0.0), diff.max_abs)

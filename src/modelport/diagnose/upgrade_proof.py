@@ -31,8 +31,8 @@ from modelport.feeds import make_feed
 from modelport.spec import InputSpec, Signature
 
 __all__ = [
-    "Case", "Diff", "FEED_SIZES", "EVALUATOR", "TEST_DATA", "ON_ORIGINAL", "cases_for", "data_inputs",
-    "reference_evaluator", "legacy_ops", "ort_session", "ort_reason", "compare",
+    "Case", "FEED_SIZES", "EVALUATOR", "TEST_DATA", "ON_ORIGINAL", "cases_for", "data_inputs",
+    "reference_evaluator", "legacy_ops", "ort_session", "ort_reason",
 ]  # fmt: skip
 
 FEED_SIZES = (1, 3)  # every symbolic dim at each of these sizes; the files are small and so are the feeds
@@ -57,13 +57,6 @@ class Case:
             "answers_from": self.answers_from,
             "inputs": {n: {"shape": list(a.shape), "dtype": str(a.dtype)} for n, a in self.feed.items()},
         }
-
-
-@dataclass
-class Diff:
-    max_abs: float
-    passed: bool
-    why: str = ""  # a shape, dtype or NaN/inf mismatch, when that is what failed
 
 
 def data_inputs(model: onnx.ModelProto) -> list[onnx.ValueInfoProto]:
@@ -230,27 +223,3 @@ def ort_reason(exc: BaseException | str) -> str:
     if " was false. " in text:  # ORT_ENFORCE(cond, message): the message is what a user can read
         text = text.split(" was false. ", 1)[1]
     return text[:240]
-
-
-def compare(expected: np.ndarray, actual: np.ndarray, atol: float, rtol: float) -> Diff:
-    """Floats within ``atol + rtol * |expected|`` (NaN matches NaN, inf the same inf); anything else exactly."""
-    expected, actual = np.asarray(expected), np.asarray(actual)
-    if expected.shape != actual.shape:
-        return Diff(float("inf"), False, f"shape {list(actual.shape)} instead of {list(expected.shape)}")
-    if expected.dtype != actual.dtype:
-        return Diff(float("inf"), False, f"dtype {actual.dtype} instead of {expected.dtype}")
-    if expected.size == 0:
-        return Diff(0.0, True)
-    if not np.issubdtype(expected.dtype, np.number) or np.issubdtype(expected.dtype, np.complexfloating):
-        same = bool(np.array_equal(expected, actual))
-        return Diff(0.0 if same else float("inf"), same, "" if same else "values differ")
-    with np.errstate(all="ignore"):
-        exp, act = expected.astype(np.float64), actual.astype(np.float64)
-        finite = np.isfinite(exp) & np.isfinite(act)
-        special = (exp == act) | (np.isnan(exp) & np.isnan(act))
-        gap = np.where(finite, np.abs(act - exp), np.where(special, 0.0, np.inf))
-        floating = np.issubdtype(expected.dtype, np.floating)
-        allowed = atol + rtol * np.abs(np.where(finite, exp, 0.0)) if floating else 0.0
-        passed = bool(np.all(gap <= allowed))
-    max_abs = float(gap.max())
-    return Diff(max_abs, passed, "" if passed or np.isfinite(max_abs) else "NaN or inf where the original has not")

@@ -18,8 +18,8 @@ from typing import Any
 
 import numpy as np
 
+from modelport.compare import cosine
 from modelport.errors import import_onnxruntime
-from modelport.verification.compare import cosine
 
 __all__ = ["NodeDrift", "rank_nodes", "activations", "finite_cosine"]
 

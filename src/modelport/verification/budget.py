@@ -17,8 +17,8 @@ from typing import Any
 
 import numpy as np
 
+from modelport.compare import cosine
 from modelport.errors import ParityError, UsageError
-from modelport.verification.compare import cosine
 
 __all__ = ["Budget", "OutputScore", "BudgetReport", "score_outputs", "DEFAULT_BUDGET"]
 

@@ -37,6 +37,7 @@ from typing import Any
 
 import numpy as np
 
+from modelport.compare import OutputDiff, compare
 from modelport.deadline import DEFAULT_VERIFY_TIMEOUT, VerifyTimeoutError
 from modelport.errors import ParityError
 from modelport.feeds import Feed
@@ -44,7 +45,6 @@ from modelport.options import DEFAULT_ATOL, DEFAULT_RTOL
 from modelport.runtime.base import Runner
 from modelport.runtime.ort import OPT_LEVELS, OPTIMIZATIONS, OrtRunner
 from modelport.runtime.registry import TOLERANCES, tolerance_for
-from modelport.verification.compare import OutputDiff, compare
 from modelport.verification.reference import Answer, NondeterministicModelError, Reference
 
 __all__ = [

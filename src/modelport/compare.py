@@ -1,4 +1,5 @@
-"""Compare one output of ONNX against PyTorch. Pure numpy; returns data, the caller decides."""
+"""Compare one output with its reference (PyTorch, ONNX's reference evaluator, an original file's test data).
+Pure numpy; returns data, the caller decides."""
 
 from __future__ import annotations
 
@@ -23,7 +24,7 @@ class OutputDiff:
     why: str = ""
     atol: float = 0.0  # the tolerance this output was held to (0 and 0: compared exactly)
     rtol: float = 0.0
-    scale: float = 0.0  # PyTorch's largest finite magnitude in this output
+    scale: float = 0.0  # the reference's largest finite magnitude in this output
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -57,6 +58,11 @@ def _compare(name: str, expected: np.ndarray, actual: np.ndarray, atol: float, r
         diff.max_abs = diff.max_rel = 0.0
         diff.passed = True
         return diff
+    if not np.issubdtype(expected.dtype, np.number) and expected.dtype != np.bool_:  # strings: equal or not
+        diff.passed = bool(np.array_equal(expected, actual))
+        diff.max_abs = diff.max_rel = 0.0 if diff.passed else float("inf")
+        diff.why = "" if diff.passed else "values differ"
+        return diff
     exp = expected.astype(np.float64)
     act = actual.astype(np.float64)
     finite_exp = np.abs(exp[np.isfinite(exp)])
@@ -77,14 +83,14 @@ def _compare(name: str, expected: np.ndarray, actual: np.ndarray, atol: float, r
     diff.passed = ok
     if not ok:
         if np.isinf(diff.max_abs):
-            diff.why = "NaN or inf where PyTorch has a different value"
+            diff.why = "NaN or inf where the reference has a different value"
         else:
             where = np.unravel_index(int(np.argmax(abs_err - tolerance)), abs_err.shape)
             diff.why = (
-                f"max abs diff {diff.max_abs:.3g} (at {list(map(int, where))}: onnx {act[where]:.6g} "
-                f"vs torch {exp[where]:.6g}) exceeds atol {atol:g} + rtol {rtol:g}"
+                f"max abs diff {diff.max_abs:.3g} (at {list(map(int, where))}: {act[where]:.6g} "
+                f"against the reference's {exp[where]:.6g}) exceeds atol {atol:g} + rtol {rtol:g}"
                 if not exact
-                else f"{int(np.count_nonzero(abs_err))} values differ from PyTorch"
+                else f"{int(np.count_nonzero(abs_err))} values differ from the reference"
             )
     return diff
 

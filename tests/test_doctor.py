@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from modelport.cli.main import main
 from modelport.diagnose.doctor import doctor
 from modelport.errors import ModelFileError
+from tests.conftest import cli
 from tests.models.broken import DEFECTS, UNREADABLE
 
 
@@ -20,16 +20,6 @@ def corpus(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     built = {name: build(folder) for name, (build, _, _) in DEFECTS.items()}
     built |= {name: build(folder) for name, (build, _) in UNREADABLE.items()}
     return built
-
-
-def cli(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
-    try:
-        main(list(args))
-        code = 0
-    except SystemExit as exc:
-        code = int(exc.code or 0)
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
 
 
 def test_corpus_is_big_enough() -> None:

@@ -17,13 +17,13 @@ import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from modelport.cli.main import main
 from modelport.diagnose import upgrade as upgrade_module
 from modelport.diagnose.doctor import doctor
 from modelport.diagnose.upgrade import ORT_MIN_OPSET, check_upgrade, upgrade
 from modelport.diagnose.upgrade_proof import ON_ORIGINAL, TEST_DATA, ort_session
 from modelport.errors import ModelportError, ParityError, UsageError
 from modelport.options import DEFAULT_ATOL, DEFAULT_RTOL
+from tests.conftest import cli
 
 DATA = Path(onnx.__file__).parent / "backend" / "test" / "data"  # comes with the onnx wheel
 OLD = sorted(DATA.glob("pytorch-operator/*/model.onnx")) + sorted(DATA.glob("pytorch-converted/*/model.onnx"))
@@ -144,16 +144,6 @@ def test_doctor_names_the_upgrade_for_exactly_the_revived_files(
         assert all(named) if name(path) in cured else not any(named), (name(path), fixes)
     runs = DATA / "pytorch-converted" / "test_Conv2d" / "model.onnx"  # opset 6, which onnxruntime still runs
     assert not any("modelport upgrade" in f.fix for f in doctor(runs).findings)
-
-
-def cli(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
-    try:
-        main(list(args))
-        code = 0
-    except SystemExit as exc:
-        code = int(exc.code or 0)
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
 
 
 def test_cli_upgrade_writes_the_file_and_its_proof(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

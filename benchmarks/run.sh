@@ -14,7 +14,7 @@ TORCH="eager,torchscript,torch-compile"
 STRICT=${STRICT---strict}  # STRICT= make bench: time even on a busy machine (the report then says so)
 RUNTIMES="ort:cpu,ort:cpu@disabled,openvino:f32,openvino:default"
 BUILD=build/bench
-PARTS=${PARTS:-bench,optimize,serve}  # PARTS=optimize benchmarks/run.sh: only the optimize runs
+PARTS=${PARTS:-bench,optimize,serve,scale}  # PARTS=optimize benchmarks/run.sh: only the optimize runs
 mkdir -p $BUILD
 
 if [[ $PARTS == *bench* ]]; then
@@ -60,6 +60,11 @@ if [[ $PARTS == *serve* ]]; then
 # serve: modelport serve (batching on/off) against Triton, MLServer and KServe, each in its own venv
 for peer in triton mlserver kserve; do benchmarks/serve/peers/setup.sh $peer > /dev/null; done
 .venv/bin/python benchmarks/serve/run.py --out $OUT
+fi
+
+if [[ $PARTS == *scale* ]]; then
+# scale: batch (hand loop, local, Ray Data 1/2 actors) and serving engines (Ray Serve, a real Triton)
+.venv/bin/python benchmarks/scale/run.py --out $OUT
 fi
 
 .venv/bin/python benchmarks/summarize.py $OUT > $OUT/SUMMARY.md

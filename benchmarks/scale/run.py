@@ -149,7 +149,7 @@ def main() -> None:
     if "serve" in args.parts:
         servers = "modelport,modelport-ray,modelport-ray2,modelport-triton,triton"
         subprocess.run([sys.executable, "benchmarks/serve/run.py", "--models", "minilm", "--servers",
-                        servers, "--clients", "16", "--seconds", str(args.seconds), "--out", str(args.out),
+                        servers, "--clients", "16", "--seconds", str(args.seconds), "--out", os.path.relpath(args.out, ROOT),
                         "--name", "scale-serve"], check=True, cwd=ROOT)  # fmt: skip
 
 

@@ -148,9 +148,10 @@ def main() -> None:
         print(batch_markdown(record, command))
     if "serve" in args.parts:
         servers = "modelport,modelport-ray,modelport-ray2,modelport-triton,triton"
-        subprocess.run([sys.executable, "benchmarks/serve/run.py", "--models", "minilm", "--servers",
-                        servers, "--clients", "16", "--seconds", str(args.seconds), "--out", os.path.relpath(args.out, ROOT),
-                        "--name", "scale-serve"], check=True, cwd=ROOT)  # fmt: skip
+        out = os.path.relpath(args.out, ROOT)
+        subprocess.run([sys.executable, "benchmarks/serve/run.py", "--models", "minilm", "--servers", servers,
+                        "--clients", "16", "--seconds", str(args.seconds), "--out", out, "--name", "scale-serve"],
+                       check=True, cwd=ROOT)  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -187,3 +187,16 @@ def test_import_bench_serve_on_a_file_modelport_did_not_export(tmp_path):
         tensor.set_data_from_numpy(x)
         np.testing.assert_array_equal(client.infer("bundle", [tensor]).as_numpy("dense/Softmax:0"), want)
         client.close()
+
+
+@pytest.mark.slow
+def test_optimize_takes_a_plain_onnx_and_verify_holds_it_to_the_original(tmp_path):
+    """The optimized bundle keeps its held-out feeds under the graph's own input names (``input_1:0``), and
+    verify, with no PyTorch to ask, holds it to the original float file under the budget."""
+    source = keras_like(tmp_path / "model.onnx")
+    modelport.optimize(source, tmp_path / "opt", candidates=["onnx-fp32", "fused-fp32"])
+    report = modelport.verify(tmp_path / "opt")
+    assert report.passed and report.reference == "the original model.onnx"
+    source.write_bytes(source.read_bytes() + b"\0")  # the original changed: nothing to hold it to
+    with pytest.raises(modelport.UsageError, match="is gone or changed since"):
+        modelport.verify(tmp_path / "opt")

@@ -291,7 +291,7 @@ def read_feed_set(path: Any) -> list[dict[str, np.ndarray]]:
         with np.load(path, allow_pickle=False) as data:
             for key in data.files:
                 index, _, name = key.partition(".")
-                if not (index.isdigit() and name.isidentifier()):
+                if not (index.isdigit() and name and name.isprintable() and "/" not in name):  # "input_1:0" too
                     raise BundleError(f"{path} holds a member {key!r} that is not INDEX.INPUT", fix)
                 feeds.setdefault(int(index), {})[name] = np.asarray(data[key])
     except (OSError, ValueError, zipfile.BadZipFile, EOFError) as exc:

@@ -12,7 +12,7 @@ GPU_BIN   := $(GPU_VENV)/bin
 GPU_STAMP := $(GPU_VENV)/.installed
 EXTRAS    := hf,openvino,bench,serve,ray,dev
 
-.PHONY: demo test test-gpu gpu-present triton-env lint bench clean
+.PHONY: demo test test-gpu gpu-present triton-env tf-env lint bench clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -45,6 +45,12 @@ gpu-present:
 # `serve --engine triton` uses it, and the real-Triton tests run instead of skipping (.ci/run makes it)
 triton-env: $(STAMP)
 	benchmarks/serve/peers/setup.sh triton
+
+# TensorFlow + tf2onnx in an environment of their own: tests/test_import.py exports a real Keras model
+# with them and imports it (it skips without this; .ci/run makes it)
+tf-env:
+	test -x build/tf-env/bin/python || $(PYTHON) -m venv build/tf-env
+	build/tf-env/bin/pip install -q -r tests/tools/tf-requirements.txt
 
 bench: $(STAMP)
 	benchmarks/run.sh

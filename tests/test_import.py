@@ -15,7 +15,7 @@ from onnx import TensorProto, helper, numpy_helper
 
 import modelport
 from modelport.errors import ModelFileError, ParityError
-from tests.conftest import one_error, run_cli
+from tests.conftest import ROOT, one_error, run_cli
 
 
 def keras_like(path: Path, opset: int = 13, external: bool = False) -> Path:
@@ -200,3 +200,28 @@ def test_optimize_takes_a_plain_onnx_and_verify_holds_it_to_the_original(tmp_pat
     source.write_bytes(source.read_bytes() + b"\0")  # the original changed: nothing to hold it to
     with pytest.raises(modelport.UsageError, match="is gone or changed since"):
         modelport.verify(tmp_path / "opt")
+
+
+TF_PYTHON = ROOT / "build" / "tf-env" / "bin" / "python"
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not TF_PYTHON.exists(), reason="no TensorFlow environment here: make tf-env")
+def test_a_real_keras_model_exported_by_tf2onnx_imports_and_answers_like_keras(tmp_path):
+    """tf2onnx's own habits (NHWC input, `unk__N` batch symbol, its op patterns), from a real Keras model:
+    the import is verified against the reference evaluator and `run` answers what Keras answered."""
+    import subprocess
+
+    source = tmp_path / "keras.onnx"
+    subprocess.run([str(TF_PYTHON), str(ROOT / "tests/tools/keras_to_onnx.py"), str(source)], check=True,
+                   capture_output=True, timeout=600)  # fmt: skip
+    graph = onnx.load(str(source))
+    assert graph.producer_name == "tf2onnx"
+    symbol = graph.graph.input[0].type.tensor_type.shape.dim[0].dim_param
+    assert symbol.startswith("unk__")
+    result = modelport.import_onnx(source, tmp_path / "bundle", dims=[f"{symbol}=1..8"])
+    assert result.bundle.manifest["status"] == "verified"
+    assert result.bundle.signature.inputs[0].dims == (symbol, 16, 16, 3)
+    x, want = np.load(f"{source}.x.npy"), np.load(f"{source}.want.npy")
+    got = modelport.run(result.bundle.path, {"image": x}).outputs["probs"]
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)

@@ -96,7 +96,7 @@ def batch(
     address: str | None = None,
     outputs: Sequence[str] | None = None,
     progress: Callable[[int, int], None] | None = None,
-) -> BatchReport:
+) -> tuple[Path | None, int, int]:
     """Run the bundle over every row of ``input`` and write ``output`` (Parquet: ``row`` and one column per
     output). ``outputs`` picks which outputs to write (default all); ``progress(done, total)`` is called
     as rows finish."""
@@ -124,11 +124,9 @@ def batch(
     settings = _Settings(str(opened.path), backend, threads, wanted)
     chunks = [rows[i : i + batch_size] for i in range(0, len(rows), batch_size)]
     results = _run_local(settings, chunks) if engine == "local" else _run_ray(settings, chunks, actors, address)
-    report = _write(results, target, len(rows), pq, progress)
-    report.engine, report.actors = engine, actors if engine == "ray" else 1
-    report.seconds = time.perf_counter() - started
-    report.outputs = wanted
-    return report
+    errors, written, failed = _write(results, target, len(rows), pq, progress)
+    return BatchReport(target, errors, len(rows), written, failed, engine, actors if engine == "ray" else 1,
+                       time.perf_counter() - started, wanted)  # fmt: skip
 
 
 # -- reading --------------------------------------------------------------------------------------------
@@ -372,7 +370,7 @@ def _decode(blob: bytes) -> dict[str, np.ndarray]:
 # -- writing --------------------------------------------------------------------------------------------
 def _write(
     results: Iterator[list[Any]], target: Path, total: int, pq: Any, progress: Callable[[int, int], None] | None
-) -> BatchReport:
+) -> tuple[Path | None, int, int]:
     errors_path = target.with_name(target.name.removesuffix(".parquet") + ".errors.jsonl")
     target.parent.mkdir(parents=True, exist_ok=True)
     handle, temp_name = tempfile.mkstemp(prefix=f".{target.name}-", suffix=".tmp", dir=target.parent)
@@ -410,7 +408,7 @@ def _write(
         errors_path.write_text("".join(json.dumps(f) + "\n" for f in failures))
     else:
         errors_path.unlink(missing_ok=True)  # a previous run's errors would describe another output
-    return BatchReport(target, errors_path if failures else None, total, written, failed, "", 1, 0.0)
+    return (errors_path if failures else None), written, failed
 
 
 def _table(answers: list[tuple[int, dict[str, np.ndarray]]]) -> Any:

@@ -16,7 +16,7 @@ import numpy as np
 from ray import serve
 from ray.serve.exceptions import BackPressureError
 
-from modelport.serving.batching import batch_key, merge, split
+from modelport.serving.batching import BatchConfig, batch_key, merge, split
 from modelport.serving.core import Core, Limits
 from modelport.serving.models import ModelSource, ServedModel
 from modelport.serving.protocol import ClientError
@@ -46,12 +46,12 @@ class ModelDeployment:
         groups: dict[tuple[Any, ...], list[int]] = {}
         for index, feed in enumerate(feeds):
             groups.setdefault(batch_key(feed), []).append(index)
+        rows = [len(next(iter(feed.values()))) for feed in feeds]
         for indexes in groups.values():
-            for chunk in _chunks(indexes, [len(next(iter(feeds[i].values()))) for i in indexes], self.model.batch.max):
+            for chunk in _chunks(indexes, [rows[i] for i in indexes], self.model.batch.max):
                 try:
                     outputs = await asyncio.to_thread(self.model.infer, merge([feeds[i] for i in chunk]))
-                    rows = [len(next(iter(feeds[i].values()))) for i in chunk]
-                    for i, part in zip(chunk, split(outputs, rows), strict=True):
+                    for i, part in zip(chunk, split(outputs, [rows[i] for i in chunk]), strict=True):
                         answers[i] = part
                 except Exception as exc:  # every request of the execution hears why
                     for i in chunk:
@@ -75,8 +75,6 @@ class _RemoteCore(Core):
     """The server's core with each model's executions sent to its Ray Serve deployment."""
 
     def __init__(self, models: list[ServedModel], handles: dict[str, Any], limits: Limits) -> None:
-        from modelport.serving.batching import BatchConfig
-
         super().__init__(models, BatchConfig(enabled=False), limits)
         self.handles = handles
 

@@ -16,9 +16,10 @@ from typing import Any
 
 from modelport.errors import MissingExtraError, ResourceError, UsageError, first_line
 from modelport.scale.lifecycle import port_for, until_stopped
+from modelport.serving.batching import BatchConfig
 from modelport.serving.core import Limits
-from modelport.serving.models import parse_source
-from modelport.serving.server import TOKEN_ENV
+from modelport.serving.models import parse_sources
+from modelport.serving.server import TOKEN_ENV, check_settings
 
 __all__ = ["serve_ray", "RayServer", "need_ray", "start_ray"]
 
@@ -108,18 +109,13 @@ class RayServer:
         limits: Limits | None = None,
     ) -> None:
         need_ray("serving on Ray")
-        if not models:
-            raise UsageError("no model to serve", "pass one or more bundles or .onnx files (NAME=PATH to name one)")
+        self.limits = limits or Limits()
+        check_settings(models, port, None, BatchConfig(batching, max_queue_delay_us / 1e6, max_queue_size), self.limits)
         if autoscale is not None and not 1 <= autoscale[0] <= autoscale[1]:
             raise UsageError(f"--autoscale {autoscale[0]}..{autoscale[1]} is not a range", "e.g. --autoscale 1..4")
         if replicas < 1:
             raise UsageError("--replicas must be at least 1", "e.g. --replicas 2")
-        if not 0 <= max_queue_delay_us <= 10_000_000 or max_queue_size < 1:
-            raise UsageError("--max-queue-delay is 0..10000000 µs and --max-queue-size at least 1", "")
-        self.sources = [parse_source(m) for m in models]
-        names = [s.name for s in self.sources]
-        if len(set(names)) != len(names):
-            raise UsageError("two models have the same name", "name them: NAME=PATH")
+        self.sources = parse_sources(models)
         for source in self.sources:
             if not source.path.exists():
                 raise UsageError(f"no such bundle or file: {source.path}", "check the path")
@@ -130,7 +126,6 @@ class RayServer:
         self.threads = threads or max(1, (os.cpu_count() or 1) // most)
         self.wait_s = max_queue_delay_us / 1e6 if batching else None
         self.max_queue = max_queue_size
-        self.limits = limits or Limits()
         self._started_ray = False
         self._running = False
 

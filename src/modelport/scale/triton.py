@@ -30,7 +30,7 @@ from modelport.bundle import Bundle
 from modelport.errors import MissingExtraError, UsageError
 from modelport.runtime.base import TensorInfo, infos_from_manifest, infos_from_signature
 from modelport.scale.triton_server import CONFIG
-from modelport.serving.models import batch_axis, parse_source
+from modelport.serving.models import batch_axis, parse_sources
 from modelport.serving.protocol import to_datatype
 
 __all__ = ["triton_repository", "TritonModel", "PLATFORMS", "CONFIG"]
@@ -66,10 +66,9 @@ def triton_repository(
     if target.exists():
         raise UsageError(f"{target} already exists", "pass a new folder for the repository (-o)")
     pb = _model_config_pb2()
-    sources = [parse_source(b) for b in bundles]
-    names = [s.name for s in sources]
-    if not sources or len(set(names)) != len(names):
-        raise UsageError("give one or more bundles with distinct names", "NAME=PATH names one")
+    if not bundles:
+        raise UsageError("give one or more bundles", "NAME=PATH names one")
+    sources = parse_sources(bundles)
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
     imports = Path(tempfile.mkdtemp(prefix=".imports-", dir=staging))

@@ -43,7 +43,7 @@ STOP_GRACE_S = 30.0
 # run by the Triton environment's Python: where its wheel put Triton, and what that Python has
 _PROBE = r"""
 import importlib.util, json, pathlib, sys, sysconfig
-out = {"python": f"{sys.version_info[0]}.{sys.version_info[1]}", "prefix": sys.prefix}
+out = {"python": f"{sys.version_info[0]}.{sys.version_info[1]}"}
 spec = importlib.util.find_spec("pytriton")
 if spec:
     root = pathlib.Path(spec.origin).parent
@@ -53,9 +53,8 @@ for name in ("numpy", "modelport"):
     try:
         module = __import__(name)
         out[name] = getattr(module, "__version__", "yes")
-    except Exception as exc:
+    except Exception:
         out[name] = None
-        out[name + "_error"] = f"{type(exc).__name__}: {exc}"
 soname, libdir = sysconfig.get_config_var("INSTSONAME") or "", sysconfig.get_config_var("LIBDIR") or ""
 out["libpython_dir"] = libdir if soname and (pathlib.Path(libdir) / soname).exists() else None
 print(json.dumps(out))
@@ -236,15 +235,15 @@ class TritonServer:
         assert self._work is not None
         if len(self.models) == 1 and is_repository(self.models[0]):
             return Path(self.models[0]).resolve()
-        from modelport.scale.triton import triton_repository  # bundles: modelport's own dependencies needed
-
-        repo = self._work / "models"
-        triton_repository(self.models, repo, platform="python", **self.options)
         if not self.env.has_modelport:
             raise UsageError(
                 f"the Triton environment ({self.env.python}) has no modelport for the Python backend to run",
                 f"{self.env.python} -m pip install --no-deps -e <modelport checkout>, or make triton-env",
             )
+        from modelport.scale.triton import triton_repository  # bundles: modelport's own dependencies needed
+
+        repo = self._work / "models"
+        triton_repository(self.models, repo, platform="python", **self.options)
         return repo
 
     def _launch(self) -> None:

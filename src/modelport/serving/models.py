@@ -4,6 +4,7 @@ dimension its requests may be merged along."""
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -18,7 +19,7 @@ from modelport.runtime.registry import create
 from modelport.serving.protocol import ClientError, to_datatype
 from modelport.spec import DEFAULT_MAX
 
-__all__ = ["ModelSource", "ServedModel", "parse_source", "batch_axis", "BatchAxis"]
+__all__ = ["ModelSource", "ServedModel", "parse_source", "parse_sources", "batch_axis", "BatchAxis"]
 
 VERSION = "1"
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")
@@ -44,6 +45,16 @@ def parse_source(text: str | Path) -> ModelSource:
             "use letters, digits, '_', '.' and '-' (at most 128, not starting with a symbol): NAME=PATH",
         )
     return ModelSource(name, target)
+
+
+def parse_sources(models: Sequence[str | Path]) -> list[ModelSource]:
+    """Each of ``models`` parsed, refused when two would be served under the same name."""
+    sources = [parse_source(m) for m in models]
+    names = [s.name for s in sources]
+    twice = next((n for n in names if names.count(n) > 1), None)
+    if twice is not None:
+        raise UsageError(f"two models are named {twice!r}", "name them: NAME=PATH")
+    return sources
 
 
 @dataclass(frozen=True)

@@ -22,9 +22,9 @@ from typing import Any
 from modelport.errors import MissingExtraError, ResourceError, UsageError
 from modelport.serving.batching import BatchConfig
 from modelport.serving.core import Core, Limits
-from modelport.serving.models import ServedModel, parse_source
+from modelport.serving.models import ServedModel, parse_sources
 
-__all__ = ["Server", "serve", "TOKEN_ENV"]
+__all__ = ["Server", "serve", "TOKEN_ENV", "check_settings"]
 
 TOKEN_ENV = "MODELPORT_SERVE_TOKEN"
 GRACE_S = 30.0  # how long in-flight requests get to finish on shutdown
@@ -87,12 +87,8 @@ class Server:
         on_ready: Callable[[Server], None] | None = None,
     ) -> None:
         _need_extra()
-        _check(models, port, grpc_port, batch, limits)
-        sources = [parse_source(m) for m in models]
-        names = [s.name for s in sources]
-        if len(set(names)) != len(names):
-            twice = next(n for n in names if names.count(n) > 1)
-            raise UsageError(f"two models are named {twice!r}", "name them: NAME=PATH")
+        check_settings(models, port, grpc_port, batch, limits)
+        sources = parse_sources(models)
         self.core = Core([ServedModel(s, backend, threads) for s in sources], batch, limits)
         self.host, self.port, self.grpc_port = host, port, grpc_port
         self.log_level = log_level
@@ -224,7 +220,8 @@ def _configure_logging(level: str) -> None:
         log.addHandler(handler)
 
 
-def _check(models: Sequence[Any], port: int, grpc_port: int | None, batch: BatchConfig, limits: Limits) -> None:
+def check_settings(models: Sequence[Any], port: int, grpc_port: int | None, batch: BatchConfig, limits: Limits) -> None:
+    """Refuse, before anything starts, settings no server can run with."""
     if not models:
         raise UsageError("no model to serve", "pass one or more bundles or .onnx files (NAME=PATH to name one)")
     for what, value in (("--port", port), ("--grpc-port", grpc_port)):

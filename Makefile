@@ -38,8 +38,9 @@ test-gpu: gpu-present $(GPU_STAMP)
 	MODELPORT_REQUIRE_GPU=1 $(GPU_BIN)/python -m pytest -q -m gpu
 
 # one line and a non-zero exit, before anything is created, where there is no GPU to test on
+NVIDIA_SMI ?= nvidia-smi
 gpu-present:
-	$(if $(shell nvidia-smi -L 2>/dev/null | grep '^GPU '),,$(error make test-gpu needs an NVIDIA GPU and there is none here (nvidia-smi is missing or lists no GPU); run it on a GPU machine))
+	$(if $(shell $(NVIDIA_SMI) -L 2>/dev/null | grep '^GPU '),,$(error make test-gpu needs an NVIDIA GPU and there is none here (nvidia-smi is missing or lists no GPU); run it on a GPU machine))
 
 # Triton 2.51 (the tritonserver in the nvidia-pytriton wheel) in an environment of its own (numpy < 2):
 # `serve --engine triton` uses it, and the real-Triton tests run instead of skipping (.ci/run makes it)

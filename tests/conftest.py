@@ -29,8 +29,14 @@ def zoo_cli_args(name: str) -> list[str]:
     return [f"{ZOO}:{name}", *(a for i in inputs for a in ("--input", i)), *(a for d in dims for a in ("--dim", d))]
 
 
+def subprocess_env() -> dict[str, str]:
+    """The environment for a child Python: this checkout first on its path, whatever the path had after it."""
+    path = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
+    return {**os.environ, "PYTHONPATH": path, "COLUMNS": "200"}
+
+
 def run_cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "COLUMNS": "200"}
+    env = subprocess_env()
     return subprocess.run(
         [sys.executable, "-m", "modelport", *args],
         capture_output=True,

@@ -67,6 +67,21 @@ def test_cuda_tf32_agrees_at_the_tf32_tolerance(bundle: Bundle) -> None:
     agrees_with_pytorch(bundle, "ort:cuda,cpu:tf32", "tf32")
 
 
+@needs_cuda
+def test_optimize_measures_fp32_and_fp16_on_cuda_and_ships_the_cuda_backend(bundle: Bundle, tmp_path: Path) -> None:
+    import modelport
+
+    timing = {"min_runs": 3, "min_seconds": 0.05, "warmup": 1}
+    result = modelport.optimize(bundle.path, tmp_path / "fast", candidates="cuda-fp32,fp16", timing=timing)
+    tried = {c.name: c for c in result.search.candidates}
+    assert all(c.backend == "ort:cuda,cpu" and c.p50_ms for c in tried.values()), result.search.candidates
+    assert tried["cuda-fp32"].within  # fp32 on CUDA with TF32 off stays within cos >= 0.999
+    optimized = Bundle.open(result.bundle.path)
+    assert optimized.backend == "ort:cuda,cpu"
+    with create(None, optimized) as runner:
+        assert runner.session.get_providers()[0] == "CUDAExecutionProvider"
+
+
 @needs_trt_ep
 @pytest.mark.parametrize(
     ("backend", "precision"), [("ort:tensorrt,cuda,cpu", "tf32"), ("ort:tensorrt,cuda,cpu:fp16", "fp16")]

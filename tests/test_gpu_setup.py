@@ -16,7 +16,7 @@ import pytest
 from packaging.requirements import Requirement
 
 from modelport.runtime import providers, tensorrt
-from tests.conftest import REQUIRE_GPU, ROOT, ZOO, error_lines
+from tests.conftest import REQUIRE_GPU, ROOT, ZOO, error_lines, subprocess_env
 
 PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())
 NO_ORT = "import sys; sys.modules['onnxruntime'] = None\n"  # `import onnxruntime` now fails as if not installed
@@ -33,7 +33,7 @@ def bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def python(code: str, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "COLUMNS": "200"}
+    env = subprocess_env()
     return subprocess.run(
         [sys.executable, "-c", code, *args], capture_output=True, text=True, cwd=ROOT, env=env, timeout=300
     )
@@ -78,14 +78,13 @@ def test_without_onnxruntime_the_cli_fails_in_one_line_with_the_pip_command(bund
 # -- make test-gpu ----------------------------------------------------------------------------------
 @pytest.mark.skipif(shutil.which("make") is None, reason="no make")
 def test_make_test_gpu_without_a_gpu_says_so_in_one_line_and_creates_nothing(tmp_path: Path) -> None:
-    """A PATH without nvidia-smi is a machine without a GPU; the venv must not appear."""
-    folders = [p for p in os.environ.get("PATH", "").split(os.pathsep) if p and not (Path(p) / "nvidia-smi").exists()]
+    """A machine whose nvidia-smi is missing has no GPU (NVIDIA_SMI names a program that does not exist, so
+    this holds on a GPU machine too); the venv must not appear."""
     env = {k: v for k, v in os.environ.items() if k not in ("MAKEFLAGS", "MFLAGS", "MAKELEVEL")}
-    env["PATH"] = os.pathsep.join(folders)
     venv = ROOT / ".venv-gpu"
     existed = venv.exists()
     proc = subprocess.run(
-        ["make", "--no-print-directory", "-C", str(ROOT), "test-gpu"],
+        ["make", "--no-print-directory", "-C", str(ROOT), "test-gpu", f"NVIDIA_SMI={tmp_path / 'nvidia-smi'}"],
         capture_output=True, text=True, env=env, timeout=60,
     )  # fmt: skip
     lines = [ln for ln in (proc.stdout + proc.stderr).splitlines() if ln.strip()]

@@ -92,6 +92,19 @@ def test_the_fastest_candidate_within_the_budget_is_chosen(optimized):
     assert all(c.skipped for c in skipped)  # each one left out says why (fp16 on a CPU)
 
 
+def test_cuda_candidates_are_listed_with_their_reason_here_and_run_on_cuda_with_a_gpu():
+    from modelport.optimization.candidates import plan
+
+    here = {c.name: c for c in plan("auto", transformer=False)}
+    assert here["cuda-fp32"].skipped.startswith("no CUDA GPU that ONNX Runtime can use here")
+    assert "pip install 'modelport[gpu]'" in here["cuda-fp32"].skipped and here["fp16"].skipped
+    gpu = {c.name: c for c in plan("auto", transformer=False, gpu=True)}
+    assert not gpu["cuda-fp32"].skipped and not gpu["fp16"].skipped
+    assert gpu["cuda-fp32"].backend == gpu["fp16"].backend == "ort:cuda,cpu"
+    assert gpu["onnx-fp32"].backend == "ort:cpu"  # the CPU stays a candidate: small models can be faster there
+    assert [c.name for c in plan("fp32", transformer=False, gpu=True)][:2] == ["onnx-fp32", "cuda-fp32"]
+
+
 def test_the_bundle_records_how_it_was_made_and_runs_on_the_chosen_backend(optimized):
     bundle = Bundle.open(optimized.bundle.path)  # schema and hashes checked again
     entry = bundle.optimization
@@ -164,7 +177,8 @@ def test_the_node_int8_hurts_most_is_kept_in_float_first(tmp_path):
         [numpy_helper.from_array(a, n) for a, n in ((tame, "tame"), (wild, "wild"), (spike, "spike"))],
     )  # fmt: skip
     path = tmp_path / "two.onnx"
-    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), path)
+    # ir_version 10: what ONNX Runtime before 1.32 loads (onnx 1.23 writes 14 by default)
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=10), path)
     feed = {"x": rng.standard_normal((4, 32)).astype(np.float32)}
     assert int8_sensitivity(path, feed, {"first", "second"}) == ["second", "first"]
     assert int8_sensitivity(path, feed, {"first"}) == ["first"]

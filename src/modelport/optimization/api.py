@@ -36,6 +36,7 @@ from modelport.optimization.search import MAX_EXCLUSIONS, SEARCH_SECONDS, Search
 from modelport.options import check_threads, check_timeout
 from modelport.runtime.base import Runner
 from modelport.runtime.ort import physical_cores
+from modelport.runtime.providers import cuda_usable
 from modelport.runtime.registry import create
 from modelport.sources.objects import as_loaded
 from modelport.sources.recorded import trusted_source
@@ -117,10 +118,13 @@ def optimize(
         eager = _eager(source, model, threads, notes)
         reference, reference_name = _reference(source, eager, threads)
         transformer = any(s.dtype == "int64" for s in source.signature.inputs)
+        gpu = cuda_usable()
+        if gpu and eager is not None:
+            notes.append("PyTorch eager runs on the CPU here: the CUDA candidates' speed-up is against CPU eager")
         result = search(
             source.model_path,
             work,
-            plan(precision, transformer=transformer, only=only),
+            plan(precision, transformer=transformer, gpu=gpu, only=only),
             parsed,
             found,
             reference,

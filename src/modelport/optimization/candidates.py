@@ -72,7 +72,8 @@ def names() -> list[str]:
 
 def plan(precision: str, *, transformer: bool, gpu: bool = False, only: list[str] | None = None) -> list[Candidate]:
     """Every candidate for ``precision`` (``auto``: all of them; ``only``: these by name), the inapplicable
-    ones with their reason."""
+    ones with their reason. With ``gpu`` (ONNX Runtime's CUDA provider runs here), fp32 on CUDA is a
+    candidate and fp16 is measured on CUDA."""
     have_ov = importlib.util.find_spec("openvino") is not None
     have_nncf = importlib.util.find_spec("nncf") is not None
     no_ov = "" if have_ov else "openvino is not installed (pip install 'modelport[openvino]')"
@@ -80,8 +81,17 @@ def plan(precision: str, *, transformer: bool, gpu: bool = False, only: list[str
     fused = ["ONNX Runtime offline optimization (extended: fusions valid on any CPU)"]
     no_bf16 = "" if cpu_has_bf16() else "this CPU has no bf16 instructions (AVX512-BF16 or AMX)"
     ov_bf16 = "OpenVINO computes the float rest in bf16"
+    no_gpu = "" if gpu else "no CUDA GPU that ONNX Runtime can use here (pip install 'modelport[gpu]' on a GPU machine)"
+    gpu_backend = "ort:cuda,cpu" if gpu else "ort:cpu"
     candidates = [
         Candidate("onnx-fp32", "fp32", "ort:cpu", ["as exported"]),
+        Candidate(
+            "cuda-fp32",
+            "fp32",
+            "ort:cuda,cpu",
+            ["as exported", "ONNX Runtime's CUDA provider, TF32 off"],
+            skipped=no_gpu,
+        ),  # fmt: skip
         Candidate("fused-fp32", "fp32", "ort:cpu", fused, base="fused"),
         Candidate("openvino-fp32", "fp32", "openvino:f32", ["as exported"], skipped=no_ov),
         Candidate(
@@ -94,8 +104,8 @@ def plan(precision: str, *, transformer: bool, gpu: bool = False, only: list[str
         Candidate(
             "fp16",
             "fp16",
-            "ort:cpu",
-            ["as exported", "fp16 weights and compute, fp32 inputs/outputs"],
+            gpu_backend,
+            ["as exported", "fp16 weights and compute, fp32 inputs/outputs"] + ["on the CUDA provider"] * gpu,
             recipe="fp16",
             skipped=""
             if gpu

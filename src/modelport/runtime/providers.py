@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import difflib
+import functools
 import io
 from collections.abc import Sequence
 from pathlib import Path
@@ -28,6 +29,7 @@ __all__ = [
     "parse_providers",
     "short_name",
     "available_providers",
+    "cuda_usable",
     "check_available",
     "check_session",
     "load_gpu_libraries",
@@ -97,6 +99,33 @@ def available_providers() -> list[str]:
     ort = import_onnxruntime()
 
     return list(ort.get_available_providers())
+
+
+@functools.cache
+def cuda_usable() -> bool:
+    """Whether ONNX Runtime's CUDA provider runs here: onnxruntime-gpu lists it on machines without a GPU
+    or without the CUDA libraries, so a one-node session is made and must keep it."""
+    if "CUDAExecutionProvider" not in available_providers():
+        return False
+    from onnx import TensorProto, helper
+
+    ort = import_onnxruntime()
+    load_gpu_libraries(["CUDAExecutionProvider"])
+    graph = helper.make_graph(
+        [helper.make_node("Relu", ["x"], ["y"])],
+        "probe",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1])],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)], ir_version=8)
+    options = ort.SessionOptions()
+    options.log_severity_level = 4  # a failed probe is an answer, not an error to print
+    try:
+        with contextlib.redirect_stdout(io.StringIO()):  # ONNX Runtime prints its fallback to stdout
+            session = ort.InferenceSession(model.SerializeToString(), options, providers=["CUDAExecutionProvider"])
+    except Exception:
+        return False
+    return session.get_providers()[0] == "CUDAExecutionProvider"
 
 
 def check_available(requested: list[str], fallback: str) -> tuple[list[str], list[str]]:

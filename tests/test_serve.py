@@ -194,6 +194,18 @@ def test_a_clients_mistake_gets_its_status_and_one_error(server, path, body, sta
     assert list(answer) == ["error"] and fragment in answer["error"], answer
 
 
+def test_json_that_only_pythons_json_writes_is_read_and_a_get_on_infer_is_405(server):
+    """tritonclient's JSON comes from json.dumps, which writes NaN for a NaN input: the server reads it."""
+    feed = rows(1)
+    feed[0, 3] = np.nan
+    body = infer_body(feed)
+    assert b"NaN" in body
+    status, answer = call(server.url, "/v2/models/clf/infer", body)
+    assert status == 200 and answer["outputs"][0]["shape"] == [1, 10], answer
+    status, answer = call(server.url, "/v2/models/clf/infer")
+    assert status == 405 and answer == {"error": "Method Not Allowed"}
+
+
 def test_a_body_over_the_limit_is_refused_unread(server):
     import http.client
 

@@ -1,4 +1,6 @@
-"""The HTTP/REST front end of the Open Inference Protocol (v2), as an ASGI app (FastAPI).
+"""The HTTP/REST front end of the Open Inference Protocol (v2), as an ASGI app: FastAPI for the routes that
+answer from memory, and the infer route in plain ASGI, since FastAPI's layers (routing, its middleware
+stack, endpoint dispatch) cost more per request than decoding, checking and answering a small one.
 
 Every error is ``{"error": "..."}`` with the status the protocol gives it: 400 a bad tensor or request,
 401 a missing token, 404 an unknown model, route or version, 413 a body over the limit, 503 not ready
@@ -9,6 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import time
 from typing import Any
 
@@ -22,11 +25,13 @@ from modelport.serving.protocol import HEADER_LENGTH, ClientError, decode_http, 
 __all__ = ["create_app"]
 
 log = logging.getLogger("modelport.serving")
+# uvicorn hands the path percent-decoded; a name or version never holds a slash (models match exactly)
+_INFER = re.compile(r"/v2/models/([^/]+)(?:/versions/([^/]+))?/infer")
 
 
-def create_app(core: Core) -> FastAPI:
+def create_app(core: Core) -> Any:
+    """The ASGI app: ``_Guard`` first (token, size, access log, the infer route), FastAPI for the rest."""
     app = FastAPI(title="modelport", docs_url=None, redoc_url=None, openapi_url=None)
-    app.add_middleware(_Guard, core=core)
 
     @app.exception_handler(ClientError)
     async def client_error(_request: Request, exc: ClientError) -> Response:
@@ -59,30 +64,18 @@ def create_app(core: Core) -> FastAPI:
         model = core.model(name, version)
         return Response(status_code=200 if model.ready and not core.stopping else 503)
 
-    @app.post("/v2/models/{name}/infer")
-    @app.post("/v2/models/{name}/versions/{version}/infer")
-    async def infer(request: Request, name: str, version: str | None = None) -> Response:
-        model = core.ready_model(name, version)
-        body = await _read(request, core.limits.max_request_bytes)
-        parsed = decode_http(body, request.headers.get(HEADER_LENGTH))
-        outputs, order = await core.infer(model, parsed)
-        content, header_length = encode_http(model.name, model.version, parsed, outputs, order)
-        if header_length is None:
-            return Response(content, media_type="application/json")
-        return Response(content, media_type="application/octet-stream", headers={HEADER_LENGTH: str(header_length)})
-
     @app.get("/metrics")
     async def metrics() -> Response:
         from prometheus_client import CONTENT_TYPE_LATEST
 
         return Response(core.metrics.render(), media_type=CONTENT_TYPE_LATEST)
 
-    return app
+    return _Guard(app, core)
 
 
 class _Guard:
-    """Token and size checks before any route runs, and the access log line: plain ASGI, since
-    Starlette's ``BaseHTTPMiddleware`` costs a task and a stream copy per request."""
+    """Token and size checks before any route runs, the access log line, and the infer route: plain ASGI,
+    since Starlette's ``BaseHTTPMiddleware`` costs a task and a stream copy per request."""
 
     def __init__(self, app: Any, core: Core) -> None:
         self.app = app
@@ -110,7 +103,13 @@ class _Guard:
             refusal = _error(401, "missing or wrong bearer token (send Authorization: Bearer TOKEN)")
         elif length.isdigit() and int(length) > limit:
             refusal = _error(413, _too_big(int(length), limit))
-        await (refusal or self.app)(scope, receive, send_seen)
+        infer = _INFER.fullmatch(path)
+        if refusal is not None:
+            await refusal(scope, receive, send_seen)
+        elif infer is not None:
+            await self._infer(scope, receive, send_seen, headers, *infer.groups())
+        else:
+            await self.app(scope, receive, send_seen)
         if log.isEnabledFor(logging.INFO):
             client = scope.get("client")
             log.info(json.dumps({
@@ -118,16 +117,51 @@ class _Guard:
                 "ms": round((time.perf_counter() - start) * 1e3, 3), "client": client[0] if client else None,
             }))  # fmt: skip
 
+    async def _infer(
+        self, scope: dict[str, Any], receive: Any, send: Any, headers: dict[str, str], name: str, version: str | None
+    ) -> None:
+        core = self.core
+        try:
+            if scope["method"] != "POST":
+                raise ClientError(405, "Method Not Allowed")
+            model = core.ready_model(name, version)
+            body = await _read(receive, core.limits.max_request_bytes)
+            if body is None:
+                return  # the client went away: nobody to answer
+            parsed = decode_http(body, headers.get(HEADER_LENGTH.lower()))
+            outputs, order = await core.infer(model, parsed)
+            content, header_length = encode_http(model.name, model.version, parsed, outputs, order)
+        except ClientError as exc:
+            await _error(exc.status, exc.message)(scope, receive, send)
+            return
+        except Exception as exc:  # a bug of ours: still the protocol's error body, and the traceback in the log
+            log.exception("infer on %s failed", name)
+            await _error(500, f"{type(exc).__name__}: {exc}")(scope, receive, send)
+            return
+        if header_length is None:
+            response = Response(content, media_type="application/json")
+        else:
+            response = Response(
+                content, media_type="application/octet-stream", headers={HEADER_LENGTH: str(header_length)}
+            )
+        await response(scope, receive, send)
 
-async def _read(request: Request, limit: int) -> bytes:
-    """The body, refused (413) as soon as it passes ``limit`` even when no Content-Length announced it."""
+
+async def _read(receive: Any, limit: int) -> bytes | None:
+    """The body (None if the client disconnected), refused (413) as soon as it passes ``limit`` even when no
+    Content-Length announced it."""
     chunks, size = [], 0
-    async for chunk in request.stream():
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            return None
+        chunk = message.get("body", b"")
         size += len(chunk)
         if size > limit:
             raise ClientError(413, _too_big(size, limit))
         chunks.append(chunk)
-    return b"".join(chunks)
+        if not message.get("more_body", False):
+            return b"".join(chunks)
 
 
 def _too_big(size: int, limit: int) -> str:

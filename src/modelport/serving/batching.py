@@ -4,7 +4,8 @@ waiting at most ``max_delay`` for more (less once a preferred batch size is reac
 execution and splits the outputs back row for row.
 
 Each model has one worker thread, so one execution at a time: the runtime's own threads do the parallel
-work, and requests arriving meanwhile make the next batch bigger instead of fighting for the cores.
+work, and requests arriving meanwhile make the next batch bigger instead of fighting for the cores. A model
+whose largest execution takes under a millisecond (``ServedModel.inline``) runs on the event loop instead.
 """
 
 from __future__ import annotations
@@ -135,7 +136,11 @@ class Batcher:
             return
         loop = asyncio.get_running_loop()
         try:
-            outputs = await loop.run_in_executor(self._pool, self.model.infer, merge([p.feed for p in live]))
+            feed = merge([p.feed for p in live])
+            if self.model.inline:  # a small model: a thread hand-off would cost more than the run
+                outputs = self.model.infer(feed)
+            else:
+                outputs = await loop.run_in_executor(self._pool, self.model.infer, feed)
         except Exception as exc:  # the runtime failed on a feed that passed the checks: every request hears it
             for p in live:
                 if not p.future.done():

@@ -4,6 +4,7 @@ dimension its requests may be merged along."""
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -57,6 +58,9 @@ def parse_sources(models: Sequence[str | Path]) -> list[ModelSource]:
     return sources
 
 
+INLINE_S = 1e-3  # the longest execution that may hold up the event loop
+
+
 @dataclass(frozen=True)
 class BatchAxis:
     symbol: str  # the dimension every input and output has first
@@ -90,12 +94,24 @@ class ServedModel:
         self.inputs: list[TensorInfo] = []
         self.outputs: list[TensorInfo] = []
         self.batch: BatchAxis | None = None
+        self.inline = False  # executions cheap enough to run on the event loop (see ``load``)
 
     def load(self, warmup: int = 2) -> None:
-        """Load the runtime, read the signature and warm up: a model is ready only after its first runs."""
+        """Load the runtime, read the signature and warm up: a model is ready only after its first runs.
+        A model whose largest execution is estimated under ``INLINE_S`` (a row's time on the example feed
+        times the batch bound) runs on the event loop: handing it to a thread and back costs more."""
         self.runner.load()
         self.describe()
-        self.runner.warm_up(warmup)
+        feed = self.runner.example_feed()
+        self.runner.warm_up(warmup, feed)
+        start = time.perf_counter()
+        self.runner.infer(feed)
+        seconds = time.perf_counter() - start
+        if self.batch is None:
+            self.inline = seconds < INLINE_S
+        else:
+            rows = max(1, next(iter(feed.values())).shape[0])
+            self.inline = seconds / rows * self.batch.max < INLINE_S
         self.ready = True
 
     def describe(self) -> None:

@@ -91,7 +91,7 @@ def plan(precision: str, *, transformer: bool, gpu: bool = False, only: list[str
             "ort:cuda,cpu",
             ["as exported", "ONNX Runtime's CUDA provider, TF32 off"],
             skipped=no_gpu,
-        ),  # fmt: skip
+        ),
         Candidate("fused-fp32", "fp32", "ort:cpu", fused, base="fused"),
         Candidate("openvino-fp32", "fp32", "openvino:f32", ["as exported"], skipped=no_ov),
         Candidate(

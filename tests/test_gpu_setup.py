@@ -101,7 +101,7 @@ def test_under_make_test_gpu_a_gpu_test_that_would_skip_fails(bundle: Path) -> N
         pytest.skip("this onnxruntime has CUDA: the test would not skip")
     args = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-m", "gpu",
             "tests/test_gpu.py::test_cuda_agrees_binds_io_and_keeps_compute_on_the_gpu"]  # fmt: skip
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    env = subprocess_env()
     env.pop(REQUIRE_GPU, None)
     plain = subprocess.run(args, capture_output=True, text=True, cwd=ROOT, env=env, timeout=300)
     assert plain.returncode == 0 and "1 skipped" in plain.stdout, plain.stdout

@@ -20,7 +20,18 @@ import numpy as np
 import pytest
 
 from modelport.bundle import TEMP_MARK
-from tests.conftest import ROOT, SPEC, ZOO, edit_manifest, error_lines, one_error, run_cli, tree, usage_error
+from tests.conftest import (
+    ROOT,
+    SPEC,
+    ZOO,
+    edit_manifest,
+    error_lines,
+    one_error,
+    run_cli,
+    subprocess_env,
+    tree,
+    usage_error,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -159,7 +170,7 @@ def test_interrupted_export_exits_130_and_leaves_nothing(tmp_path, sig):
         "    return Slow()\n"
     )
     out = tmp_path / "out" / "b"
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "COLUMNS": "200"}
+    env = subprocess_env()
     proc = subprocess.Popen(
         [sys.executable, "-m", "modelport", "export", f"{model}:make", *SPEC, "-o", str(out)],
         stdout=subprocess.PIPE,

@@ -19,7 +19,7 @@ import onnx
 import pytest
 from onnx import TensorProto, helper
 
-from tests.conftest import ROOT, SPEC, ZOO, edit_manifest, one_error, run_cli
+from tests.conftest import SPEC, ZOO, edit_manifest, one_error, run_cli, subprocess_env
 
 pytestmark = pytest.mark.slow
 
@@ -158,7 +158,7 @@ def test_an_endless_onnx_loop_is_stopped_by_the_run_timeout(tmp_path):
 def test_ctrl_c_stops_an_endless_onnx_run(tmp_path):
     model = endless_loop_model(tmp_path / "endless.onnx")
     np.save(tmp_path / "x.npy", np.zeros(1, np.float32))
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    env = subprocess_env()
     proc = subprocess.Popen(
         [sys.executable, "-m", "modelport", "run", str(model), "--feed", f"x={tmp_path / 'x.npy'}"],
         stdout=subprocess.PIPE,
@@ -282,7 +282,7 @@ def test_an_hf_folder_with_custom_code_is_refused_without_asking(tmp_path):
         input="y\n",
         capture_output=True,
         text=True,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        env=subprocess_env(),
         timeout=300,
     )
     one_error(proc, 2, "contains custom code")

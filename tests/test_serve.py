@@ -5,7 +5,6 @@ body; batching that merges concurrent requests (visible in the metrics); a drain
 from __future__ import annotations
 
 import json
-import os
 import re
 import signal
 import subprocess
@@ -20,7 +19,7 @@ import numpy as np
 import pytest
 
 import modelport
-from tests.conftest import ROOT, one_error, run_cli
+from tests.conftest import one_error, run_cli, subprocess_env
 
 th = pytest.importorskip("tritonclient.http")
 tg = pytest.importorskip("tritonclient.grpc")
@@ -315,7 +314,7 @@ def test_a_port_in_use_is_one_line(clf):
 
 @pytest.mark.slow
 def test_sigterm_lets_the_request_in_flight_finish_and_exits_0(clf):
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    env = subprocess_env()
     proc = subprocess.Popen(
         [sys.executable, "-m", "modelport", "serve", str(clf), "--port", "0", "--no-grpc", "--threads", "1",
          "--max-queue-delay", "1000000"],
@@ -350,7 +349,7 @@ def sentence_feed(batch: int, seq: int, seed: int = 0) -> dict[str, np.ndarray]:
 
 def serve_cli(*args: str) -> tuple[subprocess.Popen[str], str, int]:
     """``modelport serve`` in a process of its own: the process, its HTTP URL and gRPC port."""
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    env = subprocess_env()
     proc = subprocess.Popen(
         [sys.executable, "-m", "modelport", "serve", *args, "--port", "0", "--grpc-port", "0"],
         stderr=subprocess.PIPE, text=True, env=env,

@@ -451,12 +451,14 @@ def test_modelport_serve_stays_the_function_once_its_package_is_loaded():
 
 def test_a_model_whose_batch_runs_under_a_millisecond_runs_on_the_event_loop(clf, monkeypatch):
     """The classifier's 8-row execution takes microseconds: a thread hand-off would cost more than the run.
-    Under a zero allowance the same model goes to the worker thread."""
+    Under a zero allowance the same model goes to the worker thread. Its ONNX Runtime pool stops spinning
+    when a run returns (a server's event loop needs those cores between runs)."""
     from modelport.serving import models
 
     served = models.ServedModel(models.ModelSource("clf", clf), None, 1)
     served.load(warmup=1)
     assert served.inline and served.batch.max == 8
+    assert served.runner.describe()["session_config"] == {"session.force_spinning_stop": "1"}
     monkeypatch.setattr(models, "INLINE_S", 0.0)
     served.load(warmup=1)
     assert not served.inline

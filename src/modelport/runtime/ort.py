@@ -63,6 +63,7 @@ class OrtRunner(Runner):
         io_binding: bool | None = None,
         device_id: int = 0,
         provider_options: dict[str, dict[str, Any]] | None = None,
+        session_config: dict[str, str] | None = None,
     ) -> None:
         super().__init__()
         if optimization not in OPTIMIZATIONS:
@@ -89,6 +90,8 @@ class OrtRunner(Runner):
         self.io_binding = io_binding
         self.device_id = device_id
         self.provider_options = {prov.parse_providers(k)[0]: v for k, v in (provider_options or {}).items()}
+        #: ``SessionOptions.add_session_config_entry`` pairs, e.g. ``{"session.intra_op.allow_spinning": "0"}``
+        self.session_config = dict(session_config or {})
         suffix = "" if self.requested_precision == "fp32" else ":" + self.requested_precision
         self.name = "ort:" + ",".join(prov.short_name(p) for p in self.requested) + suffix
         self.precision = precision_of(self.requested_precision, self.requested)
@@ -128,6 +131,8 @@ class OrtRunner(Runner):
         }[self.optimization]
         options.log_severity_level = 4  # errors come back as exceptions (translated); logged too, they double
         options.intra_op_num_threads = self.intra_threads
+        for key, value in self.session_config.items():
+            options.add_session_config_entry(key, value)
         if self.inter_threads:  # inter-op threads only run when independent branches may run in parallel
             options.inter_op_num_threads = self.inter_threads
             options.execution_mode = ort.ExecutionMode.ORT_PARALLEL
@@ -240,6 +245,8 @@ class OrtRunner(Runner):
             inter_op_threads=self.inter_threads or 1,
             io_binding=self._binding,
         )
+        if self.session_config:
+            info["session_config"] = dict(self.session_config)
         if "TensorrtExecutionProvider" in self.requested:
             info["tensorrt_options"] = prov.tensorrt_options(self.signature, self.cache_dir / "trt", self.fp16)
         return info

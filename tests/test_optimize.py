@@ -184,6 +184,39 @@ def test_the_node_int8_hurts_most_is_kept_in_float_first(tmp_path):
     assert int8_sensitivity(path, feed, {"first"}) == ["first"]
 
 
+def test_int8_keeps_attention_matmuls_of_two_activations_in_float(tmp_path):
+    """Query x key has no weight: no candidate quantizes it (the softmax after it exponentiates the error),
+    and it is not among the nodes the sensitivity search ranks. NNCF's transformer preset would quantize
+    it; modelport's NNCF pass leaves it float while the weight MatMuls get int8."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    from modelport.optimization import passes
+
+    pytest.importorskip("nncf")
+    rng = np.random.default_rng(0)
+    wq, wk = rng.standard_normal((2, 16, 16)).astype(np.float32)
+    graph = helper.make_graph(
+        [helper.make_node("MatMul", ["x", "wq"], ["q"], name="query"),
+         helper.make_node("MatMul", ["x", "wk"], ["k"], name="key"),
+         helper.make_node("Transpose", ["k"], ["kt"], name="kt", perm=[0, 2, 1]),
+         helper.make_node("MatMul", ["q", "kt"], ["scores"], name="scores"),
+         helper.make_node("Softmax", ["scores"], ["y"], name="softmax", axis=-1)],
+        "attention",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 8, 16])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 8, 8])],
+        [numpy_helper.from_array(wq, "wq"), numpy_helper.from_array(wk, "wk")],
+    )  # fmt: skip
+    src, dst = tmp_path / "attention.onnx", tmp_path / "int8.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=10), src)
+    assert sorted(name for name, _ in passes.quantizable_nodes(src)) == ["key", "query"]
+    calibration = [{"x": rng.standard_normal((1, 8, 16)).astype(np.float32)} for _ in range(4)]
+    passes.nncf_int8(src, dst, calibration, transformer=True)
+    quantized = onnx.load(str(dst))
+    dequantized = {o for n in quantized.graph.node if n.op_type == "DequantizeLinear" for o in n.output}
+    fed_by_dequantize = {n.name for n in quantized.graph.node if dequantized.intersection(n.input)}
+    assert {"query", "key"} <= fed_by_dequantize and "scores" not in fed_by_dequantize
+
+
 # -- the command ----------------------------------------------------------------------------------------
 
 

@@ -26,6 +26,7 @@ __all__ = [
     "nncf_int8_weights",
     "QUANTIZABLE",
     "quantizable_nodes",
+    "activation_matmuls",
 ]
 
 QUANTIZABLE = ("MatMul", "Gemm", "Conv", "ConvTranspose")  # the ops the int8 candidates quantize (not lookups)
@@ -62,11 +63,23 @@ def name_nodes(src: Path, dst: Path) -> None:
 
 
 def quantizable_nodes(path: Path) -> list[tuple[str, str]]:
-    """(name, op type) of the nodes int8 quantization may replace."""
+    """(name, op type) of the nodes int8 quantization may replace: every Gemm and Conv, and the MatMuls
+    with a weight (not those of two activations, see ``activation_matmuls``)."""
     import onnx
 
     model = onnx.load(str(path), load_external_data=False)
-    return [(n.name, n.op_type) for n in model.graph.node if n.op_type in QUANTIZABLE]
+    skip = set(activation_matmuls(model))
+    return [(n.name, n.op_type) for n in model.graph.node if n.op_type in QUANTIZABLE and n.name not in skip]
+
+
+def activation_matmuls(model: Any) -> list[str]:
+    """The MatMuls of two activations (attention's query x key and probabilities x value). They hold a
+    few percent of a transformer's work, and int8 there costs the most accuracy: the scores' error is
+    exponentiated by the softmax after them, and probabilities are mostly tiny values that one per-tensor
+    scale rounds to zero. Every int8 candidate keeps them in float."""
+    constant = {i.name for i in model.graph.initializer}
+    constant.update(o for n in model.graph.node if n.op_type == "Constant" for o in n.output)
+    return [n.name for n in model.graph.node if n.op_type == "MatMul" and not constant.intersection(n.input)]
 
 
 def int8_dynamic(src: Path, dst: Path, exclude: Iterable[str] = (), *, per_channel: bool = True) -> None:
@@ -141,7 +154,7 @@ def nncf_int8(src: Path, dst: Path, calibration: Feeds, exclude: Iterable[str] =
     # Embedding lookups (Gather) stay float: int8 tables cost accuracy and save no time. SmoothQuant
     # (on by default for transformers) moves activation outliers into weights that are then quantized
     # per tensor; on the models measured it lowered the accuracy it was meant to raise, so it is off.
-    scope = nncf.IgnoredScope(names=list(exclude), types=["Gather"], validate=False)
+    scope = nncf.IgnoredScope(names=[*exclude, *activation_matmuls(model)], types=["Gather"], validate=False)
     advanced = AdvancedQuantizationParameters(smooth_quant_alphas=AdvancedSmoothQuantParameters(matmul=-1.0))
     with quiet():  # NNCF draws progress bars on the process's stdout
         quantized = nncf.quantize(

@@ -9,9 +9,12 @@ Triton running the bundle through modelport's runner), modelport-ray / modelport
 with 1 / 2 replicas, the threads split between them), and the peers triton, triton-batching, mlserver,
 mlserver-batching, kserve.
 
-The client is one asyncio process (aiohttp) that posts the same pre-encoded v2 JSON request from C workers
-and checks the first answer of every server against `modelport run`; all servers get JSON (not every peer
-speaks the binary extension) and are asked for the same output. Peers run from their own virtual
+Every server is up at once and the load goes round them in turns (--rounds per client count, rotated
+order), so a slow spell of the shared machine falls on all of them alike rather than on whichever ran
+then; the in-process ceiling takes turns too. The client is one asyncio process (aiohttp) that posts the
+same pre-encoded v2 JSON request from C workers and checks the first answer of every server against
+`modelport run`; all servers get JSON (not every peer speaks the binary extension) and are asked for the
+same output. Peers run from their own virtual
 environments (benchmarks/serve/peers/setup.sh); one that is not set up is listed with the reason.
 Results: benchmarks/results/serve.json and serve.md.
 """
@@ -130,6 +133,7 @@ def stop(proc: subprocess.Popen[bytes]) -> None:
 
 
 async def load(url: str, path: str, body: bytes, clients: int, warmup: float, seconds: float) -> dict[str, Any]:
+    """``clients`` workers posting ``body`` back to back: latencies (s) of the answers after ``warmup``."""
     import aiohttp
 
     latencies: list[float] = []
@@ -159,6 +163,10 @@ async def load(url: str, path: str, body: bytes, clients: int, warmup: float, se
     connector = aiohttp.TCPConnector(limit=clients)
     async with aiohttp.ClientSession(connector=connector) as session:
         await asyncio.gather(*(worker(session) for _ in range(clients)))
+    return {"latencies": latencies, "errors": errors, "first": first}
+
+
+def summary(latencies: list[float], errors: int, seconds: float) -> dict[str, Any]:
     ms = np.array(latencies) * 1e3
     return {
         "requests": len(latencies),
@@ -166,31 +174,26 @@ async def load(url: str, path: str, body: bytes, clients: int, warmup: float, se
         "throughput_rps": round(len(latencies) / seconds, 2),
         "p50_ms": round(float(np.percentile(ms, 50)), 2) if len(ms) else None,
         "p99_ms": round(float(np.percentile(ms, 99)), 2) if len(ms) else None,
-        "_first": first,
     }
 
 
-def in_process(bundle: Path, feed: dict[str, np.ndarray], threads: int, seconds: float) -> dict[str, Any]:
+def in_process(
+    bundle: Path, feed: dict[str, np.ndarray], threads: int, warmup: float, seconds: float
+) -> dict[str, Any]:
     """`modelport run`'s runner, called back to back: the ceiling for one request at a time."""
     from modelport.runtime.registry import create
 
     with create(None, bundle, threads=threads) as runner:
-        for _ in range(5):
+        until = time.perf_counter() + warmup
+        while time.perf_counter() < until:
             runner.infer(feed)
         times = []
-        until = time.perf_counter() + seconds
+        until += seconds
         while time.perf_counter() < until:
             start_ = time.perf_counter()
             runner.infer(feed)
             times.append(time.perf_counter() - start_)
-    ms = np.array(times) * 1e3
-    return {
-        "requests": len(times),
-        "errors": 0,
-        "throughput_rps": round(len(times) / seconds, 2),
-        "p50_ms": round(float(np.percentile(ms, 50)), 2),
-        "p99_ms": round(float(np.percentile(ms, 99)), 2),
-    }
+    return {"latencies": times, "errors": 0}
 
 
 def matches(first: dict[str, Any], want: np.ndarray, output: str) -> bool:
@@ -208,6 +211,50 @@ def export(model: str) -> Path:
     return bundle
 
 
+def measure(model: str, servers: list[str], clients: list[int], args: argparse.Namespace) -> list[dict[str, Any]]:
+    """Every server up at once, the load going round them in turns: ``args.rounds`` rounds per client
+    count, each in a rotated order, each turn ``args.seconds / args.rounds`` long after ``args.warmup``.
+    A slow spell of the machine then falls on every server alike. The in-process ceiling takes its turns
+    in the first client count's rounds."""
+    from modelport.runtime.run import run
+
+    bundle = export(model)
+    _, kind, output = MODELS[model]
+    feed = feed_for(kind)
+    want = run(bundle, feed).outputs[output]
+    body = v2_body(feed, output)
+    path, share = f"/v2/models/{model}/infer", args.seconds / args.rounds
+    rows: list[dict[str, Any]] = []
+    running: dict[str, tuple[subprocess.Popen[bytes], str]] = {}
+    try:
+        for server in servers:
+            try:
+                running[server] = start(server, bundle, model, args.threads, BUILD / f"{server}-{model}.log")
+            except (RuntimeError, OSError) as exc:
+                rows.append({"model": model, "server": server, "skipped": str(exc)})
+                print(json.dumps(rows[-1]), flush=True)
+        for c in clients:
+            names = (["in-process run"] if c == clients[0] else []) + list(running)
+            runs: dict[str, list[dict[str, Any]]] = {name: [] for name in names}
+            for turn in range(args.rounds):
+                for name in names[turn % len(names) :] + names[: turn % len(names)]:
+                    if name == "in-process run":
+                        runs[name].append(in_process(bundle, feed, args.threads, args.warmup, share))
+                    else:
+                        runs[name].append(asyncio.run(load(running[name][1], path, body, c, args.warmup, share)))
+            for name, parts in runs.items():
+                latencies = [t for part in parts for t in part["latencies"]]
+                result = summary(latencies, sum(part["errors"] for part in parts), args.seconds)
+                same = name == "in-process run" or matches(parts[0]["first"], want, output)
+                rows.append({"model": model, "server": name, "clients": 1 if name == "in-process run" else c, **result,
+                             "answers": "same" if same else "DIFFERENT"})  # fmt: skip
+                print(json.dumps(rows[-1]), flush=True)
+    finally:
+        for proc, _ in running.values():
+            stop(proc)
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--models", default="minilm,mlp")
@@ -217,45 +264,21 @@ def main() -> None:
     parser.add_argument("--clients", default="1,8,32")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--seconds", type=float, default=15.0)
-    parser.add_argument("--warmup", type=float, default=3.0)
+    parser.add_argument("--warmup", type=float, default=1.0, help="seconds of load before each round's timing")
+    parser.add_argument("--rounds", type=int, default=3, help="turns each server gets at each client count")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results")
     parser.add_argument("--name", default="serve", help="results: OUT/NAME.json and OUT/NAME.md")
     args = parser.parse_args()
-    from modelport.runtime.run import run
-
     BUILD.mkdir(parents=True, exist_ok=True)
     clients = [int(c) for c in args.clients.split(",")]
     rows: list[dict[str, Any]] = []
     for model in args.models.split(","):
-        bundle = export(model)
-        _, kind, output = MODELS[model]
-        feed = feed_for(kind)
-        want = run(bundle, feed).outputs[output]
-        body = v2_body(feed, output)
-        ceiling = in_process(bundle, feed, args.threads, args.seconds)
-        rows.append({"model": model, "server": "in-process run", "clients": 1, **ceiling, "answers": "same"})
-        print(json.dumps(rows[-1]), flush=True)
-        for server in args.servers.split(","):
-            log = BUILD / f"{server}-{model}.log"
-            try:
-                proc, url = start(server, bundle, model, args.threads, log)
-            except (RuntimeError, OSError) as exc:
-                rows.append({"model": model, "server": server, "skipped": str(exc)})
-                print(json.dumps(rows[-1]), flush=True)
-                continue
-            try:
-                for c in clients:
-                    result = asyncio.run(load(url, f"/v2/models/{model}/infer", body, c, args.warmup, args.seconds))
-                    first = result.pop("_first")
-                    result["answers"] = "same" if matches(first, want, output) else "DIFFERENT"
-                    rows.append({"model": model, "server": server, "clients": c, **result})
-                    print(json.dumps(rows[-1]), flush=True)
-            finally:
-                stop(proc)
+        rows += measure(model, args.servers.split(","), clients, args)
     record = {
         "machine": {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count()},
         "threads": args.threads,
         "seconds": args.seconds,
+        "rounds": args.rounds,
         "command": " ".join([Path(sys.argv[0]).as_posix(), *sys.argv[1:]]),
         "rows": rows,
     }
@@ -269,9 +292,10 @@ def markdown(record: dict[str, Any]) -> str:
     lines = [
         "# Serving: throughput and latency",
         "",
-        f"`{record['command']}`: each point {record['seconds']:.0f} s after a warm-up, one client process "
-        f"(aiohttp, v2 JSON), {record['threads']} runtime threads per server, {record['machine']['cores']} cores "
-        "shared by client and server.",
+        f"`{record['command']}`: every server up at once, the load going round them in turns; each point "
+        f"{record['seconds']:.0f} s in {record['rounds']} turns (rotated order, each after a warm-up), "
+        f"one client process (aiohttp, v2 JSON), {record['threads']} runtime threads per server, "
+        f"{record['machine']['cores']} cores shared by client and server.",
         "",
         "| model | server | clients | req/s | p50 ms | p99 ms | errors | answers |",
         "|---|---|---|---|---|---|---|---|",

@@ -267,13 +267,19 @@ def test_a_full_queue_answers_503(clf):
 # -- batching -------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("batching", [True, False], ids=["batched", "one-by-one"])
-def test_concurrent_requests_are_merged_and_split_back_exactly(clf, batching):
+@pytest.mark.parametrize(
+    ("batching", "max_batch_size", "executions"),
+    [(True, None, 1), (True, 4, 2), (False, None, 4)],
+    ids=["batched", "at-most-4-rows", "one-by-one"],
+)
+def test_concurrent_requests_are_merged_and_split_back_exactly(clf, batching, max_batch_size, executions):
+    """Four requests of 7 rows in all arrive together: one execution, or two under a 4-row cap (whatever
+    the order they queue in), or four without batching; each answer is its own rows."""
     sizes = [1, 2, 1, 3]
     feeds = [rows(n, seed=10 + i) for i, n in enumerate(sizes)]
     answers: dict[int, np.ndarray] = {}
     with modelport.serve([clf], port=0, grpc_port=None, threads=1, batching=batching, max_queue_delay_us=300_000,
-                         block=False) as running:  # fmt: skip
+                         max_batch_size=max_batch_size, block=False) as running:  # fmt: skip
         client = th.InferenceServerClient(running.url.removeprefix("http://"), concurrency=4)
 
         def send(i: int) -> None:
@@ -286,13 +292,13 @@ def test_concurrent_requests_are_merged_and_split_back_exactly(clf, batching):
             t.start()
         for t in threads:
             t.join()
-        executions = metric(running.url, "nv_inference_exec_count")
+        executed = metric(running.url, "nv_inference_exec_count")
         inferences = metric(running.url, "nv_inference_count")
         successes = metric(running.url, "nv_inference_request_success")
     for i, x in enumerate(feeds):
         np.testing.assert_allclose(answers[i], expected(clf, x), rtol=1e-5, atol=1e-6)
     assert successes == 4 and inferences == sum(sizes)  # warm-up runs are not requests
-    assert executions == (1 if batching else 4)
+    assert executed == executions
 
 
 # -- the command: errors, access log, drain on SIGTERM ------------------------------------------------
@@ -301,6 +307,11 @@ def test_concurrent_requests_are_merged_and_split_back_exactly(clf, batching):
 def test_serving_nothing_that_exists_is_one_line(tmp_path):
     one_error(run_cli("serve", str(tmp_path / "missing")), 2, "does not exist")
     one_error(run_cli("serve", f"bad/name={tmp_path}"), 2, "cannot be served")
+
+
+def test_a_batch_cap_below_one_or_for_another_engine_is_one_line(clf):
+    one_error(run_cli("serve", str(clf), "--max-batch-size", "0"), 2, "--max-batch-size must be at least 1")
+    one_error(run_cli("serve", str(clf), "--max-batch-size", "4", "--engine", "ray"), 2, "applies to --engine")
 
 
 def test_a_port_in_use_is_one_line(clf):

@@ -14,7 +14,8 @@ order), so a slow spell of the shared machine falls on all of them alike rather 
 then; the in-process ceiling takes turns too. The client is one asyncio process (aiohttp) that posts the
 same pre-encoded v2 JSON request from C workers and checks the first answer of every server against
 `modelport run`; all servers get JSON (not every peer speaks the binary extension) and are asked for the
-same output. Peers run from their own virtual
+same output. Every batching server merges at most 8 rows (`serve --max-batch-size 8`; the peers' batching
+in benchmarks/serve/peers). Peers run from their own virtual
 environments (benchmarks/serve/peers/setup.sh); one that is not set up is listed with the reason.
 Results: benchmarks/results/serve.json and serve.md.
 """
@@ -103,6 +104,8 @@ def start(server: str, bundle: Path, name: str, threads: int, log: Path) -> tupl
             cmd += ["--no-grpc", "--threads", str(threads)]
         if server == "modelport-nobatch":
             cmd.append("--no-batching")
+        elif server == "modelport":
+            cmd += ["--max-batch-size", "8"]  # as the peers' batching is set up: at most 8 rows
     else:
         peer, _, variant = server.partition("-")
         python = ROOT / "build" / "peers" / peer / "venv" / "bin" / "python"

@@ -361,6 +361,9 @@ def serve(
     preferred_batch_size: list[int] = typer.Option(
         None, "--preferred-batch-size", help="a batch size run without waiting out the delay (repeatable)"
     ),
+    max_batch_size: int = typer.Option(
+        None, "--max-batch-size", help="rows one execution merges at most (default: the model's verified bound)"
+    ),
     max_request_bytes: int = typer.Option(64 * 2**20, "--max-request-bytes", help="larger requests get 413"),
     token: str = typer.Option(
         None, "--token", help="bearer token every route but health needs (default: $MODELPORT_SERVE_TOKEN)"
@@ -387,9 +390,9 @@ def serve(
         _serve_elsewhere(
             engine, models, backend=backend, threads=threads, host=host, port=port, grpc_port=grpc_port,
             batching=not no_batching, max_queue_delay_us=max_queue_delay, max_queue_size=max_queue_size,
-            preferred=preferred_batch_size or (), max_request_bytes=max_request_bytes, token=token,
-            triton_python=triton_python, metrics_port=metrics_port, replicas=replicas, autoscale=autoscale,
-            address=address,
+            preferred=preferred_batch_size or (), max_batch_size=max_batch_size, max_request_bytes=max_request_bytes,
+            token=token, triton_python=triton_python, metrics_port=metrics_port, replicas=replicas,
+            autoscale=autoscale, address=address,
         )  # fmt: skip
         return
 
@@ -403,14 +406,16 @@ def serve(
     start(
         models, backend=backend, threads=threads, host=host, port=port, grpc_port=None if no_grpc else grpc_port,
         batching=not no_batching, max_queue_delay_us=max_queue_delay, max_queue_size=max_queue_size,
-        preferred_batch_sizes=preferred_batch_size or (), max_request_bytes=max_request_bytes, token=token,
-        log_level=log_level, on_ready=say_ready,
+        preferred_batch_sizes=preferred_batch_size or (), max_batch_size=max_batch_size,
+        max_request_bytes=max_request_bytes, token=token, log_level=log_level, on_ready=say_ready,
     )  # fmt: skip
 
 
 def _serve_elsewhere(engine: str, models: list[str], **o: Any) -> None:
     from modelport.errors import UsageError
 
+    if o["max_batch_size"] is not None and engine in ("triton", "ray"):
+        raise UsageError(f"--max-batch-size applies to --engine modelport, not {engine}", "drop it: the bound applies")
     if engine == "triton":
         from modelport.scale.triton_server import serve_triton
 

@@ -32,6 +32,7 @@ class BatchConfig:
     max_delay_s: float = 0.0  # how long the oldest request waits for company (0: what is queued now)
     max_queue: int = 256  # requests waiting per model; more get 503
     preferred: tuple[int, ...] = ()  # batch sizes worth running at once without waiting out the delay
+    max_rows: int | None = None  # rows one execution merges at most (None: the model's verified bound)
 
 
 def batch_key(feed: dict[str, np.ndarray]) -> tuple[Any, ...]:
@@ -105,7 +106,9 @@ class Batcher:
 
     async def _gather(self) -> list[_Pending]:
         first = self._queue[0]
-        limit = self.model.batch.max if self.config.enabled and self.model.batch else first.rows
+        limit = first.rows
+        if self.config.enabled and self.model.batch:
+            limit = min(self.model.batch.max, self.config.max_rows or self.model.batch.max)
         deadline = first.queued + self.config.max_delay_s
         while self.config.enabled and self.model.batch is not None:
             rows = sum(p.rows for p in self._queue if p.key == first.key)

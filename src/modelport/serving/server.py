@@ -42,6 +42,7 @@ def serve(
     max_queue_delay_us: int = 0,
     max_queue_size: int = 256,
     preferred_batch_sizes: Sequence[int] = (),
+    max_batch_size: int | None = None,
     max_request_bytes: int = 64 * 2**20,
     token: str | None = None,
     log_level: str = "warning",
@@ -51,8 +52,10 @@ def serve(
     """Serve ``models`` (bundles or ``.onnx`` files, each ``PATH`` or ``NAME=PATH``) over the Open Inference
     Protocol v2. ``block``: run until SIGTERM/Ctrl-C; otherwise start in a background thread and return
     the running ``Server`` (``with serve(..., block=False) as server: server.url``). ``port``/``grpc_port``
-    0 take a free port; ``grpc_port`` None serves HTTP only. ``token`` (or ``$MODELPORT_SERVE_TOKEN``):
-    a bearer token every route but health requires. ``on_ready`` is called once every model is warm."""
+    0 take a free port; ``grpc_port`` None serves HTTP only. ``max_batch_size``: rows one execution merges at
+    most (default: each model's verified bound; a single larger request still runs, alone). ``token`` (or
+    ``$MODELPORT_SERVE_TOKEN``): a bearer token every route but health requires. ``on_ready`` is called once
+    every model is warm."""
     server = Server(
         models,
         backend=backend,
@@ -60,7 +63,9 @@ def serve(
         host=host,
         port=port,
         grpc_port=grpc_port,
-        batch=BatchConfig(batching, max_queue_delay_us / 1e6, max_queue_size, tuple(preferred_batch_sizes)),
+        batch=BatchConfig(
+            batching, max_queue_delay_us / 1e6, max_queue_size, tuple(preferred_batch_sizes), max_batch_size
+        ),
         limits=Limits(max_request_bytes, token if token is not None else os.environ.get(TOKEN_ENV) or None),
         log_level=log_level,
         on_ready=on_ready,
@@ -233,6 +238,8 @@ def check_settings(models: Sequence[Any], port: int, grpc_port: int | None, batc
         raise UsageError(f"--max-queue-delay {batch.max_delay_s * 1e6:.0f} µs is out of range", "use 0..10000000 µs")
     if batch.max_queue < 1:
         raise UsageError("--max-queue-size must be at least 1", "e.g. --max-queue-size 256")
+    if batch.max_rows is not None and batch.max_rows < 1:
+        raise UsageError("--max-batch-size must be at least 1", "e.g. --max-batch-size 8")
     if any(size < 1 for size in batch.preferred):
         raise UsageError("preferred batch sizes must be >= 1", "e.g. --preferred-batch-size 4 --preferred-batch-size 8")
     if limits.max_request_bytes < 1024:

@@ -60,6 +60,7 @@ if [[ $PARTS == *serve* ]]; then
 # serve: modelport serve (batching on/off) against Triton, MLServer and KServe, each in its own venv
 for peer in triton mlserver kserve; do benchmarks/serve/peers/setup.sh $peer > /dev/null; done
 .venv/bin/python benchmarks/serve/run.py --out $OUT
+.venv/bin/python benchmarks/serve/rows.py --out $OUT  # what a row costs by batch size: a cap for --max-batch-size
 fi
 
 if [[ $PARTS == *scale* ]]; then

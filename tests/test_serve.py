@@ -277,21 +277,16 @@ def test_concurrent_requests_are_merged_and_split_back_exactly(clf, batching, ma
     the order they queue in), or four without batching; each answer is its own rows."""
     sizes = [1, 2, 1, 3]
     feeds = [rows(n, seed=10 + i) for i, n in enumerate(sizes)]
-    answers: dict[int, np.ndarray] = {}
     with modelport.serve([clf], port=0, grpc_port=None, threads=1, batching=batching, max_queue_delay_us=300_000,
                          max_batch_size=max_batch_size, block=False) as running:  # fmt: skip
+        # tritonclient's own concurrency (greenlets): its HTTP client must not be shared between threads
         client = th.InferenceServerClient(running.url.removeprefix("http://"), concurrency=4)
-
-        def send(i: int) -> None:
-            tensor = th.InferInput("x", list(feeds[i].shape), "FP32")
-            tensor.set_data_from_numpy(feeds[i])
-            answers[i] = client.infer("clf", [tensor]).as_numpy("output")
-
-        threads = [threading.Thread(target=send, args=(i,)) for i in range(len(sizes))]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
+        pending = []
+        for feed in feeds:
+            tensor = th.InferInput("x", list(feed.shape), "FP32")
+            tensor.set_data_from_numpy(feed)
+            pending.append(client.async_infer("clf", [tensor]))
+        answers = {i: request.get_result().as_numpy("output") for i, request in enumerate(pending)}
         executed = metric(running.url, "nv_inference_exec_count")
         inferences = metric(running.url, "nv_inference_count")
         successes = metric(running.url, "nv_inference_request_success")

@@ -14,7 +14,10 @@ def main(folder: Path) -> None:
     print("|---|---|---|---|---|---|---|---|---|")
     machine = None
     for path in sorted(p for p in folder.glob("*.json") if not p.stem.endswith("-optimize")):
-        for r in json.loads(path.read_text()):
+        records = json.loads(path.read_text())
+        if not isinstance(records, list):  # serve, scale, gpu: their own tables in their own .md
+            continue
+        for r in records:
             machine = r["machine"]
             row = [
                 path.stem,

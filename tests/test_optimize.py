@@ -155,6 +155,19 @@ def test_no_candidate_within_the_budget_writes_nothing_and_says_so(exported, tmp
     assert info.value.report.search.candidates[0].status == "outside budget"
 
 
+def test_candidates_start_from_a_copy_with_named_nodes_and_no_weight_annotations(exported, tmp_path):
+    """ONNX Runtime 1.31's quantizers failed shape inference on the exporter's value_info for Gemm weights
+    ("Inferred shape and existing shape differ"), so int8-dynamic was reported failed on the GPU wheel."""
+    from modelport.optimization import passes
+
+    passes.prepare(exported / "model.onnx", tmp_path / "prepared.onnx")
+    model = onnx.load(str(tmp_path / "prepared.onnx"))
+    weights = {i.name for i in model.graph.initializer}
+    assert weights and not weights & {v.name for v in model.graph.value_info}
+    names = [n.name for n in model.graph.node]
+    assert all(names) and len(set(names)) == len(names)
+
+
 def test_the_node_int8_hurts_most_is_kept_in_float_first(tmp_path):
     """Two MatMuls; the second's input has one channel 10^4 times the others (and a zero weight row for
     it), so rounding that input to int8 wipes out every other channel: it must rank first."""

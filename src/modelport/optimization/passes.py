@@ -18,7 +18,7 @@ from modelport.errors import MissingExtraError, import_onnxruntime
 
 __all__ = [
     "ort_offline",
-    "name_nodes",
+    "prepare",
     "int8_dynamic",
     "int8_static",
     "fp16",
@@ -48,9 +48,11 @@ def ort_offline(src: Path, dst: Path, level: str = "extended") -> None:
     ort.InferenceSession(str(src), options, providers=["CPUExecutionProvider"])
 
 
-def name_nodes(src: Path, dst: Path) -> None:
-    """A copy whose every node has a unique name: quantization excludes nodes by name, and the drift
-    report names them."""
+def prepare(src: Path, dst: Path) -> None:
+    """The copy every candidate starts from: each node has a unique name (quantization excludes nodes by
+    name, and the drift report names them), and weights carry no shape annotations of their own (the
+    tensor holds its shape; ONNX Runtime 1.31's quantizers fail shape inference on the dynamo exporter's
+    annotations of Gemm weights: "Inferred shape and existing shape differ")."""
     import onnx
 
     model = onnx.load(str(src))
@@ -59,6 +61,10 @@ def name_nodes(src: Path, dst: Path) -> None:
         if not node.name or node.name in seen:
             node.name = f"{node.op_type}_{index}"
         seen.add(node.name)
+    weights = {i.name for i in model.graph.initializer}
+    kept = [v for v in model.graph.value_info if v.name not in weights]
+    del model.graph.value_info[:]
+    model.graph.value_info.extend(kept)
     onnx.save(model, str(dst))
 
 

@@ -125,11 +125,11 @@ class _Graphs:
         if base not in self._made:
             path = self.workdir / f"{base}.onnx"
             if base == "onnx":
-                passes.name_nodes(self._model, path)
+                passes.prepare(self._model, path)
             else:
                 raw = self.workdir / "fused-raw.onnx"
                 passes.ort_offline(self.get("onnx"), raw)
-                passes.name_nodes(raw, path)
+                passes.prepare(raw, path)
             self._made[base] = path
         return self._made[base]
 

@@ -1,5 +1,6 @@
 """Native OpenVINO on the CPU: fp32 agrees with ONNX Runtime at the bundle's tolerance across dynamic
-shapes; the device's default precision says what it is and stays inside its looser tolerance."""
+shapes; the device's default precision says what it is and stays inside its looser tolerance; shapes
+fed again and again run on a static-shape copy that answers like the dynamic model."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from modelport.bundle import Bundle
 from modelport.compare import cosine
 from modelport.exporting import export
 from modelport.feeds import make_feeds
+from modelport.runtime.openvino import HOT_SHAPE_CALLS, MAX_STATIC_COPIES
 from modelport.runtime.registry import create, tolerance_for
 from tests.conftest import ZOO, zoo_specs
 
@@ -60,6 +62,35 @@ def test_default_says_it_is_not_fp32_and_keeps_its_tolerance(bundles: dict[str, 
         assert runner.precision == "default"
         assert runner.describe()["inference_precision"] in ("bf16", "f16", "f32")
     compare_with_ort("openvino:default", bundles["dynamic_cnn"])
+
+
+def test_a_shape_fed_again_and_again_runs_on_a_static_copy_with_the_same_answers(bundles) -> None:
+    bundle = bundles["dynamic_cnn"]
+    small, large = (np.random.default_rng(0).standard_normal((b, 3, 24, 24)).astype(np.float32) for b in (1, 2))
+    with create("openvino:f32", bundle) as runner, create("openvino:f32", bundle, static_shapes=False) as plain:
+        want = plain.infer({"x": small})["output"]
+        for call in range(HOT_SHAPE_CALLS + 2):
+            np.testing.assert_array_equal(runner.infer({"x": small})["output"], want, err_msg=f"call {call}")
+        assert runner.describe()["static_shapes"] == "x=1x3x24x24"
+        # another shape runs on the dynamic model: right answer, the copy stays
+        np.testing.assert_array_equal(runner.infer({"x": large})["output"], plain.infer({"x": large})["output"])
+        assert runner.describe()["static_shapes"] == "x=1x3x24x24"
+        assert plain.describe()["static_shapes"] == "off"
+
+
+def test_shapes_that_keep_changing_compile_a_bounded_number_of_copies(bundles) -> None:
+    with create("openvino:f32", bundles["dynamic_cnn"]) as runner:
+        for _ in range(2 * HOT_SHAPE_CALLS):  # alternating shapes never make a streak
+            runner.infer({"x": np.ones((1, 3, 8, 8), np.float32)})
+            runner.infer({"x": np.ones((2, 3, 8, 8), np.float32)})
+        assert "static_shapes" not in runner.describe()
+        sides = [8 + 4 * i for i in range(MAX_STATIC_COPIES + 2)]
+        for side in sides:
+            for _ in range(HOT_SHAPE_CALLS):
+                runner.infer({"x": np.ones((1, 3, side, side), np.float32)})
+        # the last copy compiled is the one kept; the hot shapes after it run on the dynamic model
+        last = sides[MAX_STATIC_COPIES - 1]
+        assert runner.describe()["static_shapes"] == f"x=1x3x{last}x{last}"
 
 
 @pytest.mark.slow

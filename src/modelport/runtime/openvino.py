@@ -6,6 +6,14 @@ matrix work in bf16, which is faster and visibly less exact. ``openvino:f32`` pi
 bf16 (refused on a CPU without it, rather than quietly run in fp32); ``openvino:default``
 leaves the device's choice and says so in ``precision`` ("default") and ``describe()`` (the precision
 the device actually picked).
+
+Shapes known at compile time make the CPU plugin's kernels faster (its FullyConnected layers ran ~11%
+faster on all-MiniLM-L6-v2 at (1, 128) compiled for that shape than in the dynamic model). So a runner
+fed the same shapes ``HOT_SHAPE_CALLS`` times in a row compiles a copy of the model reshaped to them,
+and runs those shapes on it from then on; every other shape runs on the dynamic model. Only the latest
+copy is kept (two compiled models at most) and a runner compiles at most ``MAX_STATIC_COPIES`` in its
+life, so shapes that keep changing never turn into a compilation per call. ``static_shapes=False``
+runs everything on the dynamic model; ``describe()`` says which shapes have their own copy.
 """
 
 from __future__ import annotations
@@ -22,6 +30,9 @@ from modelport.spec import Signature
 __all__ = ["OpenVINORunner", "PRECISIONS", "cpu_has_bf16"]
 
 PRECISIONS = ("f32", "bf16", "default")
+HOT_SHAPE_CALLS = 3  # calls in a row with the same shapes before a static-shape copy is compiled for them
+MAX_STATIC_COPIES = 4  # static-shape copies one runner compiles in its life (only the latest is kept)
+Shapes = tuple[tuple[str, tuple[int, ...]], ...]
 
 
 class OpenVINORunner(Runner):
@@ -35,6 +46,7 @@ class OpenVINORunner(Runner):
         output_names: list[str] | None = None,
         device: str = "CPU",
         warmup: int = 0,
+        static_shapes: bool = True,
     ) -> None:
         super().__init__()
         if precision not in PRECISIONS:
@@ -48,9 +60,16 @@ class OpenVINORunner(Runner):
         self.output_names = output_names
         self.device = device
         self.warmup = warmup
+        self.static_shapes = static_shapes
         self.compiled: Any = None
+        self._core: Any = None
+        self._config: dict[str, Any] = {}
         self._request: Any = None
         self._ports: list[tuple[str, Any]] = []
+        self._static: tuple[Shapes, Any, list[tuple[str, Any]]] | None = None  # shapes, request, ports
+        self._last: Shapes = ()
+        self._streak = 0
+        self._copies = 0
 
     def _load(self) -> None:
         try:
@@ -75,13 +94,14 @@ class OpenVINORunner(Runner):
                 f"OpenVINO {ov.__version__} cannot compile {self.path.name} for {self.device}: {first_line(exc)}",
                 f"run `modelport doctor {self.path}`; or use another backend (ort:cpu)",
             ) from exc
+        self._core, self._config = core, config
         self._request = self.compiled.create_infer_request()
-        self._ports = self._output_ports()
+        self._ports = self._output_ports(self.compiled)
 
-    def _output_ports(self) -> list[tuple[str, Any]]:
+    def _output_ports(self, compiled: Any) -> list[tuple[str, Any]]:
         """The outputs by the ONNX output names, in the graph's order (OpenVINO keeps the ONNX names
         among each output's tensor names, beside names of its own)."""
-        ports = list(self.compiled.outputs)
+        ports = list(compiled.outputs)
         if not self.output_names:
             return [(p.get_any_name(), p) for p in ports]
         out = []
@@ -102,17 +122,47 @@ class OpenVINORunner(Runner):
         return [_info(name, port) for name, port in self._ports]
 
     def _infer(self, feed: dict[str, np.ndarray], timeout: float | None) -> dict[str, np.ndarray]:
+        request, ports = self._request_for(feed)
         try:
-            result = self._request.infer(feed)
+            result = request.infer(feed)
         except Exception as exc:
             raise FeedError(
                 f"OpenVINO failed: {first_line(exc)}",
                 "check the feed's names, shapes and dtypes against the bundle's inputs (modelport doctor DIR)",
             ) from exc
-        return {name: np.array(result[port], copy=True) for name, port in self._ports}
+        return {name: np.array(result[port], copy=True) for name, port in ports}
+
+    def _request_for(self, feed: dict[str, np.ndarray]) -> tuple[Any, list[tuple[str, Any]]]:
+        """The static-shape copy's request for these shapes if there is one (compiled now if they have
+        come ``HOT_SHAPE_CALLS`` times in a row), else the dynamic model's."""
+        shapes = tuple(sorted((name, tuple(array.shape)) for name, array in feed.items()))
+        if self._static is not None and self._static[0] == shapes:
+            return self._static[1], self._static[2]
+        self._streak = self._streak + 1 if shapes == self._last else 1
+        self._last = shapes
+        if self.static_shapes and self._streak >= HOT_SHAPE_CALLS and self._copies < MAX_STATIC_COPIES:
+            self._copies += 1
+            self._static = None  # the previous copy goes before the next is compiled
+            try:
+                self._static = (shapes, *self._compile_static(dict(shapes)))
+                return self._static[1], self._static[2]
+            except Exception as exc:  # a model that cannot be reshaped to these shapes: the dynamic one runs them
+                self.static_shapes = False
+                self.warnings.append(
+                    f"OpenVINO could not compile a static-shape copy of {self.path.name} ({first_line(exc)}); "
+                    "every shape runs on the dynamic model"
+                )
+        return self._request, self._ports
+
+    def _compile_static(self, shapes: dict[str, tuple[int, ...]]) -> tuple[Any, list[tuple[str, Any]]]:
+        model = self._core.read_model(str(self.path))
+        model.reshape({port: shapes[name] for port in model.inputs for name in port.get_names() if name in shapes})
+        compiled = self._core.compile_model(model, self.device, self._config)
+        return compiled.create_infer_request(), self._output_ports(compiled)
 
     def _close(self) -> None:
         self._request = None
+        self._static = None
         self.compiled = None
 
     def describe(self) -> dict[str, Any]:
@@ -124,6 +174,10 @@ class OpenVINORunner(Runner):
             info["openvino"] = ov.__version__
             info["inference_precision"] = self.compiled.get_property("INFERENCE_PRECISION_HINT").get_type_name()
             info["threads"] = int(self.compiled.get_property("INFERENCE_NUM_THREADS"))
+        if not self.static_shapes:
+            info["static_shapes"] = "off"
+        elif self._static is not None:
+            info["static_shapes"] = ", ".join(f"{n}={'x'.join(map(str, s))}" for n, s in self._static[0])
         return info
 
     def _need(self) -> Any:

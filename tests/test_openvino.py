@@ -5,6 +5,7 @@ fed again and again run on a static-shape copy that answers like the dynamic mod
 from __future__ import annotations
 
 import numpy as np
+import onnx
 import pytest
 
 from modelport.bundle import Bundle
@@ -91,6 +92,28 @@ def test_shapes_that_keep_changing_compile_a_bounded_number_of_copies(bundles) -
         # the last copy compiled is the one kept; the hot shapes after it run on the dynamic model
         last = sides[MAX_STATIC_COPIES - 1]
         assert runner.describe()["static_shapes"] == f"x=1x3x{last}x{last}"
+
+
+def test_a_graph_openvino_cannot_read_is_refused_with_its_reason_not_a_source_location(tmp_path) -> None:
+    """A DequantizeLinear with a 4-D scale (what NNCF wrote for Conv weights) is valid ONNX that
+    OpenVINO's reader refuses; its message opens with C++ source locations."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    from modelport.errors import BundleError
+
+    weight = numpy_helper.from_array(np.ones((2, 1, 1, 1), np.int8), "w")
+    scale = numpy_helper.from_array(np.ones((2, 1, 1, 1), np.float32), "s")
+    graph = helper.make_graph(
+        [helper.make_node("DequantizeLinear", ["w", "s"], ["y"])], "g", [],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2, 1, 1, 1])], [weight, scale],
+    )  # fmt: skip
+    path = tmp_path / "dq.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)], ir_version=10), path)
+    with pytest.raises(BundleError) as info:
+        create("openvino:f32", path).load()
+    assert "cannot compile dq.onnx" in info.value.message
+    assert "Dequantization scale needs to be a scalar or a vector" in info.value.message
+    assert "Exception from" not in info.value.message and "\n" not in info.value.message
 
 
 @pytest.mark.slow

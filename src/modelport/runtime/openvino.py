@@ -91,7 +91,7 @@ class OpenVINORunner(Runner):
             self.compiled = core.compile_model(str(self.path), self.device, config)
         except Exception as exc:
             raise BundleError(
-                f"OpenVINO {ov.__version__} cannot compile {self.path.name} for {self.device}: {first_line(exc)}",
+                f"OpenVINO {ov.__version__} cannot compile {self.path.name} for {self.device}: {_reason(exc)}",
                 f"run `modelport doctor {self.path}`; or use another backend (ort:cpu)",
             ) from exc
         self._core, self._config = core, config
@@ -127,7 +127,7 @@ class OpenVINORunner(Runner):
             result = request.infer(feed)
         except Exception as exc:
             raise FeedError(
-                f"OpenVINO failed: {first_line(exc)}",
+                f"OpenVINO failed: {_reason(exc)}",
                 "check the feed's names, shapes and dtypes against the bundle's inputs (modelport doctor DIR)",
             ) from exc
         return {name: np.array(result[port], copy=True) for name, port in ports}
@@ -149,7 +149,7 @@ class OpenVINORunner(Runner):
             except Exception as exc:  # a model that cannot be reshaped to these shapes: the dynamic one runs them
                 self.static_shapes = False
                 self.warnings.append(
-                    f"OpenVINO could not compile a static-shape copy of {self.path.name} ({first_line(exc)}); "
+                    f"OpenVINO could not compile a static-shape copy of {self.path.name} ({_reason(exc)}); "
                     "every shape runs on the dynamic model"
                 )
         return self._request, self._ports
@@ -188,6 +188,15 @@ class OpenVINORunner(Runner):
 def _info(name: str, port: Any) -> TensorInfo:
     shape = tuple(d.get_length() if d.is_static else None for d in port.get_partial_shape())
     return TensorInfo(name, shape, port.get_element_type().to_dtype().name)
+
+
+def _reason(exc: BaseException) -> str:
+    """What an OpenVINO error says, without the source locations it opens with ("Exception from
+    src/inference/src/cpp/core.cpp:132:", "Check 'false' failed at ...") that would fill a one-line error."""
+    lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
+    noise = ("Exception from ", "Check '", "FrontEnd API failed", "While validating", "Summary:", "--")
+    said = [ln for ln in lines if not ln.startswith(noise)]
+    return " ".join(said[:2])[:300] if said else first_line(exc)
 
 
 def cpu_has_bf16(core: Any = None) -> bool:

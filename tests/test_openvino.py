@@ -94,6 +94,19 @@ def test_shapes_that_keep_changing_compile_a_bounded_number_of_copies(bundles) -
         assert runner.describe()["static_shapes"] == f"x=1x3x{last}x{last}"
 
 
+def test_feeds_that_fail_do_not_count_towards_a_static_copy(bundles) -> None:
+    from modelport.errors import FeedError
+
+    with create("openvino:f32", bundles["dynamic_cnn"].path / "model.onnx") as runner:  # no signature to check
+        for _ in range(HOT_SHAPE_CALLS):
+            with pytest.raises(FeedError, match="OpenVINO failed"):
+                runner.infer({"x": np.ones((1, 5, 8, 8), np.float32)})  # 5 channels where the model has 3
+        assert "static_shapes" not in runner.describe() and not runner.warnings
+        for _ in range(HOT_SHAPE_CALLS):
+            runner.infer({"x": np.ones((1, 3, 8, 8), np.float32)})
+        assert runner.describe()["static_shapes"] == "x=1x3x8x8"
+
+
 def test_a_graph_openvino_cannot_read_is_refused_with_its_reason_not_a_source_location(tmp_path) -> None:
     """A DequantizeLinear with a 4-D scale (what NNCF wrote for Conv weights) is valid ONNX that
     OpenVINO's reader refuses; its message opens with C++ source locations."""

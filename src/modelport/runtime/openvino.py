@@ -122,7 +122,9 @@ class OpenVINORunner(Runner):
         return [_info(name, port) for name, port in self._ports]
 
     def _infer(self, feed: dict[str, np.ndarray], timeout: float | None) -> dict[str, np.ndarray]:
-        request, ports = self._request_for(feed)
+        shapes = tuple(sorted((name, tuple(array.shape)) for name, array in feed.items()))
+        static = self._static if self._static is not None and self._static[0] == shapes else None
+        request, ports = (static[1], static[2]) if static else (self._request, self._ports)
         try:
             result = request.infer(feed)
         except Exception as exc:
@@ -130,29 +132,28 @@ class OpenVINORunner(Runner):
                 f"OpenVINO failed: {_reason(exc)}",
                 "check the feed's names, shapes and dtypes against the bundle's inputs (modelport doctor DIR)",
             ) from exc
-        return {name: np.array(result[port], copy=True) for name, port in ports}
+        outputs = {name: np.array(result[port], copy=True) for name, port in ports}
+        if static is None:
+            self._count(shapes)
+        return outputs
 
-    def _request_for(self, feed: dict[str, np.ndarray]) -> tuple[Any, list[tuple[str, Any]]]:
-        """The static-shape copy's request for these shapes if there is one (compiled now if they have
-        come ``HOT_SHAPE_CALLS`` times in a row), else the dynamic model's."""
-        shapes = tuple(sorted((name, tuple(array.shape)) for name, array in feed.items()))
-        if self._static is not None and self._static[0] == shapes:
-            return self._static[1], self._static[2]
+    def _count(self, shapes: Shapes) -> None:
+        """After a run on the dynamic model: once the same shapes have run ``HOT_SHAPE_CALLS`` times in a
+        row, compile the static-shape copy the next calls with them run on."""
         self._streak = self._streak + 1 if shapes == self._last else 1
         self._last = shapes
-        if self.static_shapes and self._streak >= HOT_SHAPE_CALLS and self._copies < MAX_STATIC_COPIES:
-            self._copies += 1
-            self._static = None  # the previous copy goes before the next is compiled
-            try:
-                self._static = (shapes, *self._compile_static(dict(shapes)))
-                return self._static[1], self._static[2]
-            except Exception as exc:  # a model that cannot be reshaped to these shapes: the dynamic one runs them
-                self.static_shapes = False
-                self.warnings.append(
-                    f"OpenVINO could not compile a static-shape copy of {self.path.name} ({_reason(exc)}); "
-                    "every shape runs on the dynamic model"
-                )
-        return self._request, self._ports
+        if not self.static_shapes or self._streak < HOT_SHAPE_CALLS or self._copies >= MAX_STATIC_COPIES:
+            return
+        self._copies += 1
+        self._static = None  # the previous copy goes before the next is compiled
+        try:
+            self._static = (shapes, *self._compile_static(dict(shapes)))
+        except Exception as exc:  # a model that cannot be reshaped to these shapes: the dynamic one runs them
+            self.static_shapes = False
+            self.warnings.append(
+                f"OpenVINO could not compile a static-shape copy of {self.path.name} ({_reason(exc)}); "
+                "every shape runs on the dynamic model"
+            )
 
     def _compile_static(self, shapes: dict[str, tuple[int, ...]]) -> tuple[Any, list[tuple[str, Any]]]:
         model = self._core.read_model(str(self.path))

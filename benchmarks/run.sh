@@ -54,6 +54,9 @@ $M optimize benchmarks/models.py:gpt2_small --input input_ids:batch,seq:int64:0.
     --input attention_mask:batch,seq:int64:0..2 --dim batch=1..2 --dim seq=1..128 --shape batch=1 --shape seq=128 \
     -o $BUILD/gpt2-small-opt --json --report $OUT/gpt2-small-optimize.md > $OUT/gpt2-small-optimize.json
 
+# what OpenVINO's static shapes and activation group sizes do to MiniLM's int8-weights model
+.venv/bin/python benchmarks/openvino_knobs.py --out $OUT
+
 fi
 
 if [[ $PARTS == *serve* ]]; then

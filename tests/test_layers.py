@@ -32,9 +32,10 @@ LAYERS: list[tuple[str, ...]] = [
     ("modelport.diagnose",),  # ONNX helpers: graph facts, checks, error translation
     ("modelport.sources", "modelport.forward"),  # PyTorch models in, and how they are called
     ("modelport.runtime",),
+    ("modelport.generation",),  # the KV cache, the decode loop, sampling: shared by generate, verify and serving
     ("modelport.verification",),
     ("modelport.capture",),
-    ("modelport.exporting", "modelport.benchmark", "modelport.optimization", "modelport.demo_job"),
+    ("modelport.exporting", "modelport.generation_export", "modelport.benchmark", "modelport.optimization", "modelport.demo_job"),
     ("modelport",),  # the public API
     ("modelport.serving",),
     ("modelport.scale",),

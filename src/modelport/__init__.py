@@ -51,7 +51,7 @@ _WHERE = {
     "export": "modelport.exporting",
     "ExportResult": "modelport.exporting",
     "verify": "modelport.verification.bundle",
-    "load": "modelport.runtime.registry",
+    "load": "modelport.generation.api",
     "run": "modelport.runtime.run",
     "doctor": "modelport.diagnose.doctor",
     "bench": "modelport.benchmark.api",

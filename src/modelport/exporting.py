@@ -77,13 +77,27 @@ def export(
     progress: Progress | None = None,
     strict_opset: bool = False,
     verify_timeout: float = DEFAULT_VERIFY_TIMEOUT,
-) -> ExportResult:
+    task: str | None = None,
+    tokenizer: Any = None,
+    data: Any = None,
+) -> Any:
     """Export ``model`` to a verified bundle at ``output``, or raise the reason it cannot be trusted.
 
     ``model``: an ``nn.Module``, ``ScriptModule`` or ``ExportedProgram``, or a MODEL string
     (``file.py:factory``, ``model.pt``, ``model.pt2``, ``hf:DIR``, ``demo:minilm``). ``inputs``: spec strings
     (``"x:batch,3,224,224"``) or ``InputSpec``s; ``dims``: ``"batch=1..32"`` strings, ``Dim``s, or
-    ``{"batch": (1, 32)}``. A module object is exported in eval mode and handed back in the mode it had."""
+    ``{"batch": (1, 32)}``. A module object is exported in eval mode and handed back in the mode it had.
+
+    ``task="text-generation"`` (the default for an ``hf:`` folder of a ``...ForCausalLM``) writes a generation
+    bundle: a decoder graph with a KV cache, checked by generating tokens against transformers
+    (``generation_export.export_generation``; ``tokenizer`` for a model object, ``data`` prompts for the
+    checks); ``task="feature-extraction"`` keeps a causal LM a fixed graph without a cache."""
+    task = resolve_task(model, task, inputs)
+    if task == "text-generation":
+        from modelport.generation_export import export_generation
+
+        return export_generation(model, output, tokenizer=tokenizer, opset=opset if opset != DEFAULT_OPSET else 18,
+                                 exporter=exporter, data=data, keep_failed=keep_failed, progress=progress)  # fmt: skip
     if exporter not in EXPORTERS:
         raise UsageError(f"unknown exporter {exporter!r}", f"choose one of: {', '.join(EXPORTERS)}")
     check_tolerances(atol, rtol)
@@ -96,6 +110,23 @@ def export(
     with _mode_kept(model):
         return _export(as_loaded(model), target, as_specs(inputs), as_dims(dims), exporter, opset, atol, rtol,
                        keep_failed, say, strict_opset, verify_timeout)  # fmt: skip
+
+
+TASKS = ("text-generation", "feature-extraction")
+
+
+def resolve_task(model: Any, task: str | None, inputs: Any) -> str | None:
+    """The task asked for, or text-generation for an ``hf:`` folder saved from a ``...ForCausalLM``."""
+    if task is not None and task not in TASKS:
+        raise UsageError(f"unknown task {task!r}", f"choose one of: {', '.join(TASKS)}")
+    if task == "text-generation" and inputs:
+        raise UsageError("--input does not apply to text-generation (the decoder's inputs are fixed)", "drop --input")
+    if task is None and isinstance(model, str) and model.startswith("hf:") and not inputs:
+        from modelport.sources.hf import is_causal_lm_folder
+
+        if is_causal_lm_folder(Path(model.removeprefix("hf:")).expanduser()):
+            return "text-generation"
+    return task
 
 
 @contextlib.contextmanager

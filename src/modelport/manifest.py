@@ -33,6 +33,7 @@ FIELDS = (
     "optimizations",
     "notes",
     "files",
+    "generation",
 )
 _IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _TENSOR = re.compile(r"^[^\x00-\x1f\x7f]{1,256}$")  # an imported graph's input: "input:0", "input.1", "0"
@@ -84,6 +85,33 @@ def _check(m: Any, model_file: str, manifest_file: str) -> None:
     _expect(all(isinstance(n, str) for n in m.get("notes", [])), "'notes' holds something other than text")
     for entry in m.get("optimizations", []):
         _check_optimization(entry)
+    if "generation" in m:
+        _check_generation(m["generation"])
+
+
+_LAYOUT_INTS = ("layers", "kv_heads", "head_dim", "vocab_size", "max_context")
+
+
+def _check_generation(gen: Any) -> None:
+    """What the decode loop reads: the cache geometry and the special token ids, all small integers."""
+    _expect(isinstance(gen, dict) and gen.get("task") == "text-generation", "'generation' is not a text-generation entry")
+    layout = gen.get("layout")
+    _expect(isinstance(layout, dict), "'generation' has no 'layout' object")
+    for key in _LAYOUT_INTS:
+        _expect(_int(layout.get(key)) and 1 <= layout[key] <= MAX_DIM, f"generation layout {key!r} is not a size")
+    window = layout.get("sliding_window")
+    _expect(window is None or (_int(window) and window >= 1), "generation 'sliding_window' is not a size")
+    _expect(isinstance(layout.get("position_ids", False), bool), "generation 'position_ids' is not true/false")
+    _expect(layout.get("kv_dtype", "float32") in DTYPES, "generation 'kv_dtype' is not a known dtype")
+    vocab = layout["vocab_size"]
+    ids = gen.get("eos_token_ids", [])
+    _expect(isinstance(ids, list) and all(_int(i) and 0 <= i < vocab for i in ids), "generation 'eos_token_ids' is not "
+            "a list of token ids")
+    for key in ("pad_token_id", "bos_token_id"):
+        value = gen.get(key)
+        _expect(value is None or (_int(value) and 0 <= value < vocab), f"generation {key!r} is not a token id")
+    for key in ("tokenizer", "chat_template"):
+        _expect(isinstance(gen.get(key, False), bool), f"generation {key!r} is not true/false")
 
 
 def _check_optimization(entry: Any) -> None:

@@ -17,7 +17,7 @@ from modelport.errors import MissingExtraError, SourceError, first_line
 from modelport.sources import LoadedModel
 from modelport.spec import Dim, InputSpec, Signature
 
-__all__ = ["load", "infer_signature", "require_transformers", "load_tokenizer"]
+__all__ = ["load", "load_folder", "infer_signature", "require_transformers", "load_tokenizer", "is_causal_lm", "is_causal_lm_folder"]
 
 WEIGHT_FILES = (
     "model.safetensors",
@@ -74,13 +74,15 @@ def load_tokenizer(folder: Path) -> Any:
         ) from None
 
 
-def load_folder(folder: Path) -> Any:
+def load_folder(folder: Path, cache: bool = False) -> Any:
+    """The folder's model in its own class; ``cache=False`` turns the KV cache off (a fixed graph), ``True``
+    keeps it for generation."""
     transformers = require_transformers()
     try:
         # trust_remote_code=False: a folder's auto_map names Python files in it; never run them (and never ask)
         config = transformers.AutoConfig.from_pretrained(folder, local_files_only=True, trust_remote_code=False)
         if hasattr(config, "use_cache"):
-            config.use_cache = False
+            config.use_cache = cache
         # the class the folder was saved from (T5EncoderModel, BertForMaskedLM...), else the base AutoModel
         architecture = (getattr(config, "architectures", None) or [""])[0]
         model_class = getattr(transformers, architecture, None)
@@ -123,3 +125,34 @@ def infer_signature(model: Any) -> Signature:
         f"cannot infer the inputs of {type(model).__name__} from its config",
         "declare them with --input and --dim",
     )
+
+
+def is_causal_lm(model: Any) -> bool:
+    """A decoder that generates text on its own: a ``...ForCausalLM`` (or LM-head) model that can generate."""
+    name = type(model).__name__
+    can = getattr(model, "can_generate", None)
+    is_encoder_decoder = getattr(getattr(model, "config", None), "is_encoder_decoder", False)
+    return bool(callable(can) and can() and not is_encoder_decoder and ("CausalLM" in name or "LMHead" in name))
+
+
+def is_causal_lm_folder(folder: Path) -> bool:
+    """Saved from a class transformers lists as a causal LM (``GPT2LMHeadModel``, ``LlamaForCausalLM``...)."""
+    name = architecture(folder)
+    if not name:
+        return False
+    require_transformers()
+    from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
+
+    names = {n for v in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES.values() for n in ([v] if isinstance(v, str) else v)}
+    return name in names or name.endswith("ForCausalLM")
+
+
+def architecture(folder: Path) -> str:
+    """The class name a folder was saved from (``config.json``'s ``architectures``), read as plain JSON."""
+    import json
+
+    try:
+        names = json.loads((folder / "config.json").read_text()).get("architectures") or [""]
+    except (OSError, ValueError, AttributeError):
+        return ""
+    return str(names[0]) if isinstance(names, list) and names else ""

@@ -1,0 +1,39 @@
+"""``modelport.load``: a ``LanguageModel`` for a generation bundle, a plain ``Runner`` for anything else."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from modelport.bundle import MANIFEST, Bundle
+from modelport.generation.model import LanguageModel, is_generation
+from modelport.runtime.base import Runner
+from modelport.runtime.registry import create
+
+__all__ = ["load", "load_generator"]
+
+
+def load(model: Bundle | str | Path, backend: str | None = None, **options: Any) -> Runner | LanguageModel:
+    """A loaded runner for a bundle (or any ``.onnx`` file) on ``backend`` (default: the bundle's own, ort:cpu
+    unless ``modelport optimize`` chose another): call it with numpy arrays or torch tensors
+    (``runner(x=array)``) and close it, or use it as ``with modelport.load(path) as runner:``. A generation
+    bundle gives a ``LanguageModel``: ``generate()``, ``stream()``, and raw calls as any runner.
+    ``options`` are ``create``'s (``threads``, ``fallback``, ``optimization``, a runner's own settings)."""
+    bundle = _bundle_of(model)
+    if bundle is not None and is_generation(bundle):
+        return load_generator(bundle, backend, **options)
+    return create(backend, bundle or model, **options).load()
+
+
+def load_generator(model: Bundle | str | Path, backend: str | None = None, **options: Any) -> LanguageModel:
+    """A loaded ``LanguageModel``; ``UsageError`` with the fix for a bundle exported without a cache."""
+    bundle = model if isinstance(model, Bundle) else Bundle.open(model)
+    return LanguageModel(bundle, create(backend, bundle, **options)).load()
+
+
+def _bundle_of(model: Any) -> Bundle | None:
+    if isinstance(model, Bundle):
+        return model
+    if isinstance(model, (str, Path)) and Path(model).is_dir() and (Path(model) / MANIFEST).is_file():
+        return Bundle.open(model)
+    return None

@@ -1,0 +1,95 @@
+"""The KV cache between decode steps, kept on the runtime's side.
+
+``OrtCache`` runs ONNX Runtime through IO binding: each step's ``present.*`` outputs stay ``OrtValue``s
+that ONNX Runtime allocated, and are bound as the next step's ``past_key_values.*`` inputs, so the
+cache never makes a round trip through numpy (only the small token, mask and position arrays go in,
+and the logits come out). The graph's attention concatenates past and new keys, so each step writes a
+cache one position longer; ONNX Runtime's arena hands the blocks freed by the previous step back out,
+and the cost per token grows with the context only by what attention itself reads.
+
+``ArrayCache`` is the portable path for any other runner (OpenVINO): the cache goes out and back in as
+numpy arrays. Both start with an empty past (``past_sequence_length`` 0) for the prompt pass.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from modelport.diagnose.translate import ort_run_error
+from modelport.generation.layout import DecoderLayout
+from modelport.runtime.base import Runner
+
+__all__ = ["StepCache", "OrtCache", "ArrayCache", "for_runner"]
+
+
+class StepCache:
+    """One sequence batch's cache: ``start(batch)``, then ``step(feed) -> logits`` per forward pass."""
+
+    def __init__(self, runner: Runner, layout: DecoderLayout) -> None:
+        self.runner = runner
+        self.layout = layout
+        self.past_length = 0
+
+    def start(self, batch: int) -> None:
+        raise NotImplementedError
+
+    def step(self, feed: dict[str, np.ndarray]) -> np.ndarray:
+        raise NotImplementedError
+
+    def _empty(self, batch: int) -> np.ndarray:
+        shape = (batch, self.layout.kv_heads, 0, self.layout.head_dim)
+        return np.zeros(shape, np.dtype(self.layout.kv_dtype))
+
+
+class ArrayCache(StepCache):
+    def start(self, batch: int) -> None:
+        self.past = {name: self._empty(batch) for name in self.layout.past_names}
+        self.past_length = 0
+
+    def step(self, feed: dict[str, np.ndarray]) -> np.ndarray:
+        outputs = self.runner.infer({**feed, **self.past})
+        presents = self.layout.output_names[1:]
+        self.past = {name: outputs[out] for name, out in zip(self.layout.past_names, presents, strict=True)}
+        self.past_length += feed["input_ids"].shape[1]
+        return outputs["logits"]
+
+
+class OrtCache(StepCache):
+    def start(self, batch: int) -> None:
+        ort = _onnxruntime()
+        self.session = self.runner.session  # type: ignore[attr-defined]
+        self.past_values = [ort.OrtValue.ortvalue_from_numpy(self._empty(batch)) for _ in self.layout.past_names]
+        self.past_length = 0
+
+    def step(self, feed: dict[str, np.ndarray]) -> np.ndarray:
+        binding = self.session.io_binding()
+        for name, array in feed.items():
+            binding.bind_cpu_input(name, np.ascontiguousarray(array))
+        for name, value in zip(self.layout.past_names, self.past_values, strict=True):
+            binding.bind_ortvalue_input(name, value)
+        for name in self.layout.output_names:
+            binding.bind_output(name, "cpu")
+        try:
+            self.session.run_with_iobinding(binding)
+        except Exception as exc:
+            raise ort_run_error(exc, self.session.get_inputs(), feed, self.runner.path) from exc  # type: ignore[attr-defined]
+        outputs = binding.get_outputs()
+        self.past_values = list(outputs[1:])
+        self.past_length += feed["input_ids"].shape[1]
+        return outputs[0].numpy()
+
+
+def for_runner(runner: Runner, layout: DecoderLayout) -> StepCache:
+    """IO binding on an ONNX Runtime CPU session, numpy arrays elsewhere."""
+    session = getattr(runner, "session", None)
+    if session is not None and runner.name.startswith("ort") and session.get_providers()[0] == "CPUExecutionProvider":
+        return OrtCache(runner, layout)
+    return ArrayCache(runner, layout)
+
+
+def _onnxruntime() -> Any:
+    from modelport.errors import import_onnxruntime
+
+    return import_onnxruntime()

@@ -1,0 +1,215 @@
+"""``LanguageModel``: a generation bundle on a runtime, with its tokenizer.
+
+``with modelport.load(OUT) as lm``: ``lm.generate(prompts)`` returns one ``Generation`` per prompt,
+``lm.stream(prompts)`` yields ``TokenEvent``s as tokens come, and ``lm(...)`` still runs the raw graph
+by feed names. Prompts are texts (tokenized with the bundle's tokenizer) or token ids (a list of ints
+per prompt); several prompts run as one left-padded batch.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Generator, Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from modelport.bundle import Bundle
+from modelport.errors import UsageError
+from modelport.generation.cache import StepCache, for_runner
+from modelport.generation.layout import DecoderLayout
+from modelport.generation.loop import Generation, TokenEvent, batch_feed, decode
+from modelport.generation.sampling import Decoding
+from modelport.runtime.base import Runner
+
+__all__ = ["LanguageModel", "is_generation", "TOKENIZER_FILES"]
+
+# what a bundle may carry of a tokenizer (written by save_pretrained; all plain names)
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.json", "merges.txt",
+                   "tokenizer.model", "added_tokens.json", "chat_template.jinja", "chat_template.json")  # fmt: skip
+
+
+def is_generation(bundle: Bundle) -> bool:
+    return (bundle.manifest.get("generation") or {}).get("task") == "text-generation"
+
+
+class LanguageModel:
+    """A runner of the decoder graph plus the loop around it; nothing loads until ``load()``/``with``."""
+
+    def __init__(self, bundle: Bundle, runner: Runner) -> None:
+        if not is_generation(bundle):
+            raise UsageError(
+                f"{bundle.path} is not a generation bundle (it was exported without a KV cache)",
+                "export a causal language model with `modelport export hf:DIR --task text-generation -o OUT`",
+            )
+        self.bundle = bundle
+        self.runner = runner
+        info = bundle.manifest["generation"]
+        self.layout = DecoderLayout.from_json(info["layout"])
+        self.eos_ids: list[int] = list(info.get("eos_token_ids") or [])
+        self.pad_id: int = info.get("pad_token_id") if info.get("pad_token_id") is not None else 0
+        self._tokenizer: Any = None
+        self._cache: StepCache | None = None
+
+    # -- the runner underneath ---------------------------------------------------------------------
+    @property
+    def name(self) -> str:
+        return self.runner.name
+
+    def load(self) -> LanguageModel:
+        self.runner.load()
+        self._cache = for_runner(self.runner, self.layout)
+        return self
+
+    def close(self) -> None:
+        self.runner.close()
+        self._cache = None
+
+    def __enter__(self) -> LanguageModel:
+        return self.load()
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __call__(self, feed: dict[str, Any] | None = None, /, **named: Any) -> dict[str, np.ndarray]:
+        """The raw graph by feed names (``input_ids=..., attention_mask=..., past_key_values.0.key=...``)."""
+        return self.runner(feed, **named)
+
+    def infer(self, feed: dict[str, Any], **options: Any) -> dict[str, np.ndarray]:
+        return self.runner.infer(feed, **options)
+
+    def inputs(self) -> Any:
+        return self.runner.inputs()
+
+    def outputs(self) -> Any:
+        return self.runner.outputs()
+
+    def describe(self) -> dict[str, Any]:
+        info = self.runner.describe()
+        info["kv_cache"] = type(self._cache).__name__ if self._cache is not None else None
+        return info
+
+    # -- text ----------------------------------------------------------------------------------------
+    @property
+    def tokenizer(self) -> Any:
+        """The bundle's tokenizer (its own files, never code they name); ``UsageError`` if it has none."""
+        if self._tokenizer is None:
+            if not self.bundle.manifest["generation"].get("tokenizer"):
+                raise UsageError(
+                    f"{self.bundle.path} carries no tokenizer, so it cannot read text prompts",
+                    "pass token ids (--input-ids 1,2,3 / generate([[1, 2, 3]])), or re-export with the tokenizer saved "
+                    "in the model folder (tokenizer.save_pretrained(DIR))",
+                )
+            from modelport.sources.hf import load_tokenizer
+
+            self._tokenizer = load_tokenizer(Path(self.bundle.path))
+        return self._tokenizer
+
+    def encode(self, prompts: Sequence[str | Sequence[int]], chat: bool = False) -> list[list[int]]:
+        """Token ids per prompt: texts through the tokenizer (its chat template with ``chat``), ids checked."""
+        out = []
+        for index, prompt in enumerate(prompts):
+            if isinstance(prompt, str):
+                out.append(self._encode_text(prompt, chat))
+                continue
+            ids = [int(t) for t in np.asarray(prompt).reshape(-1)] if not isinstance(prompt, list) else prompt
+            bad = [t for t in ids if not isinstance(t, (int, np.integer)) or not 0 <= int(t) < self.layout.vocab_size]
+            if not ids or bad:
+                raise UsageError(
+                    f"prompt {index} " + (f"has token id {bad[0]!r}" if bad else "is empty"),
+                    f"token ids are integers from 0 to {self.layout.vocab_size - 1}; a prompt needs at least one",
+                )
+            out.append([int(t) for t in ids])
+        return out
+
+    def _encode_text(self, text: str, chat: bool) -> list[int]:
+        tok = self.tokenizer
+        if chat:
+            if not getattr(tok, "chat_template", None):
+                raise UsageError("the bundle's tokenizer has no chat template", "drop --chat and pass the prompt as is")
+            text = tok.apply_chat_template([{"role": "user", "content": text}], tokenize=False,
+                                           add_generation_prompt=True)  # fmt: skip
+            ids = tok(text, add_special_tokens=False)["input_ids"]
+        else:
+            ids = tok(text)["input_ids"]
+        if not ids:
+            raise UsageError("a prompt is empty after tokenization", "give it some text")
+        return list(ids)
+
+    def detokenize(self, ids: list[int]) -> str:
+        return self.tokenizer.decode(ids, skip_special_tokens=True)
+
+    # -- generation ----------------------------------------------------------------------------------
+    def stream(self, prompts: str | Sequence[int] | Sequence[str | Sequence[int]], *, chat: bool = False,
+               **options: Any) -> Iterator[TokenEvent]:  # fmt: skip
+        """``TokenEvent``s (prompt index, token id, new text) as each token is chosen."""
+        run = self._run(prompts, chat, options)
+        while True:
+            try:
+                yield next(run)
+            except StopIteration:
+                return
+
+    def generate(self, prompts: str | Sequence[int] | Sequence[str | Sequence[int]], *, chat: bool = False,
+                 **options: Any) -> Any:  # fmt: skip
+        """One ``Generation`` per prompt (a list; one ``Generation`` for a single text prompt).
+
+        ``options``: ``max_new_tokens`` (32), ``temperature`` (0: greedy), ``top_k``, ``top_p``,
+        ``repetition_penalty``, ``seed``, ``stop`` (strings)."""
+        run = self._run(prompts, chat, options)
+        while True:
+            try:
+                next(run)
+            except StopIteration as done:
+                results: list[Generation] = done.value
+                return results[0] if isinstance(prompts, str) else results
+
+    def _run(self, prompts: Any, chat: bool, options: dict[str, Any]) -> Generator[TokenEvent, None, list[Generation]]:
+        if self._cache is None:
+            raise RuntimeError("LanguageModel is not loaded (used before load() or after close()); use `with`")
+        listed = _as_list(prompts)
+        stop = options.pop("stop", None) or ()
+        decoding = Decoding(stop=(stop,) if isinstance(stop, str) else tuple(stop), **options)
+        ids = self.encode(listed, chat)
+        needs_text = any(isinstance(p, str) for p in listed) or bool(decoding.stop)
+        detok = self.detokenize if needs_text or self._has_tokenizer() else None
+        return decode(self._cache, ids, decoding, eos_ids=self.eos_ids, pad_id=self.pad_id, detokenize=detok)
+
+    def _has_tokenizer(self) -> bool:
+        try:
+            self.tokenizer  # noqa: B018
+        except UsageError:
+            return False
+        return True
+
+    def score(self, prompt: Sequence[int], continuation: Sequence[int]) -> list[np.ndarray]:
+        """Teacher forcing: the logits the bundle gives after the prompt and after each continuation token
+        fed one step at a time (``len(continuation)`` arrays of [vocab]; the last token is not fed)."""
+        if self._cache is None:
+            raise RuntimeError("LanguageModel is not loaded; use `with`")
+        cache = self._cache
+        cache.start(1)
+        feed = batch_feed([list(prompt)], self.pad_id, self.layout.position_ids)
+        out = [cache.step(feed)[0, -1]]
+        mask, position = feed["attention_mask"], len(prompt)
+        for token in list(continuation)[:-1]:
+            mask = np.concatenate([mask, np.ones((1, 1), np.int64)], axis=1)
+            feed = {"input_ids": np.array([[token]], np.int64), "attention_mask": mask}
+            if self.layout.position_ids:
+                feed["position_ids"] = np.array([[position]], np.int64)
+            position += 1
+            out.append(cache.step(feed)[0, -1])
+        return out
+
+
+def _as_list(prompts: Any) -> list[Any]:
+    if isinstance(prompts, str):
+        return [prompts]
+    if isinstance(prompts, np.ndarray):
+        return [prompts] if prompts.ndim == 1 else list(prompts)
+    items = list(prompts)
+    if items and all(isinstance(t, (int, np.integer)) for t in items):
+        return [items]  # one prompt of token ids
+    if not items:
+        raise UsageError("no prompts given", "pass a text, a list of texts, or token ids")
+    return items

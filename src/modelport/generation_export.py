@@ -1,0 +1,294 @@
+"""``export(..., task="text-generation")``: a causal language model to a generation bundle, proven by
+generating tokens against PyTorch.
+
+The decoder graph (``capture.decoder``: optimum's names, an empty past for the prompt pass) is captured
+with each strategy in turn, read back, and kept only if it passes every check of
+``verification.generation`` (teacher-forced logits, greedy tokens equal to transformers' ``generate``,
+prompt pass vs steps, batch invariance, a long context). The bundle carries the tokenizer files and
+``generation_config.json`` beside the graph; the manifest's ``generation`` entry says what the decode
+loop needs (layers, KV heads, head dim, KV dtype, special ids, maximum context) and holds the report.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from modelport import bundle as bundles
+from modelport import onnx_graph
+from modelport.bundle import MODEL_FILE, Bundle
+from modelport.capture import Attempt, Outcome
+from modelport.capture.check import check_graph
+from modelport.capture.decoder import STRATEGIES, export_decoder, layout_of
+from modelport.capture.exporter_log import recording
+from modelport.errors import CaptureError, GraphCheckError, ParityError, SourceError, UsageError
+from modelport.generation.layout import BATCH, PAST, SEQ, TOTAL, DecoderLayout
+from modelport.generation.model import TOKENIZER_FILES, LanguageModel
+from modelport.options import check_opset
+from modelport.runtime.registry import create
+from modelport.sources.hf import is_causal_lm, load_folder, load_tokenizer
+from modelport.spec import Dim, InputSpec, Signature
+from modelport.verification.generation import (
+    DEFAULT_LOGITS_TOLERANCE,
+    NEW_TOKENS,
+    GenerationReport,
+    build_prompts,
+    check_generation,
+)
+
+__all__ = ["export_generation", "GenerationExport", "decoder_signature", "read_texts"]
+
+DEFAULT_GENERATION_OPSET = 18
+MAX_BATCH = 64
+
+
+class GenerationExport:
+    """What ``export`` returns for a generation bundle (``parity`` is the generation report)."""
+
+    def __init__(self, bundle: Bundle, parity: GenerationReport, attempts: list[Attempt], notes: list[str],
+                 export_seconds: float, verify_seconds: float) -> None:  # fmt: skip
+        self.bundle, self.parity, self.attempts, self.notes = bundle, parity, attempts, notes
+        self.export_seconds, self.verify_seconds = export_seconds, verify_seconds
+
+
+def export_generation(
+    model: Any,
+    output: str | Path,
+    *,
+    tokenizer: Any = None,
+    opset: int = DEFAULT_GENERATION_OPSET,
+    exporter: str = "auto",
+    data: str | Path | Sequence[str] | None = None,
+    new_tokens: int = NEW_TOKENS,
+    logits_tolerance: float = DEFAULT_LOGITS_TOLERANCE,
+    keep_failed: bool = False,
+    progress: Callable[[str], None] | None = None,
+) -> GenerationExport:
+    """``model``: ``hf:DIR`` (or a folder path) of a causal LM, or a transformers ``PreTrainedModel`` object
+    (its ``tokenizer`` passed alongside, if the bundle should read text)."""
+    say = progress or (lambda _msg: None)
+    check_opset(opset)
+    if exporter not in ("auto", *STRATEGIES):
+        raise UsageError(f"exporter {exporter!r} does not apply to text generation",
+                         f"choose one of: auto, {', '.join(STRATEGIES)}")  # fmt: skip
+    target = bundles.output_path(output)
+    bundles.check_replaceable(target)
+    say("loading the model")
+    model, tokenizer, source, folder = _load(model, tokenizer)
+    layout = layout_of(model)
+    texts, data_name = read_texts(data)
+    notes = [f"text-generation: a decoder graph with a KV cache ({layout.layers} layers, {layout.kv_heads} KV heads "
+             f"of {layout.head_dim}); `modelport generate` runs it"]  # fmt: skip
+    staging = bundles.staging_dir(target)
+    attempts: list[Attempt] = []
+    report: GenerationReport | None = None
+    try:
+        _save_tokenizer(tokenizer, model, staging)
+        manifest = _manifest(model, layout, tokenizer, source, opset, exporter)
+        order = STRATEGIES if exporter == "auto" else (exporter,)
+        chosen = None
+        for index, strategy in enumerate(order):
+            say(f"exporting with {strategy} (decoder with KV cache)")
+            folder_i = staging / f".attempt-{index}-{strategy}"
+            folder_i.mkdir()
+            attempt, report = _attempt(strategy, model, layout, folder_i, opset, manifest, staging, texts, new_tokens,
+                                       logits_tolerance, data_name, say)  # fmt: skip
+            attempts.append(attempt)
+            if attempt.outcome == Outcome.EXPORTED:
+                chosen = attempt
+                break
+        keep = chosen or (attempts[-1] if keep_failed and attempts[-1].path and attempts[-1].path.exists() else None)
+        if keep is not None and keep.path is not None:
+            keep.path.replace(staging / MODEL_FILE)
+        for leftover in staging.glob(".attempt-*"):
+            import shutil
+
+            shutil.rmtree(leftover)
+        manifest["capture"]["strategy"] = chosen.strategy if chosen else None
+        manifest["capture"]["attempts"] = [a.to_json() for a in attempts]
+        manifest["parity"] = report.to_json() if report else None
+        manifest["generation"]["verification"] = manifest["parity"]
+        manifest["notes"] = notes
+        export_s = sum(a.seconds - a.verify_seconds for a in attempts)
+        verify_s = sum(a.verify_seconds for a in attempts)
+        manifest["timings"] = {"export_s": round(export_s, 3), "verify_s": round(verify_s, 3)}
+        if chosen is None:
+            if keep is not None:
+                manifest["outputs"], manifest["opset"]["actual"] = _outputs(staging)
+                manifest["status"] = "failed verification"
+                bundles.commit(staging, target, manifest)
+            raise _failure(attempts)
+        manifest["outputs"], manifest["opset"]["actual"] = _outputs(staging)
+        result = bundles.commit(staging, target, manifest)
+    finally:
+        bundles.discard(staging)
+    assert report is not None
+    return GenerationExport(result, report, attempts, notes, export_s, verify_s)
+
+
+def _attempt(strategy: str, model: Any, layout: DecoderLayout, folder: Path, opset: int, manifest: dict[str, Any],
+             staging: Path, texts: list[str] | None, new_tokens: int, tolerance: float, data_name: str | None,
+             say: Callable[[str], None]) -> tuple[Attempt, GenerationReport | None]:  # fmt: skip
+    path = folder / MODEL_FILE
+    result = Attempt(strategy, Outcome.EXPORTED, path=path)
+    start = time.perf_counter()
+    report = None
+    try:
+        with recording() as rec:
+            export_decoder(model, layout, path, strategy, opset)
+        result.warnings = rec.summary()
+        check_graph(path, Signature.from_json(manifest["inputs"]), opset, len(layout.output_names))
+        for name in TOKENIZER_FILES + ("generation_config.json",):  # the attempt's bundle reads them
+            if (staging / name).is_file():
+                (folder / name).symlink_to(staging / name)
+        say("checking its tokens against transformers' generate")
+        verify_start = time.perf_counter()
+        with LanguageModel(Bundle(folder, manifest), create("ort:cpu", Bundle(folder, manifest))) as lm:
+            prompts = build_prompts(lm, texts, new_tokens)
+            report = check_generation(model, lm, prompts, new_tokens, tolerance, data_name)
+        result.verify_seconds = time.perf_counter() - verify_start
+        report.raise_if_failed()
+    except (CaptureError, GraphCheckError, ParityError) as exc:
+        result.outcome = (Outcome.FAILED_CAPTURE if isinstance(exc, CaptureError) else
+                          Outcome.FAILED_GRAPH_CHECK if isinstance(exc, GraphCheckError) else
+                          Outcome.FAILED_VERIFICATION)  # fmt: skip
+        result.reason = exc.one_line()
+        result.error = exc
+    result.seconds = time.perf_counter() - start
+    return result, report
+
+
+def _failure(attempts: list[Attempt]) -> Exception:
+    for kind in (ParityError, GraphCheckError, CaptureError):
+        for attempt in attempts:
+            if isinstance(attempt.error, kind):
+                attempt.error.message = f"{attempt.strategy}: {attempt.error.message}"
+                attempt.error.attempts = attempts  # type: ignore[attr-defined]
+                return attempt.error
+    return CaptureError("no strategy captured the model", "report it")
+
+
+def _load(model: Any, tokenizer: Any) -> tuple[Any, Any, dict[str, Any], Path | None]:
+    """(model, tokenizer, the manifest's source entry, the folder it came from)."""
+    if isinstance(model, (str, Path)):
+        folder = Path(str(model).removeprefix("hf:")).expanduser()
+        if not (folder / "config.json").is_file():
+            raise SourceError(f"{folder} is not a transformers model folder (no config.json)",
+                              "pass hf:DIR with a folder written by model.save_pretrained(DIR)")  # fmt: skip
+        loaded = load_folder(folder, cache=True)
+        if not is_causal_lm(loaded):
+            raise UsageError(
+                f"{folder} holds a {type(loaded).__name__}, not a causal language model",
+                "text-generation needs a ...ForCausalLM folder; use --task feature-extraction for a fixed graph",
+            )
+        if tokenizer is None and (folder / "tokenizer_config.json").is_file():
+            tokenizer = load_tokenizer(folder)
+        from modelport.bundle import sha256
+
+        digest = sha256(folder / "config.json")
+        return loaded, tokenizer, {"model": f"hf:{folder.resolve()}", "kind": "hf", "sha256": digest}, folder
+    if not is_causal_lm(model):
+        raise UsageError(
+            f"a {type(model).__name__} is not a transformers causal language model",
+            "pass a ...ForCausalLM model (or hf:DIR) for text-generation",
+        )
+    model.eval()
+    model.config.use_cache = True
+    return model, tokenizer, {"model": None, "kind": "object", "sha256": None}, None
+
+
+def _save_tokenizer(tokenizer: Any, model: Any, staging: Path) -> None:
+    if tokenizer is not None:
+        tokenizer.save_pretrained(staging)
+        for path in staging.iterdir():  # only plain files the bundle may list
+            if path.is_dir() and not path.name.startswith("."):
+                import shutil
+
+                shutil.rmtree(path)
+    config = getattr(model, "generation_config", None)
+    if config is not None:
+        config.save_pretrained(staging)
+
+
+def _manifest(model: Any, layout: DecoderLayout, tokenizer: Any, source: dict[str, Any], opset: int,
+              exporter: str) -> dict[str, Any]:  # fmt: skip
+    config = getattr(model, "generation_config", None)
+    eos = getattr(config, "eos_token_id", None)
+    if eos is None:
+        eos = getattr(model.config, "eos_token_id", None)
+    eos_ids = [eos] if isinstance(eos, int) else [int(e) for e in (eos or [])]
+    pad = getattr(config, "pad_token_id", None)
+    if pad is None and tokenizer is not None:
+        pad = tokenizer.pad_token_id
+    if pad is None:
+        pad = eos_ids[0] if eos_ids else 0
+    bos = getattr(config, "bos_token_id", None)
+    if isinstance(pad, list):
+        pad = pad[0]
+    return {
+        "format": "modelport-bundle",
+        "format_version": bundles.FORMAT_VERSION,
+        "status": "verified",
+        "created": datetime.now(UTC).isoformat(timespec="seconds"),
+        "source": source,
+        "inputs": decoder_signature(layout).to_json(),
+        "outputs": [],
+        "opset": {"requested": opset, "actual": None},
+        "capture": {"requested": exporter, "strategy": None, "attempts": []},
+        "versions": bundles.package_versions(),
+        "parity": None,
+        "timings": {},
+        "optimizations": [],
+        "notes": [],
+        "generation": {
+            "task": "text-generation",
+            "architecture": type(model).__name__,
+            "layout": layout.to_json(),
+            "bos_token_id": bos if isinstance(bos, int) else None,
+            "eos_token_ids": eos_ids,
+            "pad_token_id": int(pad),
+            "tokenizer": tokenizer is not None,
+            "chat_template": bool(getattr(tokenizer, "chat_template", None)),
+        },
+    }
+
+
+def decoder_signature(layout: DecoderLayout) -> Signature:
+    """The graph's inputs as a signature (``past_sequence_length`` is 0 at the prompt pass: that feed is the
+    loop's own, not a user's)."""
+    top = layout.max_context
+    inputs = [InputSpec("input_ids", (BATCH, SEQ), "int64", 0, layout.vocab_size),
+              InputSpec("attention_mask", (BATCH, TOTAL), "int64", 0, 2)]  # fmt: skip
+    if layout.position_ids:
+        inputs.append(InputSpec("position_ids", (BATCH, SEQ), "int64", 0, top))
+    shape = (BATCH, layout.kv_heads, PAST, layout.head_dim)
+    inputs += [InputSpec(name, shape, layout.kv_dtype) for name in layout.past_names]
+    dims = [Dim(BATCH, 1, MAX_BATCH, 1), Dim(SEQ, 1, top, 1), Dim(PAST, 1, top, 1), Dim(TOTAL, 1, top, 2)]
+    return Signature.build(inputs, dims)
+
+
+def _outputs(staging: Path) -> tuple[list[dict[str, Any]], int | None]:
+    return onnx_graph.summary(staging / MODEL_FILE)
+
+
+def read_texts(data: str | Path | Sequence[str] | None) -> tuple[list[str] | None, str | None]:
+    """Prompts for the checks: a text file (one per line) or a list of strings."""
+    if data is None:
+        return None, None
+    if isinstance(data, (str, Path)):
+        path = Path(data)
+        if not path.is_file():
+            raise UsageError(f"--data {str(data)!r} is not a file", "pass a text file with one prompt per line")
+        try:
+            lines = [line.strip() for line in path.read_text(encoding="utf-8").splitlines()]
+        except UnicodeDecodeError:
+            raise UsageError(f"--data {path} is not UTF-8 text", "pass a text file with one prompt per line") from None
+        texts, name = [line for line in lines if line], path.name
+    else:
+        texts, name = [str(t) for t in data if str(t).strip()], "prompts given in Python"
+    if not texts:
+        raise UsageError(f"--data {name} holds no prompt", "put one prompt per line")
+    return texts, name

@@ -1,0 +1,279 @@
+"""Proof that a generation bundle generates PyTorch's tokens: five checks against ``transformers``.
+
+On each prompt (several lengths, one near the declared maximum context and past the sliding window
+where the model has one) PyTorch's greedy ``generate`` gives the reference tokens and the logits of
+every step. Then:
+
+``teacher-forced``     the bundle fed PyTorch's own continuation, one token a step: its logits at every
+                       step within ``logits_tolerance`` of PyTorch's, relative to that step's logit range
+                       (max - min), and the same argmax;
+``greedy``             the bundle generating freely: the same token ids as ``generate``;
+``prompt-vs-steps``    the last logits after one pass over the prompt equal those after feeding the
+                       prompt token by token (a cache that is written or read wrong shows up here);
+``batch-invariance``   all prompts in one left-padded batch: each row gets the tokens it got alone;
+``long-context``       the greedy check on the longest prompt (reported with its length).
+
+Where two token sequences part, the report gives the step and PyTorch's top-2 margin there: a margin
+inside the numerical difference measured at that step is a near-tie (fp32 rounding may pick either
+token; reported, not failed), anything else is a failure. ``GenerationReport.raise_if_failed`` raises
+``ParityError`` naming the check, the prompt, the step and the position.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+
+from modelport.errors import ParityError
+from modelport.generation.loop import decode
+from modelport.generation.model import LanguageModel
+from modelport.generation.sampling import Decoding
+
+__all__ = ["GenerationReport", "Check", "check_generation", "pytorch_greedy", "DEFAULT_LOGITS_TOLERANCE"]
+
+#: max |logit difference| / (max - min logit) at a step. fp32 ONNX Runtime against PyTorch eager measured
+#: 1e-7 to 3e-7 of the range on the tiny test models (GPT-2, LLaMA, Qwen2/3, Mistral, Phi-3, Gemma 2/3);
+#: 1e-4 leaves ~300x margin and still fails a cache read one position off (differences of 1e-1 and more).
+DEFAULT_LOGITS_TOLERANCE = 1e-4
+NEW_TOKENS = 16
+LONGEST = 1024  # tokens of the long-context prompt at most, whatever the model's maximum (PyTorch's time)
+
+
+@dataclass
+class Check:
+    name: str
+    prompt: int | None  # index into the report's prompts
+    passed: bool
+    detail: str
+    step: int | None = None  # the first new token where it went wrong (0 = the token after the prompt)
+    position: int | None = None  # that token's position in the sequence
+    figures: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class GenerationReport:
+    prompt_lengths: list[int]
+    new_tokens: int
+    logits_tolerance: float
+    checks: list[Check] = field(default_factory=list)
+    seconds: float = 0.0
+    data: str | None = None  # where the prompts came from
+
+    @property
+    def passed(self) -> bool:
+        return all(c.passed for c in self.checks)
+
+    @property
+    def failures(self) -> list[Check]:
+        return [c for c in self.checks if not c.passed]
+
+    def summary(self) -> str:
+        fails = self.failures
+        if not fails:
+            return (f"{len(self.checks)} generation checks passed on {len(self.prompt_lengths)} prompts of "
+                    f"{min(self.prompt_lengths)}-{max(self.prompt_lengths)} tokens, {self.new_tokens} new tokens each")  # fmt: skip
+        return f"{len(fails)} of {len(self.checks)} generation checks failed; first: {_where(fails[0])}"
+
+    def raise_if_failed(self) -> None:
+        if self.failures:
+            first = self.failures[0]
+            raise ParityError(
+                f"the bundle does not generate PyTorch's tokens: {_where(first)}",
+                "the graph's cache handling is wrong for this model; re-export it (a bundle edited by hand fails "
+                "this way), or report the architecture",
+                report=self,
+            )
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "kind": "generation",
+            "passed": self.passed,
+            "prompt_lengths": self.prompt_lengths,
+            "new_tokens": self.new_tokens,
+            "logits_tolerance": self.logits_tolerance,
+            "seconds": round(self.seconds, 3),
+            "data": self.data,
+            "checks": [asdict(c) for c in self.checks],
+        }
+
+
+def _where(check: Check) -> str:
+    place = f"check {check.name!r}"
+    if check.prompt is not None:
+        place += f", prompt {check.prompt}"
+    if check.step is not None:
+        place += f", step {check.step} (position {check.position})"
+    return f"{place}: {check.detail}"
+
+
+@dataclass
+class _Reference:
+    tokens: list[int]
+    logits: list[np.ndarray]  # one [vocab] per step
+
+
+def pytorch_greedy(model: Any, prompt: Sequence[int], new_tokens: int, pad_id: int) -> _Reference:
+    """transformers' ``generate``, greedy, for exactly ``new_tokens`` (an end-of-sequence token does not stop
+    it: every step is compared), with the logits of every step (before any processing)."""
+    import torch
+    from transformers import GenerationConfig
+
+    config = GenerationConfig(max_new_tokens=new_tokens, do_sample=False, eos_token_id=[],
+                              pad_token_id=pad_id, return_dict_in_generate=True, output_logits=True)  # fmt: skip
+    ids = torch.tensor([list(prompt)], dtype=torch.int64)
+    with torch.no_grad():
+        out = model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), generation_config=config)
+    tokens = out.sequences[0, len(prompt) :].tolist()
+    logits = [step[0].float().numpy() for step in out.logits]
+    return _Reference(tokens, logits)
+
+
+def check_generation(
+    model: Any,
+    lm: LanguageModel,
+    prompts: Sequence[Sequence[int]],
+    new_tokens: int = NEW_TOKENS,
+    logits_tolerance: float = DEFAULT_LOGITS_TOLERANCE,
+    data: str | None = None,
+) -> GenerationReport:
+    """Every check on ``prompts`` (token ids; the last is taken as the long-context one)."""
+    start = time.perf_counter()
+    report = GenerationReport([len(p) for p in prompts], new_tokens, logits_tolerance, data=data)
+    refs = [pytorch_greedy(model, p, new_tokens, lm.pad_id) for p in prompts]
+    solo = []
+    for index, (prompt, ref) in enumerate(zip(prompts, refs, strict=True)):
+        forced = lm.score(prompt, ref.tokens)
+        diffs = [_relative(a, b) for a, b in zip(forced, ref.logits, strict=True)]
+        report.checks.append(_teacher_forced(index, prompt, ref, forced, diffs, logits_tolerance))
+        ours = _greedy(lm, [prompt], new_tokens)[0]
+        solo.append(ours)
+        name = "long-context" if index == len(prompts) - 1 and len(prompts) > 1 else "greedy"
+        report.checks.append(_same_tokens(name, index, prompt, ours, ref, diffs, forced))
+        report.checks.append(_prompt_vs_steps(lm, index, prompt, logits_tolerance))
+    batch = _greedy(lm, prompts, new_tokens)
+    report.checks.append(_batch_invariance(prompts, batch, solo, refs))
+    report.seconds = time.perf_counter() - start
+    return report
+
+
+def _greedy(lm: LanguageModel, prompts: Sequence[Sequence[int]], new_tokens: int) -> list[list[int]]:
+    assert lm._cache is not None
+    run = decode(lm._cache, prompts, Decoding(max_new_tokens=new_tokens), eos_ids=(), pad_id=lm.pad_id)
+    while True:
+        try:
+            next(run)
+        except StopIteration as done:
+            return [g.token_ids for g in done.value]
+
+
+def _relative(ours: np.ndarray, ref: np.ndarray) -> float:
+    spread = float(ref.max() - ref.min()) or 1.0
+    return float(np.abs(ours.astype(np.float64) - ref).max()) / spread
+
+
+def _margin(logits: np.ndarray) -> float:
+    top = np.sort(logits.astype(np.float64))[-2:]
+    return float(top[1] - top[0])
+
+
+def _teacher_forced(index: int, prompt: Sequence[int], ref: _Reference, forced: list[np.ndarray],
+                    diffs: list[float], tolerance: float) -> Check:  # fmt: skip
+    figures = {"max_relative_diff": max(diffs, default=0.0), "steps": len(diffs)}
+    for step, (ours, theirs, diff) in enumerate(zip(forced, ref.logits, diffs, strict=True)):
+        position = len(prompt) + step
+        if diff > tolerance:
+            return Check("teacher-forced", index, False, f"logits differ by {diff:.3g} of their range (tolerance "
+                         f"{tolerance:g})", step, position, figures)  # fmt: skip
+        if int(ours.argmax()) != int(theirs.argmax()) and _margin(theirs) > 2 * diff * (theirs.max() - theirs.min()):
+            return Check("teacher-forced", index, False, f"argmax {int(ours.argmax())} where PyTorch's is "
+                         f"{int(theirs.argmax())} (top-2 margin {_margin(theirs):.3g})", step, position, figures)  # fmt: skip
+    return Check("teacher-forced", index, True, f"{len(diffs)} steps, logits within {figures['max_relative_diff']:.2g} "
+                 "of their range, argmax agrees", figures=figures)  # fmt: skip
+
+
+def _same_tokens(name: str, index: int, prompt: Sequence[int], ours: list[int], ref: _Reference,
+                 diffs: list[float], forced: list[np.ndarray]) -> Check:  # fmt: skip
+    figures = {"prompt_tokens": len(prompt), "tokens": len(ref.tokens)}
+    if ours == ref.tokens:
+        return Check(name, index, True, f"{len(ours)} tokens equal to transformers' generate", figures=figures)
+    step = next((i for i, (a, b) in enumerate(zip(ours, ref.tokens)) if a != b), min(len(ours), len(ref.tokens)))
+    if step >= min(len(ours), len(ref.tokens)):
+        return Check(name, index, False, f"{len(ours)} tokens where transformers generated {len(ref.tokens)}",
+                     step, len(prompt) + step, figures)  # fmt: skip
+    margin = _margin(ref.logits[step])
+    measured = diffs[step] * float(ref.logits[step].max() - ref.logits[step].min()) if step < len(diffs) else 0.0
+    figures.update({"step": step, "pytorch_top2_margin": margin, "logits_diff_at_step": measured})
+    text = f"token {ours[step]} where transformers chose {ref.tokens[step]}; PyTorch's top-2 margin there is {margin:.3g}"
+    if margin <= 2 * measured:
+        return Check(name, index, True, f"near-tie: {text}, inside the measured difference {measured:.3g}; the "
+                     f"{step} tokens before it are equal", step, len(prompt) + step, figures)  # fmt: skip
+    return Check(name, index, False, text, step, len(prompt) + step, figures)
+
+
+def _prompt_vs_steps(lm: LanguageModel, index: int, prompt: Sequence[int], tolerance: float) -> Check:
+    if len(prompt) < 2:
+        return Check("prompt-vs-steps", index, True, "a one-token prompt has no steps to compare")
+    whole = lm.score(prompt, [0])[-1]
+    stepped = lm.score(prompt[:1], list(prompt[1:]) + [0])[-1]
+    diff = _relative(stepped, whole)
+    ok = diff <= tolerance
+    detail = f"last logits after one pass and after {len(prompt)} single steps differ by {diff:.2g} of their range"
+    return Check("prompt-vs-steps", index, ok, detail + ("" if ok else f" (tolerance {tolerance:g})"),
+                 None if ok else len(prompt) - 1, None if ok else len(prompt) - 1, {"max_relative_diff": diff})  # fmt: skip
+
+
+def _batch_invariance(prompts: Sequence[Sequence[int]], batch: list[list[int]], solo: list[list[int]],
+                      refs: list[_Reference]) -> Check:  # fmt: skip
+    lengths = sorted({len(p) for p in prompts})
+    for index, (together, alone) in enumerate(zip(batch, solo, strict=True)):
+        if together == alone:
+            continue
+        step = next((i for i, (a, b) in enumerate(zip(together, alone)) if a != b), min(len(together), len(alone)))
+        ref = refs[index]
+        margin = _margin(ref.logits[step]) if step < len(ref.logits) else float("inf")
+        if margin < 1e-4 * float(ref.logits[step].max() - ref.logits[step].min() if step < len(ref.logits) else 1):
+            continue  # a tie in PyTorch itself: either token is right
+        return Check("batch-invariance", index, False, f"in a left-padded batch of {len(prompts)} prompts "
+                     f"(lengths {lengths[0]}-{lengths[-1]}) the row generated {together[step] if step < len(together) else 'nothing'} "
+                     f"where alone it generated {alone[step] if step < len(alone) else 'nothing'}", step,
+                     len(prompts[index]) + step, {"pytorch_top2_margin": margin})  # fmt: skip
+    return Check("batch-invariance", None, True, f"a left-padded batch of {len(prompts)} prompts (lengths "
+                 f"{lengths[0]}-{lengths[-1]}) gives every row its own tokens")  # fmt: skip
+
+
+# -- prompts ---------------------------------------------------------------------------------------------
+#: used when the user gives no --data: plain sentences of different lengths
+DEFAULT_TEXTS = (
+    "The cat slept",
+    "She forgot her umbrella, so she waited under the awning until the rain eased.",
+    "Interest rates rose again this quarter, putting pressure on homeowners with variable mortgages, and the "
+    "bank said it would review its lending rules before the end of the year.",
+)
+MAX_DATA_PROMPTS = 8
+
+
+def build_prompts(lm: LanguageModel, texts: Sequence[str] | None, new_tokens: int, seed: int = 0) -> list[list[int]]:
+    """Token ids: each text (or random ids of several lengths without a tokenizer), then one long prompt that
+    reaches toward the maximum context (and past the sliding window, where there is one)."""
+    layout = lm.layout
+    room = layout.max_context - new_tokens - 1
+    if room < 2:
+        raise ParityError(
+            f"the model's maximum context ({layout.max_context}) leaves no room for a prompt and {new_tokens} "
+            "new tokens", "verify with fewer new tokens"
+        )
+    rng = np.random.default_rng(seed)
+    if lm.bundle.manifest["generation"].get("tokenizer"):
+        prompts = [p[:room] for p in lm.encode(list(texts or DEFAULT_TEXTS)[:MAX_DATA_PROMPTS])]
+    else:
+        prompts = [rng.integers(0, layout.vocab_size, n).tolist() for n in (3, 9, 33) if n <= room]
+    long = min(room, LONGEST)
+    if layout.sliding_window:
+        long = min(room, max(long, layout.sliding_window + new_tokens + 8))
+    pool = [t for p in prompts for t in p] or [0]
+    prompts.append([pool[i % len(pool)] for i in range(long)])
+    return prompts

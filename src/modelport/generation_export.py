@@ -37,9 +37,10 @@ from modelport.verification.generation import (
     GenerationReport,
     build_prompts,
     check_generation,
+    read_texts,
 )
 
-__all__ = ["export_generation", "GenerationExport", "decoder_signature", "read_texts"]
+__all__ = ["export_generation", "GenerationExport", "decoder_signature"]
 
 DEFAULT_GENERATION_OPSET = 18
 MAX_BATCH = 64
@@ -272,23 +273,3 @@ def decoder_signature(layout: DecoderLayout) -> Signature:
 
 def _outputs(staging: Path) -> tuple[list[dict[str, Any]], int | None]:
     return onnx_graph.summary(staging / MODEL_FILE)
-
-
-def read_texts(data: str | Path | Sequence[str] | None) -> tuple[list[str] | None, str | None]:
-    """Prompts for the checks: a text file (one per line) or a list of strings."""
-    if data is None:
-        return None, None
-    if isinstance(data, (str, Path)):
-        path = Path(data)
-        if not path.is_file():
-            raise UsageError(f"--data {str(data)!r} is not a file", "pass a text file with one prompt per line")
-        try:
-            lines = [line.strip() for line in path.read_text(encoding="utf-8").splitlines()]
-        except UnicodeDecodeError:
-            raise UsageError(f"--data {path} is not UTF-8 text", "pass a text file with one prompt per line") from None
-        texts, name = [line for line in lines if line], path.name
-    else:
-        texts, name = [str(t) for t in data if str(t).strip()], "prompts given in Python"
-    if not texts:
-        raise UsageError(f"--data {name} holds no prompt", "put one prompt per line")
-    return texts, name

@@ -60,6 +60,11 @@ def export(
     rtol: float = typer.Option(DEFAULT_RTOL, help="relative tolerance against PyTorch"),
     keep_failed: bool = typer.Option(False, "--keep-failed", help="write the bundle even when verification fails"),
     verify_timeout: float = VerifyTimeout,
+    task: str = typer.Option(
+        None, help="text-generation (a decoder with a KV cache, checked by generating; the default for a causal LM "
+        "folder) or feature-extraction (a fixed graph without a cache)"
+    ),
+    data: Path = typer.Option(None, "--data", help="text-generation: prompts for the checks, one per line"),
     as_json: bool = typer.Option(False, "--json", help="print the result as JSON"),
 ) -> None:
     """Export MODEL to an ONNX bundle, verified against PyTorch at min/max/odd sizes of every dimension."""
@@ -84,11 +89,18 @@ def export(
             progress=lambda msg: status.update(msg),
             strict_opset=strict_opset,
             verify_timeout=verify_timeout,
+            task=task,
+            data=data,
         )
+    from modelport.generation_export import GenerationExport
+
+    shown: Any = show
+    if isinstance(result, GenerationExport):
+        from modelport.cli import show_generation as shown
     if as_json:
-        emit_json(show.export_json(result))
+        emit_json(shown.export_json(result))
     else:
-        show.export_table(out, result)
+        shown.export_table(out, result)
 
 
 @app.command("import")
@@ -148,9 +160,11 @@ def verify(
     threads: int = Threads,
     fallback: str = Fallback,
     verify_timeout: float = VerifyTimeout,
+    data: Path = typer.Option(None, "--data", help="a generation bundle: prompts for its checks, one per line"),
     as_json: bool = typer.Option(False, "--json", help="print the parity report as JSON"),
 ) -> None:
-    """Re-check a bundle against PyTorch on a backend (tolerances per its precision); exit 1 on a mismatch."""
+    """Re-check a bundle against PyTorch on a backend (tolerances per its precision); exit 1 on a mismatch.
+    A generation bundle is checked by generating: its tokens against transformers' generate."""
     errors_as_json(as_json)
     from modelport.cli import show
     from modelport.verification.bundle import verify as do_verify
@@ -168,9 +182,16 @@ def verify(
             threads=threads,
             fallback=fallback,
             verify_timeout=verify_timeout,
+            data=data,
         )
+    from modelport.verification.generation import GenerationReport
+
     if as_json:
         emit_json(report.to_json())
+    elif isinstance(report, GenerationReport):
+        from modelport.cli.show_generation import checks_table
+
+        checks_table(out, report)
     elif hasattr(report, "budget"):  # a bundle written by optimize: held to its accuracy budget
         show.budget_table(out, report)
     else:
@@ -533,6 +554,36 @@ def upgrade(
         emit_json(report.to_json())
     else:
         out.print(report.summary(), highlight=False, soft_wrap=True)
+
+
+@app.command()
+def generate(
+    bundle: Path = typer.Argument(..., help="a generation bundle (export hf:DIR --task text-generation)"),
+    prompt: list[str] = typer.Option(None, "--prompt", "-p", help="a prompt (repeatable: one left-padded batch); "
+                                     "- reads stdin"),
+    prompt_file: Path = typer.Option(None, "--prompt-file", help="prompts, one per line"),
+    input_ids: list[str] = typer.Option(None, "--input-ids", help="a prompt as token ids: 15496,11,995 (repeatable)"),
+    max_new_tokens: int = typer.Option(32, "--max-new-tokens", help="new tokens per prompt at most"),
+    temperature: float = typer.Option(0.0, help="0 (default): greedy; above 0: sampling at this temperature"),
+    top_k: int = typer.Option(0, "--top-k", help="sampling: keep the k most likely tokens (0: all)"),
+    top_p: float = typer.Option(1.0, "--top-p", help="sampling: keep the most likely tokens up to this probability"),
+    repetition_penalty: float = typer.Option(1.0, "--repetition-penalty", help="above 1 discourages repeats"),
+    seed: int = typer.Option(None, help="seed for sampling: the same seed gives the same tokens"),
+    stop: list[str] = typer.Option(None, "--stop", help="stop when the text contains this (repeatable)"),
+    chat: bool = typer.Option(False, "--chat", help="wrap each prompt in the tokenizer's chat template"),
+    backend: str = Backend,
+    threads: int = Threads,
+    as_json: bool = typer.Option(False, "--json", help="one object per prompt: text, token_ids, finish_reason, timings"),
+) -> None:
+    """Generate text with a generation bundle: greedy by default, tokens streamed as they come."""
+    errors_as_json(as_json)
+    from modelport.cli.generate_command import generate_command, read_prompts
+
+    prompts = read_prompts(prompt or [], prompt_file, input_ids or [])
+    options = dict(max_new_tokens=max_new_tokens, temperature=temperature, top_k=top_k, top_p=top_p,
+                   repetition_penalty=repetition_penalty, seed=seed, stop=stop or ())  # fmt: skip
+    generate_command(out, err, bundle, prompts, backend=backend, threads=threads, as_json=as_json, chat=chat,
+                     options=options)  # fmt: skip
 
 
 @app.command()

@@ -8,7 +8,7 @@ per prompt); several prompts run as one left-padded batch.
 
 from __future__ import annotations
 
-from collections.abc import Generator, Iterator, Sequence
+from collections.abc import Generator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +22,7 @@ from modelport.generation.loop import Generation, TokenEvent, batch_feed, decode
 from modelport.generation.sampling import Decoding
 from modelport.runtime.base import Runner
 
-__all__ = ["LanguageModel", "is_generation", "TOKENIZER_FILES"]
+__all__ = ["LanguageModel", "GenerationStream", "is_generation", "TOKENIZER_FILES"]
 
 # what a bundle may carry of a tokenizer (written by save_pretrained; all plain names)
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.json", "merges.txt",
@@ -141,14 +141,10 @@ class LanguageModel:
 
     # -- generation ----------------------------------------------------------------------------------
     def stream(self, prompts: str | Sequence[int] | Sequence[str | Sequence[int]], *, chat: bool = False,
-               **options: Any) -> Iterator[TokenEvent]:  # fmt: skip
-        """``TokenEvent``s (prompt index, token id, new text) as each token is chosen."""
-        run = self._run(prompts, chat, options)
-        while True:
-            try:
-                yield next(run)
-            except StopIteration:
-                return
+               **options: Any) -> GenerationStream:  # fmt: skip
+        """``TokenEvent``s (prompt index, token id, new text) as each token is chosen; once it is exhausted,
+        its ``results`` hold what ``generate`` returns (a list of ``Generation``)."""
+        return GenerationStream(self._run(prompts, chat, options))
 
     def generate(self, prompts: str | Sequence[int] | Sequence[str | Sequence[int]], *, chat: bool = False,
                  **options: Any) -> Any:  # fmt: skip
@@ -156,13 +152,11 @@ class LanguageModel:
 
         ``options``: ``max_new_tokens`` (32), ``temperature`` (0: greedy), ``top_k``, ``top_p``,
         ``repetition_penalty``, ``seed``, ``stop`` (strings)."""
-        run = self._run(prompts, chat, options)
-        while True:
-            try:
-                next(run)
-            except StopIteration as done:
-                results: list[Generation] = done.value
-                return results[0] if isinstance(prompts, str) else results
+        stream = self.stream(prompts, chat=chat, **options)
+        for _ in stream:
+            pass
+        assert stream.results is not None
+        return stream.results[0] if isinstance(prompts, str) else stream.results
 
     def _run(self, prompts: Any, chat: bool, options: dict[str, Any]) -> Generator[TokenEvent, None, list[Generation]]:
         if self._cache is None:
@@ -200,6 +194,24 @@ class LanguageModel:
             position += 1
             out.append(cache.step(feed)[0, -1])
         return out
+
+
+class GenerationStream:
+    """An iterator of ``TokenEvent``s; ``results`` (one ``Generation`` per prompt) once it is exhausted."""
+
+    def __init__(self, run: Generator[TokenEvent, None, list[Generation]]) -> None:
+        self._run = run
+        self.results: list[Generation] | None = None
+
+    def __iter__(self) -> GenerationStream:
+        return self
+
+    def __next__(self) -> TokenEvent:
+        try:
+            return next(self._run)
+        except StopIteration as done:
+            self.results = done.value
+            raise StopIteration from None
 
 
 def _as_list(prompts: Any) -> list[Any]:

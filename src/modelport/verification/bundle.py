@@ -15,6 +15,7 @@ from modelport.deadline import DEFAULT_VERIFY_TIMEOUT
 from modelport.errors import UsageError
 from modelport.feeds import make_feeds, read_feed_set
 from modelport.forward import plan_call, run_eager
+from modelport.generation.model import is_generation
 from modelport.options import check_timeout, check_tolerances
 from modelport.runtime.base import Runner
 from modelport.runtime.ort import OPT_LEVELS
@@ -22,6 +23,7 @@ from modelport.runtime.registry import TORCH_BACKENDS, create, parse_backend
 from modelport.sources.objects import as_loaded
 from modelport.sources.recorded import trusted_source
 from modelport.verification.budget import DEFAULT_BUDGET, Budget, BudgetReport, score_outputs
+from modelport.verification.generation import GenerationReport, verify_generation
 from modelport.verification.parity import DEFAULT_ATOL, DEFAULT_RTOL, ParityReport, Reference, check_runners
 
 __all__ = ["verify", "check_budget"]
@@ -38,17 +40,23 @@ def verify(
     threads: int | None = None,
     fallback: str = "refuse",
     verify_timeout: float = DEFAULT_VERIFY_TIMEOUT,
-) -> ParityReport | BudgetReport:
+    data: Any = None,
+) -> ParityReport | BudgetReport | GenerationReport:
     """Re-check a bundle against PyTorch — ``model`` (an ``nn.Module``, ``ScriptModule``, ``ExportedProgram``
     or MODEL string) or the recorded source — on ``backend`` (default: the bundle's own; ort:cpu at both
     optimization levels, as at export). Tolerances default to the bundle's; a bundle written by ``optimize``
-    is held to its recorded accuracy budget instead (``BudgetReport``). Raises ``ParityError`` on a mismatch."""
+    is held to its recorded accuracy budget instead (``BudgetReport``); a generation bundle gets its generation
+    checks (``GenerationReport``; ``data``: prompts, a text file or a list). Raises ``ParityError`` on a mismatch."""
     say = progress or (lambda _msg: None)
     check_tolerances(atol, rtol)
     check_timeout(verify_timeout)
     if model is None and not isinstance(bundle_dir, Bundle) and str(bundle_dir).lower().endswith(".onnx"):
         return _verify_file(Path(bundle_dir), atol, rtol, say, backend, threads, fallback, verify_timeout)
     bundle = bundle_dir if isinstance(bundle_dir, Bundle) else Bundle.open(bundle_dir)
+    if is_generation(bundle):
+        if atol is not None or rtol is not None:
+            raise UsageError("a generation bundle is held to its logits tolerance, not to --atol/--rtol", "drop them")
+        return verify_generation(bundle, model, backend=backend, threads=threads, data=data, progress=say)
     canonical = parse_backend(backend or bundle.backend).canonical
     if bundle.optimization is not None and (atol is not None or rtol is not None):
         raise UsageError(

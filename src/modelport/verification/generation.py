@@ -24,16 +24,18 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from modelport.errors import ParityError
+from modelport.errors import ParityError, UsageError
 from modelport.generation.loop import decode
 from modelport.generation.model import LanguageModel
 from modelport.generation.sampling import Decoding
 
-__all__ = ["GenerationReport", "Check", "check_generation", "pytorch_greedy", "DEFAULT_LOGITS_TOLERANCE"]
+__all__ = ["GenerationReport", "Check", "check_generation", "verify_generation", "build_prompts", "read_texts",
+           "pytorch_greedy", "DEFAULT_LOGITS_TOLERANCE"]
 
 #: max |logit difference| / (max - min logit) at a step. fp32 ONNX Runtime against PyTorch eager measured
 #: 1e-7 to 3e-7 of the range on the tiny test models (GPT-2, LLaMA, Qwen2/3, Mistral, Phi-3, Gemma 2/3);
@@ -277,3 +279,57 @@ def build_prompts(lm: LanguageModel, texts: Sequence[str] | None, new_tokens: in
     pool = [t for p in prompts for t in p] or [0]
     prompts.append([pool[i % len(pool)] for i in range(long)])
     return prompts
+
+
+def verify_generation(
+    bundle: Any,
+    model: Any = None,
+    *,
+    backend: str | None = None,
+    threads: int | None = None,
+    data: Any = None,
+    new_tokens: int = NEW_TOKENS,
+    logits_tolerance: float | None = None,
+    progress: Any = None,
+) -> GenerationReport:
+    """Every generation check of ``bundle`` against ``model`` (``hf:DIR``, a folder, a ``PreTrainedModel``)
+    or the folder it records; ``ParityError`` on a failure."""
+    from modelport.generation.api import load_generator
+    from modelport.sources.hf import load_folder
+
+    say = progress or (lambda _msg: None)
+    if model is None:
+        model = bundle.source
+        if not model:
+            raise UsageError(f"{bundle.path} does not record its source model", "pass it: --model hf:DIR")
+    if isinstance(model, (str, Path)):
+        say(f"loading {model}")
+        model = load_folder(Path(str(model).removeprefix("hf:")).expanduser(), cache=True)
+    recorded = (bundle.manifest.get("parity") or {}).get("logits_tolerance", DEFAULT_LOGITS_TOLERANCE)
+    tolerance = recorded if logits_tolerance is None else logits_tolerance
+    texts, name = read_texts(data)
+    say("checking its tokens against transformers' generate")
+    with load_generator(bundle, backend, threads=threads) as lm:
+        report = check_generation(model, lm, build_prompts(lm, texts, new_tokens), new_tokens, tolerance, name)
+    report.raise_if_failed()
+    return report
+
+
+def read_texts(data: Any) -> tuple[list[str] | None, str | None]:
+    """Prompts for the checks: a text file (one per line) or a list of strings."""
+    if data is None:
+        return None, None
+    if isinstance(data, (str, Path)):
+        path = Path(data)
+        if not path.is_file():
+            raise UsageError(f"--data {str(data)!r} is not a file", "pass a text file with one prompt per line")
+        try:
+            lines = [line.strip() for line in path.read_text(encoding="utf-8").splitlines()]
+        except UnicodeDecodeError:
+            raise UsageError(f"--data {path} is not UTF-8 text", "pass a text file with one prompt per line") from None
+        texts, name = [line for line in lines if line], path.name
+    else:
+        texts, name = [str(t) for t in data if str(t).strip()], "prompts given in Python"
+    if not texts:
+        raise UsageError(f"--data {name} holds no prompt", "put one prompt per line")
+    return texts, name

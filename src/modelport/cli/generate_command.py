@@ -1,0 +1,69 @@
+"""``modelport generate``: prompts from flags, a file or stdin; tokens streamed to the terminal as they come,
+or one JSON object per prompt."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+
+from modelport.errors import UsageError
+
+__all__ = ["generate_command", "read_prompts"]
+
+
+def read_prompts(prompts: list[str], prompt_file: Path | None, input_ids: list[str]) -> list[Any]:
+    """Texts from --prompt, --prompt-file (one per line) or stdin (``-`` or piped), or ids from --input-ids."""
+    listed: list[Any] = list(prompts)
+    if prompt_file is not None:
+        if not Path(prompt_file).is_file():
+            raise UsageError(f"--prompt-file {str(prompt_file)!r} is not a file", "pass a text file, one prompt a line")
+        try:
+            text = Path(prompt_file).read_text(encoding="utf-8")
+        except UnicodeDecodeError:
+            raise UsageError(f"--prompt-file {prompt_file} is not UTF-8 text", "save it as UTF-8") from None
+        listed += [line for line in text.splitlines() if line.strip()]
+    if "-" in listed or (not listed and not input_ids and not sys.stdin.isatty()):
+        listed = [p for p in listed if p != "-"] + [sys.stdin.read().rstrip("\n")]
+    for text in input_ids:
+        try:
+            listed.append([int(t) for t in text.replace(" ", "").split(",") if t])
+        except ValueError:
+            raise UsageError(f"--input-ids {text!r} is not a comma-separated list of integers", "e.g. --input-ids "
+                             "15496,11,995") from None  # fmt: skip
+    if not listed:
+        raise UsageError("no prompt given", "pass --prompt TEXT (repeatable), --prompt-file FILE, or pipe text in")
+    return listed
+
+
+def generate_command(out: Console, err: Console, bundle: Path, prompts: list[Any], *, backend: str | None,
+                     threads: int | None, as_json: bool, chat: bool, options: dict[str, Any]) -> None:  # fmt: skip
+    from modelport.cli.console import emit_json
+    from modelport.generation.api import load_generator
+
+    with load_generator(bundle, backend, threads=threads) as lm:
+        if as_json:
+            results = lm.generate(prompts, chat=chat, **options)
+            emit_json({"backend": lm.name, "results": [r.to_json() for r in results]})
+            return
+        if len(prompts) == 1:
+            stream = lm.stream(prompts, chat=chat, **options)
+            for event in stream:  # Ctrl-C here leaves what was printed on the screen (exit 130)
+                if event.text:
+                    out.print(event.text, end="", highlight=False, soft_wrap=True)
+            out.print()
+            results = stream.results or []
+        else:
+            results = lm.generate(prompts, chat=chat, **options)
+            for index, result in enumerate(results):
+                out.print(f"[{index}] {result.text if result.text is not None else result.token_ids}",
+                          highlight=False, soft_wrap=True)  # fmt: skip
+        for index, result in enumerate(results):
+            rate = f", {result.decode_tokens_per_s:.1f} tokens/s" if result.decode_tokens_per_s else ""
+            tag = f"[{index}] " if len(results) > 1 else ""
+            err.print(f"{tag}{len(result.token_ids)} tokens, finish: {result.finish_reason}, first token "
+                      f"{result.time_to_first_token_s * 1000:.1f} ms{rate}", highlight=False)  # fmt: skip
+            for notice in result.notices:
+                err.print(f"notice: {notice}", highlight=False, soft_wrap=True)

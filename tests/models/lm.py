@@ -79,7 +79,7 @@ def train(model, tok, steps: int = 150, seq: int = 48, batch: int = 16, seed: in
         loss.backward()
         opt.step()
     model.eval()
-    return float(loss)
+    return float(loss.detach())
 
 
 def tiny_lm(arch: str, folder: Path, steps: int = 150) -> Path:

@@ -82,20 +82,20 @@ def decode(
     detokenize: Detokenize | None = None,
 ) -> Generator[TokenEvent, None, list[Generation]]:
     layout = cache.layout
-    width = max(len(p) for p in prompts)
-    room = layout.max_context - width
-    if room < 1:
-        longest = max(range(len(prompts)), key=lambda i: len(prompts[i]))
+    longest = max(range(len(prompts)), key=lambda i: len(prompts[i]))
+    if len(prompts[longest]) >= layout.max_context:
         raise UsageError(
-            f"prompt {longest} is {len(prompts[longest])} tokens; the model's maximum context is {layout.max_context}"
-            + (" (the batch is padded to its longest prompt)" if len(prompts) > 1 else ""),
+            f"prompt {longest} is {len(prompts[longest])} tokens; the model's maximum context is {layout.max_context}",
             f"shorten it to at most {layout.max_context - 1} tokens",
         )
-    steps = min(decoding.max_new_tokens, room)
-    notices = []
-    if steps < decoding.max_new_tokens:
-        notices.append(f"max_new_tokens {decoding.max_new_tokens} cut to {steps}: the prompt ({width} tokens) and "
-                       f"the new tokens must fit the maximum context of {layout.max_context}")  # fmt: skip
+    # each row has its own room: its positions count its own tokens, whatever the padding of the batch
+    limits = [min(decoding.max_new_tokens, layout.max_context - len(p)) for p in prompts]
+    steps = max(limits)
+    notices = [
+        [f"max_new_tokens {decoding.max_new_tokens} cut to {limit}: the prompt ({len(p)} tokens) and the new tokens "
+         f"must fit the maximum context of {layout.max_context}"] if limit < decoding.max_new_tokens else []
+        for p, limit in zip(prompts, limits, strict=True)
+    ]  # fmt: skip
     rng = np.random.default_rng(decoding.seed)
     rows = len(prompts)
     new: list[list[int]] = [[] for _ in range(rows)]
@@ -129,7 +129,7 @@ def decode(
                     texts[row], done[row] = texts[row][:cut], "stop"
             if token in eos:
                 done[row] = "stop"
-            elif done[row] is None and len(new[row]) == steps:
+            elif done[row] is None and len(new[row]) == limits[row]:
                 done[row] = "length"
             ready = len(texts[row]) if done[row] else _safe_end(texts[row], hold)
             piece = texts[row][shown[row] : ready] if ready > shown[row] else ""
@@ -151,7 +151,7 @@ def decode(
         rate = (count - 1) / (end - (first_at or end)) if count > 1 and end > (first_at or end) else None
         results.append(Generation(new[row], done[row] or "length", len(prompts[row]),
                                   texts[row] if detokenize is not None else None, first, rate,
-                                  list(notices)))  # fmt: skip
+                                  notices[row]))  # fmt: skip
     return results
 
 

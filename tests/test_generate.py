@@ -43,8 +43,13 @@ def hf_greedy(folder: Path, texts: list[str], new: int) -> list[list[int]]:
     for text in texts:
         ids = torch.tensor([tok(text)["input_ids"]])
         with torch.no_grad():
-            seq = model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), max_new_tokens=new,
-                                 do_sample=False, pad_token_id=tok.pad_token_id)  # fmt: skip
+            seq = model.generate(
+                input_ids=ids,
+                attention_mask=torch.ones_like(ids),
+                max_new_tokens=new,
+                do_sample=False,
+                pad_token_id=tok.pad_token_id,
+            )
         out.append(seq[0, ids.shape[1] :].tolist())
     return out
 
@@ -143,8 +148,9 @@ def test_stream_yields_the_tokens_generate_returns(llama):
 def test_sampling_is_reproducible_with_a_seed(llama):
     _, bundle = llama
     with modelport.load(bundle) as lm:
-        runs = [lm.generate(LONG_TEXT, max_new_tokens=24, temperature=1.5, top_k=50, seed=s).token_ids
-                for s in (7, 7, 8)]  # fmt: skip
+        runs = [
+            lm.generate(LONG_TEXT, max_new_tokens=24, temperature=1.5, top_k=50, seed=s).token_ids for s in (7, 7, 8)
+        ]
         greedy = lm.generate(LONG_TEXT, max_new_tokens=24).token_ids
     assert runs[0] == runs[1]
     assert runs[0] != runs[2] or runs[0] != greedy
@@ -178,8 +184,10 @@ def test_openvino_runs_the_same_loop(llama):
     _, bundle = llama
     with modelport.load(bundle) as ort_lm, modelport.load(bundle, backend="openvino") as ov_lm:
         assert ov_lm.describe()["kv_cache"] == "ArrayCache"
-        assert ov_lm.generate(LONG_TEXT, max_new_tokens=16).token_ids == ort_lm.generate(LONG_TEXT,
-                                                                                         max_new_tokens=16).token_ids
+        assert (
+            ov_lm.generate(LONG_TEXT, max_new_tokens=16).token_ids
+            == ort_lm.generate(LONG_TEXT, max_new_tokens=16).token_ids
+        )
 
 
 def test_verify_passes_and_fails_a_bundle_whose_cache_was_broken(llama, tmp_path):
@@ -213,8 +221,9 @@ def test_in_memory_model_with_its_tokenizer(tmp_path):
     torch.manual_seed(0)
     model = model_class("qwen2")(config("qwen2"))
     train(model, tok, steps=100)
-    result = modelport.export(model, tmp_path / "qwen2", task="text-generation", tokenizer=tok,
-                              data=["The cat slept", LONG_TEXT])  # fmt: skip
+    result = modelport.export(
+        model, tmp_path / "qwen2", task="text-generation", tokenizer=tok, data=["The cat slept", LONG_TEXT]
+    )
     assert result.parity.passed and result.parity.data == "prompts given in Python"
     with modelport.load(result.bundle.path) as lm:
         assert lm.generate("The cat", max_new_tokens=8).text is not None
@@ -237,8 +246,11 @@ def test_errors_are_one_line(llama, tmp_path, minilm_bundle):
     assert proc.returncode == 2 and "is not a generation bundle" in proc.stderr
     assert len([ln for ln in proc.stderr.splitlines() if ln.strip()]) <= 2
     encoder = tmp_path / "bert"
-    transformers.BertModel(transformers.BertConfig(vocab_size=100, hidden_size=32, num_hidden_layers=1,
-                           num_attention_heads=2, intermediate_size=32)).save_pretrained(encoder)  # fmt: skip
+    transformers.BertModel(
+        transformers.BertConfig(
+            vocab_size=100, hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=32
+        )
+    ).save_pretrained(encoder)
     proc = run_cli("export", f"hf:{encoder}", "--task", "text-generation", "-o", str(tmp_path / "b"))
     assert proc.returncode == 2 and "not a causal language model" in proc.stderr
     with modelport.load(bundle) as lm:

@@ -35,7 +35,13 @@ LAYERS: list[tuple[str, ...]] = [
     ("modelport.generation",),  # the KV cache, the decode loop, sampling: shared by generate, verify and serving
     ("modelport.verification",),
     ("modelport.capture",),
-    ("modelport.exporting", "modelport.generation_export", "modelport.benchmark", "modelport.optimization", "modelport.demo_job"),
+    (
+        "modelport.exporting",
+        "modelport.generation_export",
+        "modelport.benchmark",
+        "modelport.optimization",
+        "modelport.demo_job",
+    ),
     ("modelport",),  # the public API
     ("modelport.serving",),
     ("modelport.scale",),

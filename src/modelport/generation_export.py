@@ -49,8 +49,15 @@ MAX_BATCH = 64
 class GenerationExport:
     """What ``export`` returns for a generation bundle (``parity`` is the generation report)."""
 
-    def __init__(self, bundle: Bundle, parity: GenerationReport, attempts: list[Attempt], notes: list[str],
-                 export_seconds: float, verify_seconds: float) -> None:  # fmt: skip
+    def __init__(
+        self,
+        bundle: Bundle,
+        parity: GenerationReport,
+        attempts: list[Attempt],
+        notes: list[str],
+        export_seconds: float,
+        verify_seconds: float,
+    ) -> None:
         self.bundle, self.parity, self.attempts, self.notes = bundle, parity, attempts, notes
         self.export_seconds, self.verify_seconds = export_seconds, verify_seconds
 
@@ -73,16 +80,19 @@ def export_generation(
     say = progress or (lambda _msg: None)
     check_opset(opset)
     if exporter not in ("auto", *STRATEGIES):
-        raise UsageError(f"exporter {exporter!r} does not apply to text generation",
-                         f"choose one of: auto, {', '.join(STRATEGIES)}")  # fmt: skip
+        raise UsageError(
+            f"exporter {exporter!r} does not apply to text generation", f"choose one of: auto, {', '.join(STRATEGIES)}"
+        )
     target = bundles.output_path(output)
     bundles.check_replaceable(target)
     say("loading the model")
     model, tokenizer, source, folder = _load(model, tokenizer)
     layout = layout_of(model)
     texts, data_name = read_texts(data)
-    notes = [f"text-generation: a decoder graph with a KV cache ({layout.layers} layers, {layout.kv_heads} KV heads "
-             f"of {layout.head_dim}); `modelport generate` runs it"]  # fmt: skip
+    notes = [
+        f"text-generation: a decoder graph with a KV cache ({layout.layers} layers, {layout.kv_heads} KV heads "
+        f"of {layout.head_dim}); `modelport generate` runs it"
+    ]
     staging = bundles.staging_dir(target)
     attempts: list[Attempt] = []
     report: GenerationReport | None = None
@@ -95,8 +105,20 @@ def export_generation(
             say(f"exporting with {strategy} (decoder with KV cache)")
             folder_i = staging / f".attempt-{index}-{strategy}"
             folder_i.mkdir()
-            attempt, report = _attempt(strategy, model, layout, folder_i, opset, manifest, staging, texts, new_tokens,
-                                       logits_tolerance, data_name, say)  # fmt: skip
+            attempt, report = _attempt(
+                strategy,
+                model,
+                layout,
+                folder_i,
+                opset,
+                manifest,
+                staging,
+                texts,
+                new_tokens,
+                logits_tolerance,
+                data_name,
+                say,
+            )
             attempts.append(attempt)
             if attempt.outcome == Outcome.EXPORTED:
                 chosen = attempt
@@ -130,9 +152,20 @@ def export_generation(
     return GenerationExport(result, report, attempts, notes, export_s, verify_s)
 
 
-def _attempt(strategy: str, model: Any, layout: DecoderLayout, folder: Path, opset: int, manifest: dict[str, Any],
-             staging: Path, texts: list[str] | None, new_tokens: int, tolerance: float, data_name: str | None,
-             say: Callable[[str], None]) -> tuple[Attempt, GenerationReport | None]:  # fmt: skip
+def _attempt(
+    strategy: str,
+    model: Any,
+    layout: DecoderLayout,
+    folder: Path,
+    opset: int,
+    manifest: dict[str, Any],
+    staging: Path,
+    texts: list[str] | None,
+    new_tokens: int,
+    tolerance: float,
+    data_name: str | None,
+    say: Callable[[str], None],
+) -> tuple[Attempt, GenerationReport | None]:
     path = folder / MODEL_FILE
     result = Attempt(strategy, Outcome.EXPORTED, path=path)
     start = time.perf_counter()
@@ -153,9 +186,13 @@ def _attempt(strategy: str, model: Any, layout: DecoderLayout, folder: Path, ops
         result.verify_seconds = time.perf_counter() - verify_start
         report.raise_if_failed()
     except (CaptureError, GraphCheckError, ParityError) as exc:
-        result.outcome = (Outcome.FAILED_CAPTURE if isinstance(exc, CaptureError) else
-                          Outcome.FAILED_GRAPH_CHECK if isinstance(exc, GraphCheckError) else
-                          Outcome.FAILED_VERIFICATION)  # fmt: skip
+        result.outcome = (
+            Outcome.FAILED_CAPTURE
+            if isinstance(exc, CaptureError)
+            else Outcome.FAILED_GRAPH_CHECK
+            if isinstance(exc, GraphCheckError)
+            else Outcome.FAILED_VERIFICATION
+        )
         result.reason = exc.one_line()
         result.error = exc
     result.seconds = time.perf_counter() - start
@@ -177,8 +214,10 @@ def _load(model: Any, tokenizer: Any) -> tuple[Any, Any, dict[str, Any], Path | 
     if isinstance(model, (str, Path)):
         folder = Path(str(model).removeprefix("hf:")).expanduser()
         if not (folder / "config.json").is_file():
-            raise SourceError(f"{folder} is not a transformers model folder (no config.json)",
-                              "pass hf:DIR with a folder written by model.save_pretrained(DIR)")  # fmt: skip
+            raise SourceError(
+                f"{folder} is not a transformers model folder (no config.json)",
+                "pass hf:DIR with a folder written by model.save_pretrained(DIR)",
+            )
         loaded = load_folder(folder, cache=True)
         if not is_causal_lm(loaded):
             raise UsageError(
@@ -214,8 +253,9 @@ def _save_tokenizer(tokenizer: Any, model: Any, staging: Path) -> None:
         config.save_pretrained(staging)
 
 
-def _manifest(model: Any, layout: DecoderLayout, tokenizer: Any, source: dict[str, Any], opset: int,
-              exporter: str) -> dict[str, Any]:  # fmt: skip
+def _manifest(
+    model: Any, layout: DecoderLayout, tokenizer: Any, source: dict[str, Any], opset: int, exporter: str
+) -> dict[str, Any]:
     config = getattr(model, "generation_config", None)
     eos = getattr(config, "eos_token_id", None)
     if eos is None:
@@ -261,8 +301,10 @@ def decoder_signature(layout: DecoderLayout) -> Signature:
     """The graph's inputs as a signature (``past_sequence_length`` is 0 at the prompt pass: that feed is the
     loop's own, not a user's)."""
     top = layout.max_context
-    inputs = [InputSpec("input_ids", (BATCH, SEQ), "int64", 0, layout.vocab_size),
-              InputSpec("attention_mask", (BATCH, TOTAL), "int64", 0, 2)]  # fmt: skip
+    inputs = [
+        InputSpec("input_ids", (BATCH, SEQ), "int64", 0, layout.vocab_size),
+        InputSpec("attention_mask", (BATCH, TOTAL), "int64", 0, 2),
+    ]
     if layout.position_ids:
         inputs.append(InputSpec("position_ids", (BATCH, SEQ), "int64", 0, top))
     shape = (BATCH, layout.kv_heads, PAST, layout.head_dim)

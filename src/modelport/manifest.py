@@ -94,7 +94,7 @@ _LAYOUT_INTS = ("layers", "kv_heads", "head_dim", "vocab_size", "max_context")
 
 def _check_generation(gen: Any) -> None:
     """What the decode loop reads: the cache geometry and the special token ids, all small integers."""
-    _expect(isinstance(gen, dict) and gen.get("task") == "text-generation", "'generation' is not a text-generation entry")
+    _expect(isinstance(gen, dict) and gen.get("task") == "text-generation", "'generation' is no text-generation entry")
     layout = gen.get("layout")
     _expect(isinstance(layout, dict), "'generation' has no 'layout' object")
     for key in _LAYOUT_INTS:

@@ -14,9 +14,18 @@ import torch
 SENTENCES = Path(__file__).resolve().parents[2] / "benchmarks" / "data" / "sentences.txt"
 VOCAB = 384
 EOS, PAD = "<|endoftext|>", "<pad>"
-COMMON = dict(num_hidden_layers=2, hidden_size=64, intermediate_size=128, num_attention_heads=4,
-              num_key_value_heads=2, vocab_size=VOCAB, max_position_embeddings=256, bos_token_id=0, eos_token_id=0,
-              pad_token_id=1)  # fmt: skip
+COMMON = dict(
+    num_hidden_layers=2,
+    hidden_size=64,
+    intermediate_size=128,
+    num_attention_heads=4,
+    num_key_value_heads=2,
+    vocab_size=VOCAB,
+    max_position_embeddings=256,
+    bos_token_id=0,
+    eos_token_id=0,
+    pad_token_id=1,
+)
 ARCHITECTURES = ("gpt2", "llama", "qwen2", "qwen3", "mistral", "phi3", "gemma2", "gemma3")
 
 
@@ -27,8 +36,9 @@ def tokenizer():
     tok = Tokenizer(models.BPE())
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(vocab_size=VOCAB, special_tokens=[EOS, PAD],
-                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())  # fmt: skip
+    trainer = trainers.BpeTrainer(
+        vocab_size=VOCAB, special_tokens=[EOS, PAD], initial_alphabet=pre_tokenizers.ByteLevel.alphabet()
+    )
     tok.train([str(SENTENCES)], trainer)
     fast = PreTrainedTokenizerFast(tokenizer_object=tok, eos_token=EOS, bos_token=EOS, pad_token=PAD)
     fast.chat_template = "{% for m in messages %}{{ m['role'] }}: {{ m['content'] }}\n{% endfor %}assistant:"
@@ -39,27 +49,56 @@ def config(arch: str):
     import transformers as T
 
     if arch == "gpt2":
-        return T.GPT2Config(n_layer=2, n_embd=64, n_head=4, vocab_size=VOCAB, n_positions=256, bos_token_id=0,
-                            eos_token_id=0, pad_token_id=1)  # fmt: skip
+        return T.GPT2Config(
+            n_layer=2,
+            n_embd=64,
+            n_head=4,
+            vocab_size=VOCAB,
+            n_positions=256,
+            bos_token_id=0,
+            eos_token_id=0,
+            pad_token_id=1,
+        )
     extra = {
-        "llama": dict(rope_scaling={"rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0,
-                                    "high_freq_factor": 4.0, "original_max_position_embeddings": 64}),
+        "llama": dict(
+            rope_scaling={
+                "rope_type": "llama3",
+                "factor": 8.0,
+                "low_freq_factor": 1.0,
+                "high_freq_factor": 4.0,
+                "original_max_position_embeddings": 64,
+            }
+        ),
         "qwen3": dict(head_dim=16),
         "mistral": dict(sliding_window=24),
         "gemma2": dict(head_dim=16, sliding_window=24),
         "gemma3": dict(head_dim=16, sliding_window=24),
-    }.get(arch, {})  # fmt: skip
-    name = {"llama": "LlamaConfig", "qwen2": "Qwen2Config", "qwen3": "Qwen3Config", "mistral": "MistralConfig",
-            "phi3": "Phi3Config", "gemma2": "Gemma2Config", "gemma3": "Gemma3TextConfig"}[arch]  # fmt: skip
+    }.get(arch, {})
+    name = {
+        "llama": "LlamaConfig",
+        "qwen2": "Qwen2Config",
+        "qwen3": "Qwen3Config",
+        "mistral": "MistralConfig",
+        "phi3": "Phi3Config",
+        "gemma2": "Gemma2Config",
+        "gemma3": "Gemma3TextConfig",
+    }[arch]
     return getattr(T, name)(**COMMON, **extra)
 
 
 def model_class(arch: str):
     import transformers as T
 
-    return {"gpt2": T.GPT2LMHeadModel, "llama": T.LlamaForCausalLM, "qwen2": T.Qwen2ForCausalLM,
-            "qwen3": T.Qwen3ForCausalLM, "mistral": T.MistralForCausalLM, "phi3": T.Phi3ForCausalLM,
-            "gemma2": T.Gemma2ForCausalLM, "gemma3": T.Gemma3ForCausalLM}[arch]  # fmt: skip
+    return {
+        "gpt2": T.GPT2LMHeadModel,
+        "llama": T.LlamaForCausalLM,
+        "qwen2": T.Qwen2ForCausalLM,
+        "qwen3": T.Qwen3ForCausalLM,
+        "mistral": T.MistralForCausalLM,
+        "phi3": T.Phi3ForCausalLM,
+        "gemma2": T.Gemma2ForCausalLM,
+        "gemma3": T.Gemma3ForCausalLM,
+    }[arch]
 
 
 def train(model, tok, steps: int = 150, seq: int = 48, batch: int = 16, seed: int = 0):

@@ -91,8 +91,9 @@ def decoder_module(model: Any, layout: DecoderLayout) -> Any:
             for i in range(layout.layers):
                 cache.update(past[2 * i], past[2 * i + 1], i)
             kwargs = {"position_ids": position_ids} if layout.position_ids else {}
-            out = self.model(input_ids=input_ids, attention_mask=attention_mask, use_cache=True,
-                             **{keyword: cache}, **kwargs)  # fmt: skip
+            out = self.model(
+                input_ids=input_ids, attention_mask=attention_mask, use_cache=True, **{keyword: cache}, **kwargs
+            )
             present = out["cache"] if "cache" in out else out["past_key_values"]
             flat = []
             for layer in present.layers:
@@ -138,9 +139,18 @@ def export_decoder(model: Any, layout: DecoderLayout, path: Path, strategy: str,
                 shapes["rest"] = ({0: batch, 1: seq},) + tuple({0: batch, 2: past} for _ in layout.past_names)
             else:
                 shapes["rest"] = tuple({0: batch, 2: past} for _ in layout.past_names)
-            program = torch.onnx.export(module, example, None, dynamo=True, dynamic_shapes=shapes,
-                                        input_names=names, output_names=layout.output_names, opset_version=opset,
-                                        external_data=external, verbose=False)  # fmt: skip
+            program = torch.onnx.export(
+                module,
+                example,
+                None,
+                dynamo=True,
+                dynamic_shapes=shapes,
+                input_names=names,
+                output_names=layout.output_names,
+                opset_version=opset,
+                external_data=external,
+                verbose=False,
+            )
             program.save(str(path), external_data=external)
         elif strategy == "trace":
             axes = {"input_ids": {0: BATCH, 1: SEQ}, "attention_mask": {0: BATCH, 1: TOTAL}}
@@ -149,8 +159,16 @@ def export_decoder(model: Any, layout: DecoderLayout, path: Path, strategy: str,
             axes.update({name: {0: BATCH, 2: PAST} for name in layout.past_names})
             axes.update({name: {0: BATCH, 2: f"{PAST} + {SEQ}"} for name in layout.output_names[1:]})
             axes["logits"] = {0: BATCH, 1: SEQ}
-            torch.onnx.export(module, example, str(path), dynamo=False, input_names=names,
-                              output_names=layout.output_names, dynamic_axes=axes, opset_version=opset)  # fmt: skip
+            torch.onnx.export(
+                module,
+                example,
+                str(path),
+                dynamo=False,
+                input_names=names,
+                output_names=layout.output_names,
+                dynamic_axes=axes,
+                opset_version=opset,
+            )
         else:
             raise CaptureError(f"unknown decoder strategy {strategy!r}", f"choose one of: {', '.join(STRATEGIES)}")
     except CaptureError:

@@ -7,11 +7,13 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import typer
 from rich.console import Console
 
+from modelport.cli.console import emit_json, err, errors_as_json, out
 from modelport.errors import UsageError
 
-__all__ = ["generate_command", "read_prompts"]
+__all__ = ["generate", "generate_command", "read_prompts"]
 
 
 def read_prompts(prompts: list[str], prompt_file: Path | None, input_ids: list[str]) -> list[Any]:
@@ -31,16 +33,26 @@ def read_prompts(prompts: list[str], prompt_file: Path | None, input_ids: list[s
         try:
             listed.append([int(t) for t in text.replace(" ", "").split(",") if t])
         except ValueError:
-            raise UsageError(f"--input-ids {text!r} is not a comma-separated list of integers", "e.g. --input-ids "
-                             "15496,11,995") from None  # fmt: skip
+            raise UsageError(
+                f"--input-ids {text!r} is not a comma-separated list of integers", "e.g. --input-ids 15496,11,995"
+            ) from None
     if not listed:
         raise UsageError("no prompt given", "pass --prompt TEXT (repeatable), --prompt-file FILE, or pipe text in")
     return listed
 
 
-def generate_command(out: Console, err: Console, bundle: Path, prompts: list[Any], *, backend: str | None,
-                     threads: int | None, as_json: bool, chat: bool, options: dict[str, Any]) -> None:  # fmt: skip
-    from modelport.cli.console import emit_json
+def generate_command(
+    out: Console,
+    err: Console,
+    bundle: Path,
+    prompts: list[Any],
+    *,
+    backend: str | None,
+    threads: int | None,
+    as_json: bool,
+    chat: bool,
+    options: dict[str, Any],
+) -> None:
     from modelport.generation.api import load_generator
 
     with load_generator(bundle, backend, threads=threads) as lm:
@@ -58,12 +70,51 @@ def generate_command(out: Console, err: Console, bundle: Path, prompts: list[Any
         else:
             results = lm.generate(prompts, chat=chat, **options)
             for index, result in enumerate(results):
-                out.print(f"[{index}] {result.text if result.text is not None else result.token_ids}",
-                          highlight=False, soft_wrap=True)  # fmt: skip
+                out.print(
+                    f"[{index}] {result.text if result.text is not None else result.token_ids}",
+                    highlight=False,
+                    soft_wrap=True,
+                )
         for index, result in enumerate(results):
             rate = f", {result.decode_tokens_per_s:.1f} tokens/s" if result.decode_tokens_per_s else ""
             tag = f"[{index}] " if len(results) > 1 else ""
-            err.print(f"{tag}{len(result.token_ids)} tokens, finish: {result.finish_reason}, first token "
-                      f"{result.time_to_first_token_s * 1000:.1f} ms{rate}", highlight=False)  # fmt: skip
+            err.print(
+                f"{tag}{len(result.token_ids)} tokens, finish: {result.finish_reason}, first token "
+                f"{result.time_to_first_token_s * 1000:.1f} ms{rate}",
+                highlight=False,
+            )
             for notice in result.notices:
                 err.print(f"notice: {notice}", highlight=False, soft_wrap=True)
+
+
+def generate(
+    bundle: Path = typer.Argument(..., help="a generation bundle (export hf:DIR --task text-generation)"),
+    prompt: list[str] = typer.Option(
+        None, "--prompt", "-p", help="a prompt (repeatable: one left-padded batch); - reads stdin"
+    ),
+    prompt_file: Path = typer.Option(None, "--prompt-file", help="prompts, one per line"),
+    input_ids: list[str] = typer.Option(None, "--input-ids", help="a prompt as token ids: 15496,11,995 (repeatable)"),
+    max_new_tokens: int = typer.Option(32, "--max-new-tokens", help="new tokens per prompt at most"),
+    temperature: float = typer.Option(0.0, help="0 (default): greedy; above 0: sampling at this temperature"),
+    top_k: int = typer.Option(0, "--top-k", help="sampling: keep the k most likely tokens (0: all)"),
+    top_p: float = typer.Option(1.0, "--top-p", help="sampling: keep the most likely tokens up to this probability"),
+    repetition_penalty: float = typer.Option(1.0, "--repetition-penalty", help="above 1 discourages repeats"),
+    seed: int = typer.Option(None, help="seed for sampling: the same seed gives the same tokens"),
+    stop: list[str] = typer.Option(None, "--stop", help="stop when the text contains this (repeatable)"),
+    chat: bool = typer.Option(False, "--chat", help="wrap each prompt in the tokenizer's chat template"),
+    backend: str = typer.Option(
+        None,
+        "--backend",
+        "-b",
+        help="ort:cpu (default, the cache kept by IO binding), openvino, or another backend of `modelport run --help`",
+    ),
+    threads: int = typer.Option(None, "--threads", help="intra-op threads (default: physical cores)"),
+    as_json: bool = typer.Option(False, "--json", help="per prompt: text, token_ids, finish_reason, timings"),
+) -> None:
+    """Generate text with a generation bundle: greedy by default, tokens streamed as they come."""
+    errors_as_json(as_json)
+    prompts = read_prompts(prompt or [], prompt_file, input_ids or [])
+    options = dict(max_new_tokens=max_new_tokens, temperature=temperature, top_k=top_k, top_p=top_p,
+                   repetition_penalty=repetition_penalty, seed=seed, stop=stop or ())  # fmt: skip
+    generate_command(out, err, bundle, prompts, backend=backend, threads=threads, as_json=as_json, chat=chat,
+                     options=options)  # fmt: skip

@@ -9,6 +9,7 @@ from typing import Any
 import typer
 
 from modelport.benchmark.timing import DEFAULT_BACKENDS
+from modelport.cli import generate_command
 from modelport.cli.console import emit_json, err, errors_as_json, out
 from modelport.cli.failures import exit_process, run_app
 from modelport.deadline import DEFAULT_VERIFY_TIMEOUT
@@ -61,8 +62,9 @@ def export(
     keep_failed: bool = typer.Option(False, "--keep-failed", help="write the bundle even when verification fails"),
     verify_timeout: float = VerifyTimeout,
     task: str = typer.Option(
-        None, help="text-generation (a decoder with a KV cache, checked by generating; the default for a causal LM "
-        "folder) or feature-extraction (a fixed graph without a cache)"
+        None,
+        help="text-generation (a decoder with a KV cache, checked by generating; the default for a causal LM "
+        "folder) or feature-extraction (a fixed graph without a cache)",
     ),
     data: Path = typer.Option(None, "--data", help="text-generation: prompts for the checks, one per line"),
     as_json: bool = typer.Option(False, "--json", help="print the result as JSON"),
@@ -557,36 +559,6 @@ def upgrade(
 
 
 @app.command()
-def generate(
-    bundle: Path = typer.Argument(..., help="a generation bundle (export hf:DIR --task text-generation)"),
-    prompt: list[str] = typer.Option(None, "--prompt", "-p", help="a prompt (repeatable: one left-padded batch); "
-                                     "- reads stdin"),
-    prompt_file: Path = typer.Option(None, "--prompt-file", help="prompts, one per line"),
-    input_ids: list[str] = typer.Option(None, "--input-ids", help="a prompt as token ids: 15496,11,995 (repeatable)"),
-    max_new_tokens: int = typer.Option(32, "--max-new-tokens", help="new tokens per prompt at most"),
-    temperature: float = typer.Option(0.0, help="0 (default): greedy; above 0: sampling at this temperature"),
-    top_k: int = typer.Option(0, "--top-k", help="sampling: keep the k most likely tokens (0: all)"),
-    top_p: float = typer.Option(1.0, "--top-p", help="sampling: keep the most likely tokens up to this probability"),
-    repetition_penalty: float = typer.Option(1.0, "--repetition-penalty", help="above 1 discourages repeats"),
-    seed: int = typer.Option(None, help="seed for sampling: the same seed gives the same tokens"),
-    stop: list[str] = typer.Option(None, "--stop", help="stop when the text contains this (repeatable)"),
-    chat: bool = typer.Option(False, "--chat", help="wrap each prompt in the tokenizer's chat template"),
-    backend: str = Backend,
-    threads: int = Threads,
-    as_json: bool = typer.Option(False, "--json", help="one object per prompt: text, token_ids, finish_reason, timings"),
-) -> None:
-    """Generate text with a generation bundle: greedy by default, tokens streamed as they come."""
-    errors_as_json(as_json)
-    from modelport.cli.generate_command import generate_command, read_prompts
-
-    prompts = read_prompts(prompt or [], prompt_file, input_ids or [])
-    options = dict(max_new_tokens=max_new_tokens, temperature=temperature, top_k=top_k, top_p=top_p,
-                   repetition_penalty=repetition_penalty, seed=seed, stop=stop or ())  # fmt: skip
-    generate_command(out, err, bundle, prompts, backend=backend, threads=threads, as_json=as_json, chat=chat,
-                     options=options)  # fmt: skip
-
-
-@app.command()
 def demo(
     output: Path = typer.Option(Path("build/minilm"), "--output", "-o", help="where to write the demo bundle"),
 ) -> None:
@@ -597,6 +569,9 @@ def demo(
     with err.status("exporting demo:minilm") as status:
         report = run_demo(output, progress=lambda msg: status.update(msg))
     show.demo_tables(out, report)
+
+
+app.command()(generate_command.generate)
 
 
 def main(argv: list[str] | None = None) -> None:

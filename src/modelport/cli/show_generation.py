@@ -12,8 +12,11 @@ from modelport.cli.show import io_table
 
 def checks_table(console: Console, report: Any) -> None:
     """A ``GenerationReport``: one row per check and prompt."""
-    table = Table(title=f"generation vs transformers' generate (logits within {report.logits_tolerance:g} of their "
-                  f"range, {report.new_tokens} new tokens)", title_justify="left")  # fmt: skip
+    table = Table(
+        title=f"generation vs transformers' generate (logits within {report.logits_tolerance:g} of their "
+        f"range, {report.new_tokens} new tokens)",
+        title_justify="left",
+    )
     for col in ("check", "prompt", "tokens", "ok", "detail"):
         table.add_column(col)
     for c in report.checks:

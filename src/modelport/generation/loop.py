@@ -92,10 +92,14 @@ def decode(
     limits = [min(decoding.max_new_tokens, layout.max_context - len(p)) for p in prompts]
     steps = max(limits)
     notices = [
-        [f"max_new_tokens {decoding.max_new_tokens} cut to {limit}: the prompt ({len(p)} tokens) and the new tokens "
-         f"must fit the maximum context of {layout.max_context}"] if limit < decoding.max_new_tokens else []
+        [
+            f"max_new_tokens {decoding.max_new_tokens} cut to {limit}: the prompt ({len(p)} tokens) and the new tokens "
+            f"must fit the maximum context of {layout.max_context}"
+        ]
+        if limit < decoding.max_new_tokens
+        else []
         for p, limit in zip(prompts, limits, strict=True)
-    ]  # fmt: skip
+    ]
     rng = np.random.default_rng(decoding.seed)
     rows = len(prompts)
     new: list[list[int]] = [[] for _ in range(rows)]
@@ -110,7 +114,7 @@ def decode(
     cache.start(rows)
     feed = batch_feed(prompts, pad_id, layout.position_ids)
     mask, positions = feed["attention_mask"], feed["attention_mask"].sum(-1)
-    for step in range(steps):
+    for _ in range(steps):
         interrupts.check()
         logits = cache.step(feed)[:, -1, :]
         history = [list(p) + n for p, n in zip(prompts, new, strict=True)]
@@ -149,9 +153,17 @@ def decode(
     for row in range(rows):
         count = len(new[row])
         rate = (count - 1) / (end - (first_at or end)) if count > 1 and end > (first_at or end) else None
-        results.append(Generation(new[row], done[row] or "length", len(prompts[row]),
-                                  texts[row] if detokenize is not None else None, first, rate,
-                                  notices[row]))  # fmt: skip
+        results.append(
+            Generation(
+                new[row],
+                done[row] or "length",
+                len(prompts[row]),
+                texts[row] if detokenize is not None else None,
+                first,
+                rate,
+                notices[row],
+            )
+        )
     return results
 
 

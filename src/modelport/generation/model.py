@@ -25,8 +25,17 @@ from modelport.runtime.base import Runner
 __all__ = ["LanguageModel", "GenerationStream", "is_generation", "TOKENIZER_FILES"]
 
 # what a bundle may carry of a tokenizer (written by save_pretrained; all plain names)
-TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.json", "merges.txt",
-                   "tokenizer.model", "added_tokens.json", "chat_template.jinja", "chat_template.json")  # fmt: skip
+TOKENIZER_FILES = (
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "special_tokens_map.json",
+    "vocab.json",
+    "merges.txt",
+    "tokenizer.model",
+    "added_tokens.json",
+    "chat_template.jinja",
+    "chat_template.json",
+)
 
 
 def is_generation(bundle: Bundle) -> bool:
@@ -127,8 +136,9 @@ class LanguageModel:
         if chat:
             if not getattr(tok, "chat_template", None):
                 raise UsageError("the bundle's tokenizer has no chat template", "drop --chat and pass the prompt as is")
-            text = tok.apply_chat_template([{"role": "user", "content": text}], tokenize=False,
-                                           add_generation_prompt=True)  # fmt: skip
+            text = tok.apply_chat_template(
+                [{"role": "user", "content": text}], tokenize=False, add_generation_prompt=True
+            )
             ids = tok(text, add_special_tokens=False)["input_ids"]
         else:
             ids = tok(text)["input_ids"]
@@ -140,14 +150,16 @@ class LanguageModel:
         return self.tokenizer.decode(ids, skip_special_tokens=True)
 
     # -- generation ----------------------------------------------------------------------------------
-    def stream(self, prompts: str | Sequence[int] | Sequence[str | Sequence[int]], *, chat: bool = False,
-               **options: Any) -> GenerationStream:  # fmt: skip
+    def stream(
+        self, prompts: str | Sequence[int] | Sequence[str | Sequence[int]], *, chat: bool = False, **options: Any
+    ) -> GenerationStream:
         """``TokenEvent``s (prompt index, token id, new text) as each token is chosen; once it is exhausted,
         its ``results`` hold what ``generate`` returns (a list of ``Generation``)."""
         return GenerationStream(self._run(prompts, chat, options))
 
-    def generate(self, prompts: str | Sequence[int] | Sequence[str | Sequence[int]], *, chat: bool = False,
-                 **options: Any) -> Any:  # fmt: skip
+    def generate(
+        self, prompts: str | Sequence[int] | Sequence[str | Sequence[int]], *, chat: bool = False, **options: Any
+    ) -> Any:
         """One ``Generation`` per prompt (a list; one ``Generation`` for a single text prompt).
 
         ``options``: ``max_new_tokens`` (32), ``temperature`` (0: greedy), ``top_k``, ``top_p``,

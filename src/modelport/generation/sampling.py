@@ -32,15 +32,24 @@ class Decoding:
     stop: tuple[str, ...] = field(default_factory=tuple)
 
     def __post_init__(self) -> None:
-        _check(isinstance(self.max_new_tokens, int) and self.max_new_tokens >= 1, "max_new_tokens",
-               self.max_new_tokens, "an integer >= 1")  # fmt: skip
+        _check(
+            isinstance(self.max_new_tokens, int) and self.max_new_tokens >= 1,
+            "max_new_tokens",
+            self.max_new_tokens,
+            "an integer >= 1",
+        )
         _check(_finite(self.temperature) and self.temperature >= 0, "temperature", self.temperature, "a number >= 0")
         _check(isinstance(self.top_k, int) and self.top_k >= 0, "top_k", self.top_k, "an integer >= 0")
         _check(_finite(self.top_p) and 0 < self.top_p <= 1, "top_p", self.top_p, "a number in (0, 1]")
-        _check(_finite(self.repetition_penalty) and self.repetition_penalty > 0, "repetition_penalty",
-               self.repetition_penalty, "a number > 0")  # fmt: skip
-        _check(self.seed is None or (isinstance(self.seed, int) and self.seed >= 0), "seed", self.seed,
-               "an integer >= 0")  # fmt: skip
+        _check(
+            _finite(self.repetition_penalty) and self.repetition_penalty > 0,
+            "repetition_penalty",
+            self.repetition_penalty,
+            "a number > 0",
+        )
+        _check(
+            self.seed is None or (isinstance(self.seed, int) and self.seed >= 0), "seed", self.seed, "an integer >= 0"
+        )
         _check(all(isinstance(s, str) and s for s in self.stop), "stop", self.stop, "non-empty strings")
 
     @property

@@ -17,7 +17,15 @@ from modelport.errors import MissingExtraError, SourceError, first_line
 from modelport.sources import LoadedModel
 from modelport.spec import Dim, InputSpec, Signature
 
-__all__ = ["load", "load_folder", "infer_signature", "require_transformers", "load_tokenizer", "is_causal_lm", "is_causal_lm_folder"]
+__all__ = [
+    "load",
+    "load_folder",
+    "infer_signature",
+    "require_transformers",
+    "load_tokenizer",
+    "is_causal_lm",
+    "is_causal_lm_folder",
+]
 
 WEIGHT_FILES = (
     "model.safetensors",

@@ -34,8 +34,16 @@ from modelport.generation.loop import decode
 from modelport.generation.model import LanguageModel
 from modelport.generation.sampling import Decoding
 
-__all__ = ["GenerationReport", "Check", "check_generation", "verify_generation", "build_prompts", "read_texts",
-           "pytorch_greedy", "DEFAULT_LOGITS_TOLERANCE"]
+__all__ = [
+    "GenerationReport",
+    "Check",
+    "check_generation",
+    "verify_generation",
+    "build_prompts",
+    "read_texts",
+    "pytorch_greedy",
+    "DEFAULT_LOGITS_TOLERANCE",
+]
 
 #: max |logit difference| / (max - min logit) at a step. fp32 ONNX Runtime against PyTorch eager measured
 #: 1e-7 to 3e-7 of the range on the tiny test models (GPT-2, LLaMA, Qwen2/3, Mistral, Phi-3, Gemma 2/3);
@@ -76,8 +84,10 @@ class GenerationReport:
     def summary(self) -> str:
         fails = self.failures
         if not fails:
-            return (f"{len(self.checks)} generation checks passed on {len(self.prompt_lengths)} prompts of "
-                    f"{min(self.prompt_lengths)}-{max(self.prompt_lengths)} tokens, {self.new_tokens} new tokens each")  # fmt: skip
+            return (
+                f"{len(self.checks)} generation checks passed on {len(self.prompt_lengths)} prompts of "
+                f"{min(self.prompt_lengths)}-{max(self.prompt_lengths)} tokens, {self.new_tokens} new tokens each"
+            )
         return f"{len(fails)} of {len(self.checks)} generation checks failed; first: {_where(fails[0])}"
 
     def raise_if_failed(self) -> None:
@@ -124,8 +134,14 @@ def pytorch_greedy(model: Any, prompt: Sequence[int], new_tokens: int, pad_id: i
     import torch
     from transformers import GenerationConfig
 
-    config = GenerationConfig(max_new_tokens=new_tokens, do_sample=False, eos_token_id=[],
-                              pad_token_id=pad_id, return_dict_in_generate=True, output_logits=True)  # fmt: skip
+    config = GenerationConfig(
+        max_new_tokens=new_tokens,
+        do_sample=False,
+        eos_token_id=[],
+        pad_token_id=pad_id,
+        return_dict_in_generate=True,
+        output_logits=True,
+    )
     ids = torch.tensor([list(prompt)], dtype=torch.int64)
     with torch.no_grad():
         out = model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), generation_config=config)
@@ -154,10 +170,10 @@ def check_generation(
         ours = _greedy(lm, [prompt], new_tokens)[0]
         solo.append(ours)
         name = "long-context" if index == len(prompts) - 1 and len(prompts) > 1 else "greedy"
-        report.checks.append(_same_tokens(name, index, prompt, ours, ref, diffs, forced))
+        report.checks.append(_same_tokens(name, index, prompt, ours, ref, diffs))
         report.checks.append(_prompt_vs_steps(lm, index, prompt, logits_tolerance))
     batch = _greedy(lm, prompts, new_tokens)
-    report.checks.append(_batch_invariance(prompts, batch, solo, refs))
+    report.checks.append(_batch_invariance(prompts, batch, solo, refs, logits_tolerance))
     report.seconds = time.perf_counter() - start
     return report
 
@@ -182,38 +198,77 @@ def _margin(logits: np.ndarray) -> float:
     return float(top[1] - top[0])
 
 
-def _teacher_forced(index: int, prompt: Sequence[int], ref: _Reference, forced: list[np.ndarray],
-                    diffs: list[float], tolerance: float) -> Check:  # fmt: skip
+def _spread(logits: np.ndarray) -> float:
+    return float(logits.max() - logits.min())
+
+
+def _parting(ours: list[int], theirs: list[int]) -> int:
+    """The first step where two token sequences differ (the shorter one's length if one is a prefix)."""
+    return next((i for i, (a, b) in enumerate(zip(ours, theirs, strict=False)) if a != b), min(len(ours), len(theirs)))
+
+
+def _token(tokens: list[int], step: int) -> str:
+    return str(tokens[step]) if step < len(tokens) else "nothing"
+
+
+def _teacher_forced(
+    index: int, prompt: Sequence[int], ref: _Reference, forced: list[np.ndarray], diffs: list[float], tolerance: float
+) -> Check:
     figures = {"max_relative_diff": max(diffs, default=0.0), "steps": len(diffs)}
     for step, (ours, theirs, diff) in enumerate(zip(forced, ref.logits, diffs, strict=True)):
-        position = len(prompt) + step
+        where = (step, len(prompt) + step, figures)
         if diff > tolerance:
-            return Check("teacher-forced", index, False, f"logits differ by {diff:.3g} of their range (tolerance "
-                         f"{tolerance:g})", step, position, figures)  # fmt: skip
-        if int(ours.argmax()) != int(theirs.argmax()) and _margin(theirs) > 2 * diff * (theirs.max() - theirs.min()):
-            return Check("teacher-forced", index, False, f"argmax {int(ours.argmax())} where PyTorch's is "
-                         f"{int(theirs.argmax())} (top-2 margin {_margin(theirs):.3g})", step, position, figures)  # fmt: skip
-    return Check("teacher-forced", index, True, f"{len(diffs)} steps, logits within {figures['max_relative_diff']:.2g} "
-                 "of their range, argmax agrees", figures=figures)  # fmt: skip
+            return Check(
+                "teacher-forced",
+                index,
+                False,
+                f"logits differ by {diff:.3g} of their range (tolerance {tolerance:g})",
+                *where,
+            )
+        mine, pytorch = int(ours.argmax()), int(theirs.argmax())
+        if mine != pytorch and _margin(theirs) > 2 * diff * _spread(theirs):
+            return Check(
+                "teacher-forced",
+                index,
+                False,
+                f"argmax {mine} where PyTorch's is {pytorch} (top-2 margin {_margin(theirs):.3g})",
+                *where,
+            )
+    worst = figures["max_relative_diff"]
+    return Check(
+        "teacher-forced",
+        index,
+        True,
+        f"{len(diffs)} steps, logits within {worst:.2g} of their range, argmax agrees",
+        figures=figures,
+    )
 
 
-def _same_tokens(name: str, index: int, prompt: Sequence[int], ours: list[int], ref: _Reference,
-                 diffs: list[float], forced: list[np.ndarray]) -> Check:  # fmt: skip
-    figures = {"prompt_tokens": len(prompt), "tokens": len(ref.tokens)}
+def _same_tokens(
+    name: str, index: int, prompt: Sequence[int], ours: list[int], ref: _Reference, diffs: list[float]
+) -> Check:
+    figures: dict[str, Any] = {"prompt_tokens": len(prompt), "tokens": len(ref.tokens)}
     if ours == ref.tokens:
         return Check(name, index, True, f"{len(ours)} tokens equal to transformers' generate", figures=figures)
-    step = next((i for i, (a, b) in enumerate(zip(ours, ref.tokens)) if a != b), min(len(ours), len(ref.tokens)))
+    step = _parting(ours, ref.tokens)
+    where = (step, len(prompt) + step, figures)
     if step >= min(len(ours), len(ref.tokens)):
-        return Check(name, index, False, f"{len(ours)} tokens where transformers generated {len(ref.tokens)}",
-                     step, len(prompt) + step, figures)  # fmt: skip
+        return Check(name, index, False, f"{len(ours)} tokens where transformers generated {len(ref.tokens)}", *where)
     margin = _margin(ref.logits[step])
-    measured = diffs[step] * float(ref.logits[step].max() - ref.logits[step].min()) if step < len(diffs) else 0.0
+    measured = diffs[step] * _spread(ref.logits[step])
     figures.update({"step": step, "pytorch_top2_margin": margin, "logits_diff_at_step": measured})
-    text = f"token {ours[step]} where transformers chose {ref.tokens[step]}; PyTorch's top-2 margin there is {margin:.3g}"
+    text = (
+        f"token {ours[step]} where transformers chose {ref.tokens[step]}; PyTorch's top-2 margin there is {margin:.3g}"
+    )
     if margin <= 2 * measured:
-        return Check(name, index, True, f"near-tie: {text}, inside the measured difference {measured:.3g}; the "
-                     f"{step} tokens before it are equal", step, len(prompt) + step, figures)  # fmt: skip
-    return Check(name, index, False, text, step, len(prompt) + step, figures)
+        return Check(
+            name,
+            index,
+            True,
+            f"near-tie: {text}, inside the measured difference {measured:.3g}; the {step} tokens before it are equal",
+            *where,
+        )
+    return Check(name, index, False, text, *where)
 
 
 def _prompt_vs_steps(lm: LanguageModel, index: int, prompt: Sequence[int], tolerance: float) -> Check:
@@ -222,29 +277,46 @@ def _prompt_vs_steps(lm: LanguageModel, index: int, prompt: Sequence[int], toler
     whole = lm.score(prompt, [0])[-1]
     stepped = lm.score(prompt[:1], list(prompt[1:]) + [0])[-1]
     diff = _relative(stepped, whole)
-    ok = diff <= tolerance
     detail = f"last logits after one pass and after {len(prompt)} single steps differ by {diff:.2g} of their range"
-    return Check("prompt-vs-steps", index, ok, detail + ("" if ok else f" (tolerance {tolerance:g})"),
-                 None if ok else len(prompt) - 1, None if ok else len(prompt) - 1, {"max_relative_diff": diff})  # fmt: skip
+    figures = {"max_relative_diff": diff}
+    if diff <= tolerance:
+        return Check("prompt-vs-steps", index, True, detail, figures=figures)
+    last = len(prompt) - 1
+    return Check("prompt-vs-steps", index, False, f"{detail} (tolerance {tolerance:g})", last, last, figures)
 
 
-def _batch_invariance(prompts: Sequence[Sequence[int]], batch: list[list[int]], solo: list[list[int]],
-                      refs: list[_Reference]) -> Check:  # fmt: skip
-    lengths = sorted({len(p) for p in prompts})
+def _batch_invariance(
+    prompts: Sequence[Sequence[int]],
+    batch: list[list[int]],
+    solo: list[list[int]],
+    refs: list[_Reference],
+    tolerance: float,
+) -> Check:
+    lengths = f"lengths {min(len(p) for p in prompts)}-{max(len(p) for p in prompts)}"
     for index, (together, alone) in enumerate(zip(batch, solo, strict=True)):
         if together == alone:
             continue
-        step = next((i for i, (a, b) in enumerate(zip(together, alone)) if a != b), min(len(together), len(alone)))
-        ref = refs[index]
-        margin = _margin(ref.logits[step]) if step < len(ref.logits) else float("inf")
-        if margin < 1e-4 * float(ref.logits[step].max() - ref.logits[step].min() if step < len(ref.logits) else 1):
+        step = _parting(together, alone)
+        logits = refs[index].logits[step] if step < len(refs[index].logits) else None
+        margin = _margin(logits) if logits is not None else float("inf")
+        if logits is not None and margin <= tolerance * _spread(logits):
             continue  # a tie in PyTorch itself: either token is right
-        return Check("batch-invariance", index, False, f"in a left-padded batch of {len(prompts)} prompts "
-                     f"(lengths {lengths[0]}-{lengths[-1]}) the row generated {together[step] if step < len(together) else 'nothing'} "
-                     f"where alone it generated {alone[step] if step < len(alone) else 'nothing'}", step,
-                     len(prompts[index]) + step, {"pytorch_top2_margin": margin})  # fmt: skip
-    return Check("batch-invariance", None, True, f"a left-padded batch of {len(prompts)} prompts (lengths "
-                 f"{lengths[0]}-{lengths[-1]}) gives every row its own tokens")  # fmt: skip
+        return Check(
+            "batch-invariance",
+            index,
+            False,
+            f"in a left-padded batch of {len(prompts)} prompts ({lengths}) "
+            f"the row generated {_token(together, step)} where alone it generated {_token(alone, step)}",
+            step,
+            len(prompts[index]) + step,
+            {"pytorch_top2_margin": margin},
+        )
+    return Check(
+        "batch-invariance",
+        None,
+        True,
+        f"a left-padded batch of {len(prompts)} prompts ({lengths}) gives every row its own tokens",
+    )
 
 
 # -- prompts ---------------------------------------------------------------------------------------------
@@ -266,7 +338,8 @@ def build_prompts(lm: LanguageModel, texts: Sequence[str] | None, new_tokens: in
     if room < 2:
         raise ParityError(
             f"the model's maximum context ({layout.max_context}) leaves no room for a prompt and {new_tokens} "
-            "new tokens", "verify with fewer new tokens"
+            "new tokens",
+            "verify with fewer new tokens",
         )
     rng = np.random.default_rng(seed)
     if lm.bundle.manifest["generation"].get("tokenizer"):

@@ -258,3 +258,42 @@ def test_errors_are_one_line(llama, tmp_path, minilm_bundle):
             lm.generate("The cat", temperature=-1)
         with pytest.raises(UsageError, match="has token id 99999"):
             lm.generate([[1, 99999]])
+
+
+def test_ctrl_c_mid_generation_exits_130_and_keeps_the_streamed_text(llama, tmp_path):
+    """Each decode step is slowed down by a sitecustomize of the test's (never by modelport's code), which
+    also says when the first step ran, so the interrupt lands mid-generation."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from tests.conftest import ROOT, subprocess_env
+
+    _, bundle = llama
+    marker = tmp_path / "started"
+    (tmp_path / "sitecustomize.py").write_text(
+        "import pathlib, time\n"
+        "import modelport.generation.cache as cache\n"
+        "step = cache.OrtCache.step\n"
+        "def slow(self, feed):\n"
+        f"    pathlib.Path({str(marker)!r}).touch()\n"
+        "    time.sleep(0.05)\n"
+        "    return step(self, feed)\n"
+        "cache.OrtCache.step = slow\n"
+    )
+    env = subprocess_env()
+    env["PYTHONPATH"] = os.pathsep.join([str(tmp_path), env["PYTHONPATH"]])
+    command = [sys.executable, "-m", "modelport", "generate", str(bundle), "--prompt", "The cat",
+               "--max-new-tokens", "200", "--ignore-eos"]  # fmt: skip
+    proc = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while not marker.exists() and time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.05)
+    time.sleep(1.0)  # ~20 tokens in
+    proc.send_signal(signal.SIGINT)
+    stdout, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 130, stderr
+    assert stdout.strip(), "the text streamed before the interrupt is kept"
+    assert "interrupted" in stderr

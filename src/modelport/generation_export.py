@@ -11,6 +11,7 @@ loop needs (layers, KV heads, head dim, KV dtype, special ids, maximum context) 
 
 from __future__ import annotations
 
+import shutil
 import time
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
@@ -125,10 +126,10 @@ def export_generation(
                 break
         keep = chosen or (attempts[-1] if keep_failed and attempts[-1].path and attempts[-1].path.exists() else None)
         if keep is not None and keep.path is not None:
-            keep.path.replace(staging / MODEL_FILE)
+            for file in keep.path.parent.iterdir():  # model.onnx and its external data, not the tokenizer links
+                if not file.is_symlink():
+                    file.replace(staging / file.name)
         for leftover in staging.glob(".attempt-*"):
-            import shutil
-
             shutil.rmtree(leftover)
         manifest["capture"]["strategy"] = chosen.strategy if chosen else None
         manifest["capture"]["attempts"] = [a.to_json() for a in attempts]
@@ -245,8 +246,6 @@ def _save_tokenizer(tokenizer: Any, model: Any, staging: Path) -> None:
         tokenizer.save_pretrained(staging)
         for path in staging.iterdir():  # only plain files the bundle may list
             if path.is_dir() and not path.name.startswith("."):
-                import shutil
-
                 shutil.rmtree(path)
     config = getattr(model, "generation_config", None)
     if config is not None:

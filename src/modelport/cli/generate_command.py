@@ -102,6 +102,7 @@ def generate(
     seed: int = typer.Option(None, help="seed for sampling: the same seed gives the same tokens"),
     stop: list[str] = typer.Option(None, "--stop", help="stop when the text contains this (repeatable)"),
     chat: bool = typer.Option(False, "--chat", help="wrap each prompt in the tokenizer's chat template"),
+    ignore_eos: bool = typer.Option(False, "--ignore-eos", help="generate --max-new-tokens whatever comes"),
     backend: str = typer.Option(
         None,
         "--backend",
@@ -115,6 +116,6 @@ def generate(
     errors_as_json(as_json)
     prompts = read_prompts(prompt or [], prompt_file, input_ids or [])
     options = dict(max_new_tokens=max_new_tokens, temperature=temperature, top_k=top_k, top_p=top_p,
-                   repetition_penalty=repetition_penalty, seed=seed, stop=stop or ())  # fmt: skip
+                   repetition_penalty=repetition_penalty, seed=seed, stop=stop or (), ignore_eos=ignore_eos)  # fmt: skip
     generate_command(out, err, bundle, prompts, backend=backend, threads=threads, as_json=as_json, chat=chat,
                      options=options)  # fmt: skip

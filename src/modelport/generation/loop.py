@@ -106,7 +106,7 @@ def decode(
     texts = [""] * rows
     shown = [0] * rows  # characters of texts already yielded
     done: list[str | None] = [None] * rows
-    eos = set(eos_ids)
+    eos = set() if decoding.ignore_eos else set(eos_ids)
     hold = max((len(s) for s in decoding.stop), default=1) - 1  # a stop string may be starting at the end
 
     start = time.perf_counter()

@@ -163,7 +163,7 @@ class LanguageModel:
         """One ``Generation`` per prompt (a list; one ``Generation`` for a single text prompt).
 
         ``options``: ``max_new_tokens`` (32), ``temperature`` (0: greedy), ``top_k``, ``top_p``,
-        ``repetition_penalty``, ``seed``, ``stop`` (strings)."""
+        ``repetition_penalty``, ``seed``, ``stop`` (strings), ``ignore_eos`` (always ``max_new_tokens``)."""
         stream = self.stream(prompts, chat=chat, **options)
         for _ in stream:
             pass

@@ -30,6 +30,7 @@ class Decoding:
     repetition_penalty: float = 1.0
     seed: int | None = None
     stop: tuple[str, ...] = field(default_factory=tuple)
+    ignore_eos: bool = False  # generate max_new_tokens whatever comes (benchmarks, the checks of verify)
 
     def __post_init__(self) -> None:
         _check(

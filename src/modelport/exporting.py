@@ -275,12 +275,17 @@ def as_bundle(model: Any, staging: Path, inputs: Any, dims: Any, on_export: Call
     """``model`` as a bundle: opened when it is one (a ``Bundle`` or its directory), imported into ``staging``
     when it is an ``.onnx`` file, otherwise exported and verified there (``inputs``/``dims`` as for
     ``export``)."""
-    if isinstance(model, Bundle):
-        return model
     if isinstance(model, (str, Path)) and Path(model).is_dir() and (Path(model) / bundles.MANIFEST).is_file():
         if inputs or dims:
             raise UsageError("--input/--dim apply when a MODEL is exported, not to a bundle", "drop them")
-        return Bundle.open(model)
+        model = Bundle.open(model)
+    if isinstance(model, Bundle):
+        if (model.manifest.get("generation") or {}).get("task") == "text-generation":
+            raise UsageError(
+                f"{model.path} is a generation bundle (a decoder with a KV cache); bench and optimize take fixed graphs",
+                "time generation with benchmarks/generate/run.py, or export the model with --task feature-extraction",
+            )
+        return model
     say = on_export or (lambda _msg: None)
     if isinstance(model, (str, Path)) and str(model).lower().endswith(".onnx") and Path(model).is_file():
         from modelport.verification.importing import import_onnx
@@ -288,7 +293,7 @@ def as_bundle(model: Any, staging: Path, inputs: Any, dims: Any, on_export: Call
         imported = import_onnx(model, staging, inputs, dims, progress=say)
         say(f"imported {model} on the fly ({imported.bundle.manifest['status']})")
         return imported.bundle
-    result = export(model, staging, inputs, dims, progress=say)
+    result = export(model, staging, inputs, dims, progress=say, task="feature-extraction")  # a fixed graph to time
     say(
         f"exported and verified ({result.bundle.manifest['capture']['strategy']}, "
         f"{result.export_seconds + result.verify_seconds:.0f} s)"

@@ -14,7 +14,7 @@ TORCH="eager,torchscript,torch-compile"
 STRICT=${STRICT---strict}  # STRICT= make bench: time even on a busy machine (the report then says so)
 RUNTIMES="ort:cpu,ort:cpu@disabled,openvino:f32,openvino:default"
 BUILD=build/bench
-PARTS=${PARTS:-bench,optimize,serve,scale}  # PARTS=optimize benchmarks/run.sh: only the optimize runs
+PARTS=${PARTS:-bench,optimize,serve,scale,generate}  # PARTS=optimize benchmarks/run.sh: only the optimize runs
 mkdir -p $BUILD
 
 if [[ $PARTS == *bench* ]]; then
@@ -69,6 +69,13 @@ fi
 if [[ $PARTS == *scale* ]]; then
 # scale: batch (hand loop, local, Ray Data 1/2 actors) and serving engines (Ray Serve, a real Triton)
 .venv/bin/python benchmarks/scale/run.py --out $OUT
+fi
+
+if [[ $PARTS == *generate* ]]; then
+# generate: TTFT and decode tokens/s, GPT-2 small and a ~0.5 B LLaMA-style model, against transformers eager,
+# torch.compile, optimum-onnx and onnxruntime-genai (each peer in its own venv), with the bandwidth roofline
+for peer in optimum genai; do benchmarks/generate/peers/setup.sh $peer > /dev/null || true; done
+.venv/bin/python benchmarks/generate/run.py --out $OUT
 fi
 
 .venv/bin/python benchmarks/summarize.py $OUT > $OUT/SUMMARY.md

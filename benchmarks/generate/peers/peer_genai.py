@@ -98,14 +98,7 @@ def main():
 
     config = og.Config(onnx_dir)
     config.clear_providers()  # CPU
-    # No end-of-sequence: an id past the vocabulary never comes out of argmax, so generation runs to
-    # max_length with plain greedy argmax (min_length would instead mask the real eos id's logit).
-    with open(os.path.join(onnx_dir, "genai_config.json")) as f:
-        vocab_size = json.load(f)["model"]["vocab_size"]
-    config.overlay(json.dumps({"model": {
-        "eos_token_id": vocab_size,
-        "decoder": {"session_options": {"intra_op_num_threads": args.threads}},
-    }}))
+    config.overlay(json.dumps({"model": {"decoder": {"session_options": {"intra_op_num_threads": args.threads}}}}))
     model = og.Model(config)
     ids = np.array(rows, dtype=np.int32)
     n = args.new_tokens
@@ -113,7 +106,9 @@ def main():
     versions = {name: metadata.version(name) for name in PACKAGES}
     for r in range(args.rounds):
         params = og.GeneratorParams(model)
-        params.set_search_options(do_sample=False, max_length=total, batch_size=args.batch)
+        # min_length masks the eos id(s) until P+N: genai cannot switch eos off (an empty eos list
+        # falls back to pad_token_id, and an id outside the vocabulary is refused).
+        params.set_search_options(do_sample=False, min_length=total, max_length=total, batch_size=args.batch)
         generator = og.Generator(model, params)
         start = time.perf_counter()
         generator.append_tokens(ids)

@@ -85,10 +85,11 @@ def main():
     model = ORTModelForCausalLM.from_pretrained(
         args.work, use_cache=True, provider="CPUExecutionProvider", session_options=options
     )
-    # Plain greedy argmax for exactly N tokens: no end-of-sequence stop and no eos masking.
+    # Greedy for exactly N tokens: min_new_tokens=N masks the eos id(s) (as onnxruntime-genai's
+    # min_length does), so nothing stops early.
     gen = model.generation_config
-    gen.eos_token_id = None
-    gen.pad_token_id = 0
+    if gen.pad_token_id is None:
+        gen.pad_token_id = 0
     gen.do_sample = False
     gen.num_beams = 1
     for key in ("temperature", "top_p", "top_k"):
@@ -103,7 +104,7 @@ def main():
         start = time.perf_counter()
         out = model.generate(
             input_ids=input_ids, attention_mask=attention_mask, generation_config=gen,
-            max_new_tokens=n, min_new_tokens=None, streamer=clock,
+            max_new_tokens=n, min_new_tokens=n, streamer=clock,
         )
         end = time.perf_counter()
         new = out[:, args.prompt_tokens:]

@@ -96,7 +96,7 @@ def export(
     if task == "text-generation":
         from modelport.generation_export import export_generation
 
-        return export_generation(model, output, tokenizer=tokenizer, opset=opset if opset != DEFAULT_OPSET else 18,
+        return export_generation(model, output, tokenizer=tokenizer, opset=opset,
                                  exporter=exporter, data=data, keep_failed=keep_failed, progress=progress)  # fmt: skip
     if exporter not in EXPORTERS:
         raise UsageError(f"unknown exporter {exporter!r}", f"choose one of: {', '.join(EXPORTERS)}")
@@ -282,7 +282,8 @@ def as_bundle(model: Any, staging: Path, inputs: Any, dims: Any, on_export: Call
     if isinstance(model, Bundle):
         if (model.manifest.get("generation") or {}).get("task") == "text-generation":
             raise UsageError(
-                f"{model.path} is a generation bundle (a decoder with a KV cache); bench and optimize take fixed graphs",
+                f"{model.path} is a generation bundle (a decoder with a KV cache); "
+                "bench and optimize time fixed graphs",
                 "time generation with benchmarks/generate/run.py, or export the model with --task feature-extraction",
             )
         return model

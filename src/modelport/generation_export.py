@@ -14,6 +14,7 @@ from __future__ import annotations
 import shutil
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -28,7 +29,7 @@ from modelport.capture.exporter_log import recording
 from modelport.errors import CaptureError, GraphCheckError, ParityError, SourceError, UsageError
 from modelport.generation.layout import BATCH, PAST, SEQ, TOTAL, DecoderLayout
 from modelport.generation.model import TOKENIZER_FILES, LanguageModel
-from modelport.options import check_opset
+from modelport.options import DEFAULT_OPSET, check_opset
 from modelport.runtime.registry import create
 from modelport.sources.hf import is_causal_lm, load_folder, load_tokenizer
 from modelport.spec import Dim, InputSpec, Signature
@@ -43,24 +44,35 @@ from modelport.verification.generation import (
 
 __all__ = ["export_generation", "GenerationExport", "decoder_signature"]
 
-DEFAULT_GENERATION_OPSET = 18
 MAX_BATCH = 64
 
 
+@dataclass
 class GenerationExport:
     """What ``export`` returns for a generation bundle (``parity`` is the generation report)."""
 
-    def __init__(
-        self,
-        bundle: Bundle,
-        parity: GenerationReport,
-        attempts: list[Attempt],
-        notes: list[str],
-        export_seconds: float,
-        verify_seconds: float,
-    ) -> None:
-        self.bundle, self.parity, self.attempts, self.notes = bundle, parity, attempts, notes
-        self.export_seconds, self.verify_seconds = export_seconds, verify_seconds
+    bundle: Bundle
+    parity: GenerationReport
+    attempts: list[Attempt]
+    notes: list[str]
+    export_seconds: float
+    verify_seconds: float
+
+
+@dataclass
+class _Job:
+    """One model's export: what every capture attempt needs."""
+
+    model: Any
+    layout: DecoderLayout
+    manifest: dict[str, Any]
+    staging: Path
+    opset: int
+    texts: list[str] | None
+    data_name: str | None
+    new_tokens: int
+    tolerance: float
+    say: Callable[[str], None]
 
 
 def export_generation(
@@ -68,7 +80,7 @@ def export_generation(
     output: str | Path,
     *,
     tokenizer: Any = None,
-    opset: int = DEFAULT_GENERATION_OPSET,
+    opset: int = DEFAULT_OPSET,
     exporter: str = "auto",
     data: str | Path | Sequence[str] | None = None,
     new_tokens: int = NEW_TOKENS,
@@ -87,65 +99,49 @@ def export_generation(
     target = bundles.output_path(output)
     bundles.check_replaceable(target)
     say("loading the model")
-    model, tokenizer, source, folder = _load(model, tokenizer)
+    model, tokenizer, source = _load(model, tokenizer)
     layout = layout_of(model)
     texts, data_name = read_texts(data)
     notes = [
-        f"text-generation: a decoder graph with a KV cache ({layout.layers} layers, {layout.kv_heads} KV heads "
-        f"of {layout.head_dim}); `modelport generate` runs it"
+        f"text-generation: a decoder graph with a KV cache ({layout.layers} layers, {layout.kv_heads} KV "
+        f"heads of {layout.head_dim}); `modelport generate` runs it"
     ]
     staging = bundles.staging_dir(target)
-    attempts: list[Attempt] = []
-    report: GenerationReport | None = None
     try:
         _save_tokenizer(tokenizer, model, staging)
         manifest = _manifest(model, layout, tokenizer, source, opset, exporter)
-        order = STRATEGIES if exporter == "auto" else (exporter,)
-        chosen = None
-        for index, strategy in enumerate(order):
-            say(f"exporting with {strategy} (decoder with KV cache)")
-            folder_i = staging / f".attempt-{index}-{strategy}"
-            folder_i.mkdir()
-            attempt, report = _attempt(
-                strategy,
-                model,
-                layout,
-                folder_i,
-                opset,
-                manifest,
-                staging,
-                texts,
-                new_tokens,
-                logits_tolerance,
-                data_name,
-                say,
-            )
+        job = _Job(model, layout, manifest, staging, opset, texts, data_name, new_tokens, logits_tolerance, say)
+        attempts: list[Attempt] = []
+        report = None
+        for index, strategy in enumerate(STRATEGIES if exporter == "auto" else (exporter,)):
+            attempt, report = _attempt(job, strategy, staging / f".attempt-{index}-{strategy}")
             attempts.append(attempt)
             if attempt.outcome == Outcome.EXPORTED:
-                chosen = attempt
                 break
+        chosen = attempts[-1] if attempts[-1].outcome == Outcome.EXPORTED else None
         keep = chosen or (attempts[-1] if keep_failed and attempts[-1].path and attempts[-1].path.exists() else None)
         if keep is not None and keep.path is not None:
             for file in keep.path.parent.iterdir():  # model.onnx and its external data, not the tokenizer links
                 if not file.is_symlink():
                     file.replace(staging / file.name)
+            manifest["outputs"], manifest["opset"]["actual"] = onnx_graph.summary(staging / MODEL_FILE)
         for leftover in staging.glob(".attempt-*"):
             shutil.rmtree(leftover)
-        manifest["capture"]["strategy"] = chosen.strategy if chosen else None
-        manifest["capture"]["attempts"] = [a.to_json() for a in attempts]
-        manifest["parity"] = report.to_json() if report else None
-        manifest["generation"]["verification"] = manifest["parity"]
-        manifest["notes"] = notes
         export_s = sum(a.seconds - a.verify_seconds for a in attempts)
         verify_s = sum(a.verify_seconds for a in attempts)
-        manifest["timings"] = {"export_s": round(export_s, 3), "verify_s": round(verify_s, 3)}
+        manifest["capture"].update(
+            strategy=chosen.strategy if chosen else None, attempts=[a.to_json() for a in attempts]
+        )
+        manifest.update(
+            parity=report.to_json() if report else None,
+            notes=notes,
+            timings={"export_s": round(export_s, 3), "verify_s": round(verify_s, 3)},
+        )
         if chosen is None:
             if keep is not None:
-                manifest["outputs"], manifest["opset"]["actual"] = _outputs(staging)
                 manifest["status"] = "failed verification"
                 bundles.commit(staging, target, manifest)
             raise _failure(attempts)
-        manifest["outputs"], manifest["opset"]["actual"] = _outputs(staging)
         result = bundles.commit(staging, target, manifest)
     finally:
         bundles.discard(staging)
@@ -153,47 +149,39 @@ def export_generation(
     return GenerationExport(result, report, attempts, notes, export_s, verify_s)
 
 
-def _attempt(
-    strategy: str,
-    model: Any,
-    layout: DecoderLayout,
-    folder: Path,
-    opset: int,
-    manifest: dict[str, Any],
-    staging: Path,
-    texts: list[str] | None,
-    new_tokens: int,
-    tolerance: float,
-    data_name: str | None,
-    say: Callable[[str], None],
-) -> tuple[Attempt, GenerationReport | None]:
+_OUTCOMES = (
+    (CaptureError, Outcome.FAILED_CAPTURE),
+    (GraphCheckError, Outcome.FAILED_GRAPH_CHECK),
+    (ParityError, Outcome.FAILED_VERIFICATION),
+)
+
+
+def _attempt(job: _Job, strategy: str, folder: Path) -> tuple[Attempt, GenerationReport | None]:
+    """Capture with ``strategy`` into ``folder``, read the graph back, and generate against PyTorch."""
+    folder.mkdir()
     path = folder / MODEL_FILE
     result = Attempt(strategy, Outcome.EXPORTED, path=path)
     start = time.perf_counter()
     report = None
     try:
+        job.say(f"exporting with {strategy} (decoder with KV cache)")
         with recording() as rec:
-            export_decoder(model, layout, path, strategy, opset)
+            export_decoder(job.model, job.layout, path, strategy, job.opset)
         result.warnings = rec.summary()
-        check_graph(path, Signature.from_json(manifest["inputs"]), opset, len(layout.output_names))
+        check_graph(path, Signature.from_json(job.manifest["inputs"]), job.opset, len(job.layout.output_names))
         for name in TOKENIZER_FILES + ("generation_config.json",):  # the attempt's bundle reads them
-            if (staging / name).is_file():
-                (folder / name).symlink_to(staging / name)
-        say("checking its tokens against transformers' generate")
+            if (job.staging / name).is_file():
+                (folder / name).symlink_to(job.staging / name)
+        job.say("checking its tokens against transformers' generate")
         verify_start = time.perf_counter()
-        with LanguageModel(Bundle(folder, manifest), create("ort:cpu", Bundle(folder, manifest))) as lm:
-            prompts = build_prompts(lm, texts, new_tokens)
-            report = check_generation(model, lm, prompts, new_tokens, tolerance, data_name)
+        candidate = Bundle(folder, job.manifest)
+        with LanguageModel(candidate, create("ort:cpu", candidate)) as lm:
+            prompts = build_prompts(lm, job.texts, job.new_tokens)
+            report = check_generation(job.model, lm, prompts, job.new_tokens, job.tolerance, job.data_name)
         result.verify_seconds = time.perf_counter() - verify_start
         report.raise_if_failed()
     except (CaptureError, GraphCheckError, ParityError) as exc:
-        result.outcome = (
-            Outcome.FAILED_CAPTURE
-            if isinstance(exc, CaptureError)
-            else Outcome.FAILED_GRAPH_CHECK
-            if isinstance(exc, GraphCheckError)
-            else Outcome.FAILED_VERIFICATION
-        )
+        result.outcome = next(outcome for kind, outcome in _OUTCOMES if isinstance(exc, kind))
         result.reason = exc.one_line()
         result.error = exc
     result.seconds = time.perf_counter() - start
@@ -210,8 +198,8 @@ def _failure(attempts: list[Attempt]) -> Exception:
     return CaptureError("no strategy captured the model", "report it")
 
 
-def _load(model: Any, tokenizer: Any) -> tuple[Any, Any, dict[str, Any], Path | None]:
-    """(model, tokenizer, the manifest's source entry, the folder it came from)."""
+def _load(model: Any, tokenizer: Any) -> tuple[Any, Any, dict[str, Any]]:
+    """(model, tokenizer, the manifest's source entry)."""
     if isinstance(model, (str, Path)):
         folder = Path(str(model).removeprefix("hf:")).expanduser()
         if not (folder / "config.json").is_file():
@@ -227,10 +215,8 @@ def _load(model: Any, tokenizer: Any) -> tuple[Any, Any, dict[str, Any], Path | 
             )
         if tokenizer is None and (folder / "tokenizer_config.json").is_file():
             tokenizer = load_tokenizer(folder)
-        from modelport.bundle import sha256
-
-        digest = sha256(folder / "config.json")
-        return loaded, tokenizer, {"model": f"hf:{folder.resolve()}", "kind": "hf", "sha256": digest}, folder
+        digest = bundles.sha256(folder / "config.json")
+        return loaded, tokenizer, {"model": f"hf:{folder.resolve()}", "kind": "hf", "sha256": digest}
     if not is_causal_lm(model):
         raise UsageError(
             f"a {type(model).__name__} is not a transformers causal language model",
@@ -238,7 +224,7 @@ def _load(model: Any, tokenizer: Any) -> tuple[Any, Any, dict[str, Any], Path | 
         )
     model.eval()
     model.config.use_cache = True
-    return model, tokenizer, {"model": None, "kind": "object", "sha256": None}, None
+    return model, tokenizer, {"model": None, "kind": "object", "sha256": None}
 
 
 def _save_tokenizer(tokenizer: Any, model: Any, staging: Path) -> None:
@@ -310,7 +296,3 @@ def decoder_signature(layout: DecoderLayout) -> Signature:
     inputs += [InputSpec(name, shape, layout.kv_dtype) for name in layout.past_names]
     dims = [Dim(BATCH, 1, MAX_BATCH, 1), Dim(SEQ, 1, top, 1), Dim(PAST, 1, top, 1), Dim(TOTAL, 1, top, 2)]
     return Signature.build(inputs, dims)
-
-
-def _outputs(staging: Path) -> tuple[list[dict[str, Any]], int | None]:
-    return onnx_graph.summary(staging / MODEL_FILE)

@@ -115,7 +115,7 @@ def generate(
     """Generate text with a generation bundle: greedy by default, tokens streamed as they come."""
     errors_as_json(as_json)
     prompts = read_prompts(prompt or [], prompt_file, input_ids or [])
-    options = dict(max_new_tokens=max_new_tokens, temperature=temperature, top_k=top_k, top_p=top_p,
-                   repetition_penalty=repetition_penalty, seed=seed, stop=stop or (), ignore_eos=ignore_eos)  # fmt: skip
+    options = dict(max_new_tokens=max_new_tokens, temperature=temperature, top_k=top_k, top_p=top_p, seed=seed,
+                   repetition_penalty=repetition_penalty, stop=stop or (), ignore_eos=ignore_eos)  # fmt: skip
     generate_command(out, err, bundle, prompts, backend=backend, threads=threads, as_json=as_json, chat=chat,
                      options=options)  # fmt: skip

@@ -177,8 +177,9 @@ class LanguageModel:
         stop = options.pop("stop", None) or ()
         decoding = Decoding(stop=(stop,) if isinstance(stop, str) else tuple(stop), **options)
         ids = self.encode(listed, chat)
-        needs_text = any(isinstance(p, str) for p in listed) or bool(decoding.stop)
-        detok = self.detokenize if needs_text or self._has_tokenizer() else None
+        if decoding.stop and not self._has_tokenizer():
+            raise UsageError("stop strings need the bundle's tokenizer, and it has none", "drop --stop")
+        detok = self.detokenize if self._has_tokenizer() else None
         return decode(self._cache, ids, decoding, eos_ids=self.eos_ids, pad_id=self.pad_id, detokenize=detok)
 
     def _has_tokenizer(self) -> bool:

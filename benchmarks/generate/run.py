@@ -139,6 +139,10 @@ class Modelport:
         self.lm.close()
 
 
+class PeerFailed(Exception):
+    """A peer's own error line (it already names the exception type)."""
+
+
 class Peer:
     def __init__(self, name: str, folder: Path, prompts: dict[int, Path], threads: int) -> None:
         self.python, self.script = PEERS[name]
@@ -154,12 +158,17 @@ class Peer:
         lines = [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]
         if not lines or "error" in lines[-1]:
             why = lines[-1]["error"] if lines else (proc.stderr.strip().splitlines() or ["no output"])[-1]
-            raise RuntimeError(why)
+            raise PeerFailed(why)
         row = lines[-1]
         return row["ttft_s"], row["decode_tokens_per_s"], row["first_row_tokens"]
 
     def close(self) -> None:
         pass
+
+
+def _reason(exc: Exception) -> str:
+    first = (str(exc).splitlines() or [""])[0][:200]
+    return first if isinstance(exc, PeerFailed) else f"{type(exc).__name__}: {first}"
 
 
 def systems(folder: Path, bundle: Path, prompts: dict[int, Path], threads: int, wanted: set[str] | None) -> dict:
@@ -200,7 +209,7 @@ def measure(model: str, args: argparse.Namespace, say: Any) -> dict[str, Any]:
             for b in args.batches:  # warm-up; torch.compile compiles here, for the static cache of the timed length
                 live[name].run(prompts[b], args.new_tokens if "compile" in name else 4)
         except Exception as exc:  # a system that cannot run is a row with its reason, not a crash
-            errors[name] = f"{type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''}"
+            errors[name] = _reason(exc)
             live.pop(name, None)
     names = list(live)
     bw = [bandwidth()]
@@ -212,7 +221,7 @@ def measure(model: str, args: argparse.Namespace, say: Any) -> dict[str, Any]:
                 try:
                     ttft, rate, first_row = live[name].run(prompts[b], args.new_tokens)
                 except Exception as exc:
-                    errors[name] = f"{type(exc).__name__}: {str(exc)[:200]}"
+                    errors[name] = _reason(exc)
                     continue
                 rows.setdefault((name, b), []).append((ttft, rate))
                 tokens[(name, b)] = first_row

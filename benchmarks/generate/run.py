@@ -265,8 +265,9 @@ def markdown(records: list[dict[str, Any]], machine: dict[str, Any]) -> str:
              f"random prompt ids. Machine: {machine['cpu']}, {machine['threads']} threads; torch {torch.__version__}.",
              ""]  # fmt: skip
     for rec in records:
-        lines += [f"## {rec['model']} — {rec['weight_bytes'] / 1e9:.2f} GB of fp32 weights, prompt {rec['prompt_tokens']}, "
-                  f"{rec['new_tokens']} new tokens; memory bandwidth {rec['bandwidth_gbps']:.1f} GB/s (numpy copy)", "",
+        lines += [f"## {rec['model']} — {rec['weight_bytes'] / 1e9:.2f} GB of fp32 weights, "
+                  f"prompt {rec['prompt_tokens']}, {rec['new_tokens']} new tokens; "
+                  f"memory bandwidth {rec['bandwidth_gbps']:.1f} GB/s (numpy copy)", "",
                   "| system | batch | TTFT ms | decode tokens/s | x eager fp32 | of roofline | same tokens as eager |",
                   "|---|---|---|---|---|---|---|"]  # fmt: skip
         eager = {r["batch"]: r for r in rec["rows"] if r["system"] == "transformers eager fp32"}

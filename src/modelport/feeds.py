@@ -41,7 +41,7 @@ from modelport.spec import InputSpec, Signature
 
 __all__ = [
     "Feed", "size_sets", "make_feed", "make_feeds", "check_names", "check_feed", "as_arrays", "STRESS",
-    "write_feed_set", "read_feed_set",
+    "write_feed_set", "read_feed_set", "RANGE_FIX",
 ]  # fmt: skip
 
 STRESS = ("negated", "x100")  # the values of Feed.stress: feeds outside the data's usual domain
@@ -229,10 +229,17 @@ def check_names(names: list[str], feed: dict[str, Any], complete: bool = True) -
         )
 
 
-def check_feed(sig: Signature, feeds: dict[str, np.ndarray]) -> list[str]:
-    """Raise FeedError on a wrong name, dtype, rank or fixed size; return warnings for sizes never verified."""
+RANGE_FIX = "--no-range-check (check_ranges=False) runs it anyway"
+
+
+def check_feed(sig: Signature, feeds: dict[str, np.ndarray], check_ranges: bool = True) -> list[str]:
+    """Raise FeedError on a wrong name, dtype, rank or fixed size, and (``check_ranges``) on a size outside
+    its declared bounds or a value outside its input's declared range; with ``check_ranges`` off those
+    come back as warnings instead. Every path that runs a bundle (run, load, serve, batch, Triton, Ray)
+    comes through here: ONNX ``Gather`` wraps a negative id to the end of the vocabulary, and a dim the
+    export never saw may answer wrong, so neither may run unnoticed."""
     check_names([s.name for s in sig.inputs], feeds)
-    warnings: list[str] = []
+    problems: list[tuple[str, str]] = []
     seen: dict[str, tuple[int, str]] = {}
     for spec in sig.inputs:
         array = feeds[spec.name]
@@ -265,9 +272,35 @@ def check_feed(sig: Signature, feeds: dict[str, np.ndarray]) -> list[str]:
                 )
             seen[want] = (got, spec.name)
             dim = sig.dims[want]
-            if not dim.min <= got <= dim.max and f"{want}={got}" not in warnings:
-                warnings.append(f"{want}={got}")
-    return [f"{w} lies outside the verified range (re-export with a wider --dim to check it)" for w in warnings]
+            if not dim.min <= got <= dim.max and not any(p[0].startswith(f"dimension {want!r} ") for p in problems):
+                where = f"dimension {want!r} is {got} in input {spec.name!r}"
+                problems.append((
+                    f"{where}, outside its declared range {dim.min}..{dim.max}",
+                    f"feed sizes within it, or re-export with --dim {want}=MIN..MAX to verify more",
+                ))  # fmt: skip
+        value = _value_problem(spec, array)
+        if value is not None:
+            problems.append((value, "feed values inside it (the range the bundle was verified on)"))
+    if problems and check_ranges:
+        message, fix = problems[0]
+        raise FeedError(message, f"{fix}; or {RANGE_FIX}")
+    return [f"{message} (range check off)" for message, _ in problems]
+
+
+def _value_problem(spec: InputSpec, array: np.ndarray) -> str | None:
+    """Why ``array`` holds a value its input's declared range excludes (integers half-open; floats closed,
+    so NaN and infinities are outside), or None. Inputs without a declared range are not judged. Two
+    passes (min, max) when every value is inside; the mask that finds the first offender only when not."""
+    if spec.low is None or spec.high is None or array.size == 0 or array.dtype == bool:
+        return None
+    low, high = (int(spec.low), int(spec.high)) if spec.is_integer else (spec.low, spec.high)
+    inside = (lambda a: (a >= low) & (a < high)) if spec.is_integer else (lambda a: (a >= low) & (a <= high))
+    if inside(np.array([array.min(), array.max()])).all():
+        return None
+    where = tuple(int(i) for i in np.argwhere(~inside(array))[0])
+    span = f"{low}..{high} (integers {low} to {high - 1})" if spec.is_integer else f"{low:g}..{high:g}"
+    at = f" at {list(where)}" if where else ""
+    return f"input {spec.name!r} holds {array[where].item()!r}{at}, outside its declared range {span}"
 
 
 FEED_SET_LIMIT = 256 * 2**20  # bytes of arrays a stored feed set may declare

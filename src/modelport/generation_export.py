@@ -283,8 +283,7 @@ def _manifest(
 
 
 def decoder_signature(layout: DecoderLayout) -> Signature:
-    """The graph's inputs as a signature (``past_sequence_length`` is 0 at the prompt pass: that feed is the
-    loop's own, not a user's)."""
+    """The graph's inputs as a signature (``past_sequence_length`` is 0 at the prompt pass)."""
     top = layout.max_context
     inputs = [
         InputSpec("input_ids", (BATCH, SEQ), "int64", 0, layout.vocab_size),
@@ -294,5 +293,5 @@ def decoder_signature(layout: DecoderLayout) -> Signature:
         inputs.append(InputSpec("position_ids", (BATCH, SEQ), "int64", 0, top))
     shape = (BATCH, layout.kv_heads, PAST, layout.head_dim)
     inputs += [InputSpec(name, shape, layout.kv_dtype) for name in layout.past_names]
-    dims = [Dim(BATCH, 1, MAX_BATCH, 1), Dim(SEQ, 1, top, 1), Dim(PAST, 1, top, 1), Dim(TOTAL, 1, top, 2)]
+    dims = [Dim(BATCH, 1, MAX_BATCH, 1), Dim(SEQ, 1, top, 1), Dim(PAST, 0, top, 1), Dim(TOTAL, 1, top, 2)]
     return Signature.build(inputs, dims)

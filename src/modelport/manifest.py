@@ -105,8 +105,10 @@ def _check_generation(gen: Any) -> None:
     _expect(layout.get("kv_dtype", "float32") in DTYPES, "generation 'kv_dtype' is not a known dtype")
     vocab = layout["vocab_size"]
     ids = gen.get("eos_token_ids", [])
-    _expect(isinstance(ids, list) and all(_int(i) and 0 <= i < vocab for i in ids), "generation 'eos_token_ids' is not "
-            "a list of token ids")
+    _expect(
+        isinstance(ids, list) and all(_int(i) and 0 <= i < vocab for i in ids),
+        "generation 'eos_token_ids' is not a list of token ids",
+    )
     for key in ("pad_token_id", "bos_token_id"):
         value = gen.get(key)
         _expect(value is None or (_int(value) and 0 <= value < vocab), f"generation {key!r} is not a token id")
@@ -173,9 +175,9 @@ def _check_symbol(input_name: str, dim: dict[str, Any], symbols: dict[str, tuple
     _expect(isinstance(sym, str) and bool(_IDENT.match(sym)), f"input {input_name!r} has a symbol without a name")
     bounds = (dim.get("min"), dim.get("opt"), dim.get("max"))
     _expect(
-        all(_int(v) for v in bounds) and 1 <= bounds[0] <= bounds[1] <= bounds[2] <= MAX_DIM,  # type: ignore[operator]
+        all(_int(v) for v in bounds) and 0 <= bounds[0] <= bounds[1] <= bounds[2] <= MAX_DIM,  # type: ignore[operator]
         f"symbol {sym!r} has bounds min {bounds[0]!r}, opt {bounds[1]!r}, max {bounds[2]!r} "
-        "(need integers with 1 <= min <= opt <= max)",
+        "(need integers with 0 <= min <= opt <= max)",
     )
     _expect(symbols.setdefault(sym, bounds) == bounds, f"symbol {sym!r} has different bounds in two inputs")  # type: ignore[arg-type]
 

@@ -131,10 +131,10 @@ class Signature:
             if bad:
                 raise UsageError(f"input {spec.name!r} has size {bad[0]!r}", "every fixed size must be an integer >= 1")
         for dim in given.values():
-            if not 1 <= dim.min <= dim.max or (dim.opt is not None and not dim.min <= dim.opt <= dim.max):
+            if not 0 <= dim.min <= dim.max or (dim.opt is not None and not dim.min <= dim.opt <= dim.max):
                 raise UsageError(
                     f"dimension {dim.name!r} has bounds {dim.min}..{dim.max}" + (f"@{dim.opt}" if dim.opt else ""),
-                    f"need 1 <= MIN <= OPT <= MAX: {DIM_FORM}",
+                    f"need 0 <= MIN <= OPT <= MAX: {DIM_FORM}",
                 )
         resolved: dict[str, Dim] = {}
         taken: set[int] = set()

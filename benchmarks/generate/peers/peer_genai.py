@@ -75,8 +75,21 @@ def build(model_dir, work_dir):
     if os.path.exists(stamp):
         return out
     src = builder_input(model_dir, work_dir)
-    cmd = [sys.executable, "-m", "onnxruntime_genai.models.builder", "-i", src, "-o", out,
-           "-p", "fp32", "-e", "cpu", "-c", os.path.join(work_dir, "cache")]
+    cmd = [
+        sys.executable,
+        "-m",
+        "onnxruntime_genai.models.builder",
+        "-i",
+        src,
+        "-o",
+        out,
+        "-p",
+        "fp32",
+        "-e",
+        "cpu",
+        "-c",
+        os.path.join(work_dir, "cache"),
+    ]
     run = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     sys.stderr.write(run.stdout)
     if run.returncode != 0:
@@ -121,11 +134,20 @@ def main():
         if len(seq) != total or not generator.is_done():
             raise RuntimeError(f"sequence has {len(seq)} tokens, expected {total}")
         decode = (n - 1) * args.batch / (end - first) if n > 1 else None
-        print(json.dumps({
-            "system": SYSTEM, "batch": args.batch, "round": r, "ttft_s": first - start,
-            "decode_tokens_per_s": decode, "first_row_tokens": [int(t) for t in seq[args.prompt_tokens:]],
-            "versions": versions,
-        }), flush=True)
+        print(
+            json.dumps(
+                {
+                    "system": SYSTEM,
+                    "batch": args.batch,
+                    "round": r,
+                    "ttft_s": first - start,
+                    "decode_tokens_per_s": decode,
+                    "first_row_tokens": [int(t) for t in seq[args.prompt_tokens :]],
+                    "versions": versions,
+                }
+            ),
+            flush=True,
+        )
         del generator
 
 

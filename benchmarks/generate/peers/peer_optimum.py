@@ -103,19 +103,33 @@ def main():
         clock = FirstTokenClock()
         start = time.perf_counter()
         out = model.generate(
-            input_ids=input_ids, attention_mask=attention_mask, generation_config=gen,
-            max_new_tokens=n, min_new_tokens=n, streamer=clock,
+            input_ids=input_ids,
+            attention_mask=attention_mask,
+            generation_config=gen,
+            max_new_tokens=n,
+            min_new_tokens=n,
+            streamer=clock,
         )
         end = time.perf_counter()
-        new = out[:, args.prompt_tokens:]
+        new = out[:, args.prompt_tokens :]
         if new.shape[1] != n:
             raise RuntimeError(f"generated {new.shape[1]} tokens, expected {n}")
         ttft = clock.first_token_at - start
         decode = (n - 1) * args.batch / (end - clock.first_token_at) if n > 1 else None
-        print(json.dumps({
-            "system": SYSTEM, "batch": args.batch, "round": r, "ttft_s": ttft,
-            "decode_tokens_per_s": decode, "first_row_tokens": new[0].tolist(), "versions": versions,
-        }), flush=True)
+        print(
+            json.dumps(
+                {
+                    "system": SYSTEM,
+                    "batch": args.batch,
+                    "round": r,
+                    "ttft_s": ttft,
+                    "decode_tokens_per_s": decode,
+                    "first_row_tokens": new[0].tolist(),
+                    "versions": versions,
+                }
+            ),
+            flush=True,
+        )
 
 
 if __name__ == "__main__":

@@ -150,6 +150,11 @@ Threads = typer.Option(None, "--threads", help="intra-op threads (default: physi
 Fallback = typer.Option(
     "refuse", "--fallback", help="refuse (default): a missing provider is an error; allow: warn and run on the next"
 )
+NoRangeCheck = typer.Option(
+    False,
+    "--no-range-check",
+    help="run inputs outside the bundle's declared sizes and value ranges (default: refused); noted in the output",
+)
 
 
 @app.command()
@@ -213,6 +218,7 @@ def run(
     strict: bool = typer.Option(False, "--strict", help="fail when any node leaves the first-choice provider"),
     save: Path = typer.Option(None, help="write the outputs to this .npz file"),
     timeout: float = typer.Option(600.0, "--timeout", help="seconds the run may take; past it, it is stopped"),
+    no_range_check: bool = NoRangeCheck,
     as_json: bool = typer.Option(False, "--json", help="print output stats, the backend and placement as JSON"),
 ) -> None:
     """Run a bundle (or an .onnx file) on a backend with inputs from .npy files."""
@@ -230,6 +236,7 @@ def run(
         placement=True if show_placement else (None if as_json else False),
         strict=strict,
         timeout=timeout,
+        check_ranges=not no_range_check,
     )
     for warning in result.warnings:
         err.print(f"warning: {warning}", highlight=False, soft_wrap=True)
@@ -402,6 +409,7 @@ def serve(
     replicas: int = typer.Option(1, "--replicas", help="ray: replicas per model"),
     autoscale: str = typer.Option(None, "--autoscale", help="ray: MIN..MAX replicas, autoscaled on load"),
     address: str = typer.Option(None, "--address", help="ray: an existing cluster (default: a local Ray)"),
+    no_range_check: bool = NoRangeCheck,
 ) -> None:
     """Serve bundles over the Open Inference Protocol v2 (HTTP and gRPC), with dynamic batching and metrics.
     --engine triton runs them in a real Triton (a model repository, or bundles as a Python-backend one);
@@ -415,22 +423,25 @@ def serve(
             batching=not no_batching, max_queue_delay_us=max_queue_delay, max_queue_size=max_queue_size,
             preferred=preferred_batch_size or (), max_batch_size=max_batch_size, max_request_bytes=max_request_bytes,
             token=token, triton_python=triton_python, metrics_port=metrics_port, replicas=replicas,
-            autoscale=autoscale, address=address,
+            autoscale=autoscale, address=address, check_ranges=not no_range_check,
         )  # fmt: skip
         return
 
     def say_ready(server: Server) -> None:
         grpc = f", gRPC {host}:{server.grpc_port}" if server.grpc_port is not None else ""
         names = ", ".join(server.core.models)
+        off = "; range checks off: inputs outside the declared ranges are answered" if no_range_check else ""
         err.print(
-            f"serving {names} on {server.url}{grpc} (Ctrl-C or SIGTERM: stop after in-flight requests)", soft_wrap=True
+            f"serving {names} on {server.url}{grpc} (Ctrl-C or SIGTERM: stop after in-flight requests{off})",
+            soft_wrap=True,
         )
 
     start(
         models, backend=backend, threads=threads, host=host, port=port, grpc_port=None if no_grpc else grpc_port,
         batching=not no_batching, max_queue_delay_us=max_queue_delay, max_queue_size=max_queue_size,
         preferred_batch_sizes=preferred_batch_size or (), max_batch_size=max_batch_size,
-        max_request_bytes=max_request_bytes, token=token, log_level=log_level, on_ready=say_ready,
+        max_request_bytes=max_request_bytes, token=token, check_ranges=not no_range_check, log_level=log_level,
+        on_ready=say_ready,
     )  # fmt: skip
 
 
@@ -442,7 +453,8 @@ def _serve_elsewhere(engine: str, models: list[str], **o: Any) -> None:
     if engine == "triton":
         from modelport.scale.triton_server import serve_triton
 
-        ignored = [f"--{f}" for f in ("backend", "threads", "token") if o[f]]
+        ignored = [f"--{f.replace('_', '-')}" for f in ("backend", "threads", "token") if o[f]]
+        ignored += ["--no-range-check"] if not o["check_ranges"] else []
         if ignored:
             raise UsageError(f"{', '.join(ignored)} do not apply to --engine triton", "set them in the bundles")
         server = serve_triton(
@@ -467,7 +479,7 @@ def _serve_elsewhere(engine: str, models: list[str], **o: Any) -> None:
             replicas=o["replicas"], autoscale=scale, address=o["address"], batching=o["batching"],
             max_queue_delay_us=o["max_queue_delay_us"],
             max_queue_size=o["max_queue_size"], max_request_bytes=o["max_request_bytes"], token=o["token"],
-            block=False,
+            check_ranges=o["check_ranges"], block=False,
         )  # fmt: skip
         copies = f"{scale[0]}..{scale[1]}" if scale else str(o["replicas"])
         err.print(f"Ray Serve serving {len(models)} model(s) x {copies} replicas on {server.url} "
@@ -489,6 +501,7 @@ def batch(
     threads: int = typer.Option(None, "--threads", help="runtime threads per runner (ray default: cores / actors)"),
     address: str = typer.Option(None, "--address", help="ray: an existing cluster (default: a local Ray)"),
     select: list[str] = typer.Option(None, "--select", help="write only this output (repeatable)"),
+    no_range_check: bool = NoRangeCheck,
     json_out: bool = typer.Option(False, "--json", help="print the report as JSON"),
 ) -> None:
     """Offline inference over many rows (locally or on Ray Data); failed rows go to OUT.errors.jsonl."""
@@ -500,14 +513,15 @@ def batch(
         task = bar.add_task("rows", total=None)
         report = run_batch(
             bundle, input, output, engine=engine, actors=actors, batch_size=batch_size, backend=backend,
-            threads=threads, address=address, outputs=select or None,
+            threads=threads, address=address, outputs=select or None, check_ranges=not no_range_check,
             progress=lambda done, total: bar.update(task, completed=done, total=total),
         )  # fmt: skip
     if json_out:
         out.print_json(data=report.to_json())
         return
     out.print(f"{report.written} of {report.rows} rows -> {report.output} ({report.engine}, {report.actors} "
-              f"runner(s), {report.seconds:.1f} s, {report.rows_per_second:.0f} rows/s)", highlight=False)  # fmt: skip
+              f"runner(s), {report.seconds:.1f} s, {report.rows_per_second:.0f} rows/s"
+              f"{'; range checks off' if no_range_check else ''})", highlight=False)  # fmt: skip
     if report.errors:
         out.print(f"{report.failed} rows failed: reasons in {report.errors}", highlight=False)
 

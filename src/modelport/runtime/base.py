@@ -2,7 +2,8 @@
 
 ``load()`` times the subclass's ``_load()``, marks the runner loaded and warms it up; ``infer(feed)``
 refuses a runner used before ``load()``, turns tensors and scalars into arrays, checks the feed once
-(names with the closest match; with a signature also dtype, rank, fixed sizes and shared symbols),
+(names with the closest match; with a signature also dtype, rank, fixed sizes, shared symbols and the
+declared bounds and value ranges),
 runs ``_infer`` under an optional deadline and records the first run (cold start = load + first run);
 ``close()`` calls ``_close()`` once. Subclasses implement ``_load``, ``_infer``, ``_close``, ``inputs``
 and ``outputs``; nothing heavy happens in ``__init__``.
@@ -43,6 +44,9 @@ __all__ = [
 ]
 
 
+RANGES_OFF = "range checks off: feeds outside the declared sizes and value ranges run unchecked"
+
+
 @dataclass(frozen=True)
 class TensorInfo:
     name: str
@@ -61,6 +65,9 @@ class Runner(ABC):
     signature: Signature | None = None
     #: untimed runs at the end of load()
     warmup: int = 0
+    #: refuse feeds with a size outside its declared bounds or a value outside its input's declared range
+    #: (``feeds.check_feed``); off, they run (``load()`` records that in ``warnings``)
+    check_ranges: bool = True
     #: whether ``_infer`` honours a deadline itself (ONNX Runtime's RunOptions.terminate); otherwise the
     #: base class runs it in a worker thread it can stop (``deadline.within``)
     stops_itself: bool = False
@@ -96,6 +103,8 @@ class Runner(ABC):
             return self
         start = time.perf_counter()
         self._load()
+        if not self.check_ranges and RANGES_OFF not in self.warnings:
+            self.warnings.append(RANGES_OFF)
         self._loaded = True
         self.timings["load_s"] = time.perf_counter() - start
         if self.warmup:
@@ -110,7 +119,7 @@ class Runner(ABC):
         self.require_loaded()
         feed = as_arrays(feed)
         if self.signature is not None:
-            check_feed(self.signature, feed)
+            check_feed(self.signature, feed, self.check_ranges)
         else:
             check_names([i.name for i in self.inputs()], feed, complete=False)
         start = time.perf_counter()

@@ -139,10 +139,13 @@ def create(
     threads: int | None = None,
     optimization: str = "all",
     fallback: str = "refuse",
+    check_ranges: bool = True,
     **options: Any,
 ) -> Runner:
     """A runner for ``bundle`` (a bundle, its directory, or a bare ``.onnx`` file for the ONNX backends)
-    on backend ``name`` (None: the bundle's own, ``Bundle.backend``), not yet loaded (use ``with runner:``)."""
+    on backend ``name`` (None: the bundle's own, ``Bundle.backend``), not yet loaded (use ``with runner:``).
+    ``check_ranges=False`` runs feeds outside the bundle's declared sizes and value ranges (noted in the
+    runner's warnings) instead of refusing them."""
     if name is None:
         if not isinstance(bundle, Bundle) and not Path(bundle).is_file():
             bundle = Bundle.open(bundle)
@@ -193,6 +196,7 @@ def create(
     _check_options(cls, options, set(args), parsed.canonical)
     runner = cls(*positional, **args, **options)  # type: ignore[call-arg]
     runner.name = parsed.canonical
+    runner.check_ranges = check_ranges
     graph = b.optimization.get("precision") if b is not None and b.optimization else None
     if graph and graph != "fp32" and parsed.family not in TORCH_BACKENDS:
         runner.precision = graph  # an int8 graph runs in int8 whatever the backend's own precision

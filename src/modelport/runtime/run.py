@@ -78,7 +78,7 @@ def read_npy(path: Path) -> np.ndarray:
 @dataclass
 class RunResult:
     outputs: dict[str, np.ndarray]
-    warnings: list[str]  # sizes outside the verified range, providers dropped under --fallback allow
+    warnings: list[str]  # sizes or values outside the declared ranges (check_ranges=False), dropped providers
     runner: dict[str, Any]  # what the backend really got: runner.describe()
     placement: PlacementReport | None = None
     fed: str = "given"  # "given", or "example" when no feed was passed and a random one was made
@@ -102,6 +102,7 @@ def run(
     placement: bool | None = False,
     strict: bool = False,
     timeout: float | None = None,
+    check_ranges: bool = True,
 ) -> RunResult:
     """Outputs by name, with what the backend really got.
 
@@ -110,7 +111,9 @@ def run(
     tensors or ``.npy`` paths by input name (the bundle is opened first, so its errors come first); none: a
     random feed at the example sizes. ``placement`` adds where each node ran (True: required, so an error
     on a backend without the report; None: when the backend has it); ``strict`` fails when any node left
-    the first-choice provider. ``timeout`` (seconds) stops a run that has not finished by then."""
+    the first-choice provider. ``timeout`` (seconds) stops a run that has not finished by then.
+    ``check_ranges=False`` runs a feed outside the bundle's declared sizes or value ranges (each such size
+    or value is listed in the warnings) instead of refusing it."""
     if timeout is not None:
         check_timeout(timeout, "--timeout")
     if feeds is not None and not isinstance(feeds, dict):
@@ -123,8 +126,8 @@ def run(
     feeds = as_arrays({k: read_npy(Path(v)) if isinstance(v, (str, Path)) else v for k, v in (feeds or {}).items()})
     if isinstance(target, Bundle):
         if feeds:
-            warnings = check_feed(target.signature, feeds)  # before the runtime loads: the cheap errors first
-    runner = create(backend, target, threads=threads, fallback=fallback)
+            warnings = check_feed(target.signature, feeds, check_ranges)  # before the runtime loads: cheap errors first
+    runner = create(backend, target, threads=threads, fallback=fallback, check_ranges=check_ranges)
     if (placement or strict) and not isinstance(runner, Placement):
         raise UsageError(
             f"node placement is an ONNX Runtime report; backend {runner.name} has none", "use an ort:PROVIDERS backend"

@@ -56,6 +56,7 @@ class BatchReport:
     actors: int
     seconds: float
     outputs: list[str] = field(default_factory=list)
+    check_ranges: bool = True  # False: rows outside the declared sizes and value ranges were answered too
 
     @property
     def rows_per_second(self) -> float:
@@ -73,6 +74,7 @@ class BatchReport:
             "seconds": round(self.seconds, 3),
             "rows_per_second": round(self.rows_per_second, 2),
             "outputs": self.outputs,
+            "check_ranges": self.check_ranges,
         }
 
 
@@ -96,10 +98,12 @@ def batch(
     address: str | None = None,
     outputs: Sequence[str] | None = None,
     progress: Callable[[int, int], None] | None = None,
-) -> tuple[Path | None, int, int]:
+    check_ranges: bool = True,
+) -> BatchReport:
     """Run the bundle over every row of ``input`` and write ``output`` (Parquet: ``row`` and one column per
     output). ``outputs`` picks which outputs to write (default all); ``progress(done, total)`` is called
-    as rows finish."""
+    as rows finish. A row outside the bundle's declared sizes or value ranges fails (its reason in the
+    errors file) unless ``check_ranges`` is False."""
     if engine not in ENGINES:
         raise UsageError(f"unknown engine {engine!r}", f"choose one of: {', '.join(ENGINES)}")
     if actors < 1 or batch_size < 1:
@@ -121,12 +125,12 @@ def batch(
     started = time.perf_counter()
     if engine == "ray" and threads is None:  # the actors share the cores rather than fight over them
         threads = max(1, (os.cpu_count() or 1) // actors)
-    settings = _Settings(str(opened.path), backend, threads, wanted)
+    settings = _Settings(str(opened.path), backend, threads, wanted, check_ranges)
     chunks = [rows[i : i + batch_size] for i in range(0, len(rows), batch_size)]
     results = _run_local(settings, chunks) if engine == "local" else _run_ray(settings, chunks, actors, address)
     errors, written, failed = _write(results, target, len(rows), pq, progress)
     return BatchReport(target, errors, len(rows), written, failed, engine, actors if engine == "ray" else 1,
-                       time.perf_counter() - started, wanted)  # fmt: skip
+                       time.perf_counter() - started, wanted, check_ranges)  # fmt: skip
 
 
 # -- reading --------------------------------------------------------------------------------------------
@@ -228,6 +232,7 @@ class _Settings:
     backend: str | None
     threads: int | None
     outputs: list[str]
+    check_ranges: bool = True
 
 
 class _Worker:
@@ -236,7 +241,9 @@ class _Worker:
     def __init__(self, settings: _Settings) -> None:
         self.settings = settings
         self.bundle = Bundle.open(settings.bundle)
-        self.runner = create(settings.backend, self.bundle, threads=settings.threads).load()
+        self.runner = create(
+            settings.backend, self.bundle, threads=settings.threads, check_ranges=settings.check_ranges
+        ).load()
         inputs = infos_from_signature(self.bundle.signature)
         outputs = infos_from_manifest(self.bundle.manifest.get("outputs", [])) or self.runner.outputs()
         bounds = {n: d.max for n, d in self.bundle.signature.dims.items()}
@@ -262,10 +269,10 @@ class _Worker:
     def _check(self, row: _Row) -> str | None:
         assert row.feed is not None
         try:
-            warnings = check_feed(self.bundle.signature, row.feed)
+            check_feed(self.bundle.signature, row.feed, self.settings.check_ranges)
         except FeedError as exc:
             return exc.one_line()
-        return "; ".join(warnings) or None  # a size never verified is not answered
+        return None
 
     def _run(self, rows: list[_Row]) -> list[tuple[int, dict[str, np.ndarray] | None, str | None]]:
         try:

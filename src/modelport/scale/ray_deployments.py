@@ -25,9 +25,11 @@ __all__ = ["ModelDeployment", "Ingress"]
 
 
 class ModelDeployment:
-    def __init__(self, source: ModelSource, backend: str | None, threads: int | None, wait_s: float | None) -> None:
+    def __init__(
+        self, source: ModelSource, backend: str | None, threads: int | None, wait_s: float | None, check_ranges: bool
+    ) -> None:
         """``wait_s`` None: no batching."""
-        self.model = ServedModel(source, backend, threads)
+        self.model = ServedModel(source, backend, threads, check_ranges)
         self.model.load()
         bound = self.model.batch.max if self.model.batch and wait_s is not None else 1
         self.run_batch.set_max_batch_size(bound)
@@ -108,7 +110,7 @@ def _describe(model: ServedModel) -> None:
 @serve.ingress()
 class Ingress:
     def __init__(self, sources: list[ModelSource], limits: Limits, *handles: Any) -> None:
-        models = [ServedModel(source, None, 1) for source in sources]
+        models = [ServedModel(source, None, 1, limits.check_ranges) for source in sources]
         self.core = _RemoteCore(models, {s.name: h for s, h in zip(sources, handles, strict=True)}, limits)
 
     async def __serve_build_asgi_app__(self) -> Any:

@@ -66,6 +66,7 @@ def serve_ray(
     max_queue_size: int = 256,
     max_request_bytes: int = 64 * 2**20,
     token: str | None = None,
+    check_ranges: bool = True,
     block: bool = True,
 ) -> RayServer:
     """Serve ``models`` (bundles or ``.onnx`` files, ``PATH`` or ``NAME=PATH``) over v2 HTTP on Ray Serve.
@@ -83,7 +84,11 @@ def serve_ray(
         batching=batching,
         max_queue_delay_us=max_queue_delay_us,
         max_queue_size=max_queue_size,
-        limits=Limits(max_request_bytes, token if token is not None else os.environ.get(TOKEN_ENV) or None),
+        limits=Limits(
+            max_request_bytes,
+            token if token is not None else os.environ.get(TOKEN_ENV) or None,
+            check_ranges=check_ranges,
+        ),
     )
     server.start()
     if block:
@@ -194,6 +199,6 @@ class RayServer:
                 max_queued_requests=self.max_queue,  # more get 503
                 **scaling,
             )
-            handles.append(deployment.bind(source, self.backend, self.threads, self.wait_s))
+            handles.append(deployment.bind(source, self.backend, self.threads, self.wait_s, self.limits.check_ranges))
         ingress = serve.deployment(Ingress, name="v2", ray_actor_options={"num_cpus": 0}, max_ongoing_requests=1024)
         return ingress.bind(self.sources, self.limits, *handles)

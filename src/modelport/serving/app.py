@@ -2,13 +2,20 @@
 answer from memory, and the infer route in plain ASGI, since FastAPI's layers (routing, its middleware
 stack, endpoint dispatch) cost more per request than decoding, checking and answering a small one.
 
-Every error is ``{"error": "..."}`` with the status the protocol gives it: 400 a bad tensor or request,
-401 a missing token, 404 an unknown model, route or version, 413 a body over the limit, 503 not ready
-or a full queue; 500 only when the model itself failed.
+Every error is ``{"error": "..."}`` with the status the protocol gives it: 400 a bad tensor or request
+(whatever decoding it raised), 401 a missing token, 404 an unknown model, route or version, 413 a body
+over the limit, 503 not ready or a full queue; 500 only when the model itself failed.
+
+A request refused before its body was read (401, 413) has the rest of its body read and dropped first, up
+to ``DRAIN_BYTES`` or ``DRAIN_S``: closing a connection with unread data makes the kernel reset it, and
+the client would see "connection reset" instead of the answer. A body larger still gets the answer sent
+and the connection closed; whether the client reads it first is then up to its TCP stack.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import logging
 import re
@@ -19,6 +26,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException
 
+from modelport.errors import first_line
 from modelport.serving.core import Core, server_version
 from modelport.serving.protocol import HEADER_LENGTH, ClientError, decode_http, encode_http
 
@@ -27,6 +35,8 @@ __all__ = ["create_app"]
 log = logging.getLogger("modelport.serving")
 # uvicorn hands the path percent-decoded; a name or version never holds a slash (models match exactly)
 _INFER = re.compile(r"/v2/models/([^/]+)(?:/versions/([^/]+))?/infer")
+DRAIN_BYTES = 256 * 2**20  # the most of a refused body read (and dropped) so that the client hears why
+DRAIN_S = 10.0
 
 
 def create_app(core: Core) -> Any:
@@ -105,6 +115,9 @@ class _Guard:
             refusal = _error(413, _too_big(int(length), limit))
         infer = _INFER.fullmatch(path)
         if refusal is not None:
+            announced = int(length) if length.isdigit() else 0
+            if announced <= DRAIN_BYTES and headers.get("expect", "").lower() != "100-continue":
+                await _drain(receive)  # (a client that expects 100-continue sends nothing until told)
             await refusal(scope, receive, send_seen)
         elif infer is not None:
             await self._infer(scope, receive, send_seen, headers, *infer.groups())
@@ -128,7 +141,7 @@ class _Guard:
             body = await _read(receive, core.limits.max_request_bytes)
             if body is None:
                 return  # the client went away: nobody to answer
-            parsed = decode_http(body, headers.get(HEADER_LENGTH.lower()))
+            parsed = _decode(body, headers.get(HEADER_LENGTH.lower()))
             outputs, order = await core.infer(model, parsed)
             content, header_length = encode_http(model.name, model.version, parsed, outputs, order)
         except ClientError as exc:
@@ -158,10 +171,37 @@ async def _read(receive: Any, limit: int) -> bytes | None:
         chunk = message.get("body", b"")
         size += len(chunk)
         if size > limit:
+            if message.get("more_body", False):
+                await _drain(receive)
             raise ClientError(413, _too_big(size, limit))
         chunks.append(chunk)
         if not message.get("more_body", False):
             return b"".join(chunks)
+
+
+def _decode(body: bytes, header_length: str | None) -> Any:
+    """The request, or a 400 for whatever a hostile body makes decoding raise: it is the client's mistake."""
+    try:
+        return decode_http(body, header_length)
+    except ClientError:
+        raise
+    except Exception as exc:
+        raise ClientError(400, f"the request cannot be read: {type(exc).__name__}: {first_line(exc)[:200]}") from None
+
+
+async def _drain(receive: Any) -> None:
+    """Read and drop what is left of the request body, up to ``DRAIN_BYTES`` or ``DRAIN_S`` seconds."""
+
+    async def drop() -> None:
+        size = 0
+        while size <= DRAIN_BYTES:
+            message = await receive()
+            if message["type"] == "http.disconnect" or not message.get("more_body", False):
+                return
+            size += len(message.get("body", b""))
+
+    with contextlib.suppress(asyncio.TimeoutError):
+        await asyncio.wait_for(drop(), DRAIN_S)
 
 
 def _too_big(size: int, limit: int) -> str:

@@ -24,6 +24,7 @@ class Limits:
     max_request_bytes: int = 64 * 2**20
     token: str | None = None  # a bearer token every route but health needs
     warmup: int = 2
+    check_ranges: bool = True  # refuse sizes and values outside the bundles' declared ones (feeds.check_feed)
 
 
 def server_version() -> str:

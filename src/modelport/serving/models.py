@@ -93,15 +93,18 @@ def batch_axis(inputs: list[TensorInfo], outputs: list[TensorInfo], bounds: dict
 class ServedModel:
     """One model: ``check`` a request's tensors, ``infer`` a feed (from a worker thread), ``metadata``."""
 
-    def __init__(self, source: ModelSource, backend: str | None, threads: int | None) -> None:
+    def __init__(
+        self, source: ModelSource, backend: str | None, threads: int | None, check_ranges: bool = True
+    ) -> None:
         self.name = source.name
+        self.check_ranges = check_ranges
         self.version = VERSION
         target: Bundle | Path = source.path
         if not (source.path.is_file() and source.path.suffix == ".onnx"):
             target = Bundle.open(source.path)
         self.bundle = target if isinstance(target, Bundle) else None
         self.signature = self.bundle.signature if self.bundle is not None else None  # parsed once, not per request
-        self.runner: Runner = create(backend, target, threads=threads)
+        self.runner: Runner = create(backend, target, threads=threads, check_ranges=check_ranges)
         if isinstance(self.runner, OrtRunner):
             # ONNX Runtime's pool threads spin after a run, waiting for the next; in a server they take the
             # cores the event loop needs to read the next requests. Spinning stops when a run returns
@@ -163,22 +166,22 @@ class ServedModel:
     def check(self, feed: dict[str, np.ndarray]) -> int:
         """Refuse a feed that does not fit the model (400, with what to change); the rows it holds along the
         batch dimension (1 when the model has none)."""
+        rows = 1
+        if self.batch is not None:
+            rows = max((a.shape[0] for a in feed.values() if a.ndim), default=1)
+            if rows > self.batch.max:
+                raise ClientError(
+                    400,
+                    f"{rows} rows along {self.batch.symbol!r}; this model serves at most {self.batch.max} per "
+                    "request (the bound it was verified to): split the request",
+                )
         try:
             if self.signature is not None:
-                check_feed(self.signature, feed)
+                check_feed(self.signature, feed, self.check_ranges)
             else:
                 self._check_against_graph(feed)
         except FeedError as exc:
             raise ClientError(400, exc.one_line()) from None
-        if self.batch is None:
-            return 1
-        rows = next(iter(feed.values())).shape[0]
-        if rows > self.batch.max:
-            raise ClientError(
-                400,
-                f"{rows} rows along {self.batch.symbol!r}; this model serves at most {self.batch.max} per request "
-                "(the bound it was verified to): split the request",
-            )
         return rows
 
     def infer(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:

@@ -52,6 +52,8 @@ _DATATYPES = {
 _BY_DTYPE = {str(dtype): name for name, dtype in _DATATYPES.items()}
 _BY_DTYPE.update({"str": "BYTES", "bytes": "BYTES", "string": "BYTES", "bfloat16": "BF16"})
 HEADER_LENGTH = "Inference-Header-Content-Length"
+MAX_DIM = 2**31 - 1  # the largest size ONNX Runtime and numpy index with
+MAX_RANK = 32  # numpy's limit is 64; no model input has more
 
 
 class ClientError(Exception):
@@ -139,6 +141,8 @@ def _loads(text: bytes) -> Any:
         return json.loads(text)
     except (ValueError, UnicodeDecodeError) as exc:
         raise ClientError(400, f"the request body is not JSON ({exc})") from None
+    except RecursionError:  # json's C scanner counts its depth against Python's recursion limit
+        raise ClientError(400, "the request body's JSON is nested too deeply") from None
 
 
 def decode_http(body: bytes, header_length: str | None) -> Request:
@@ -227,8 +231,10 @@ def _tensor_header(item: dict[str, Any]) -> tuple[str, str, list[int]]:
     name, datatype, shape = item.get("name"), item.get("datatype"), item.get("shape")
     if not isinstance(name, str) or not isinstance(datatype, str) or not isinstance(shape, list):
         raise ClientError(400, "every input needs 'name', 'datatype' and 'shape'")
-    if not all(isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape):
-        raise ClientError(400, f"input {name!r} has shape {shape}; sizes must be integers >= 0")
+    if not all(isinstance(d, int) and not isinstance(d, bool) and 0 <= d <= MAX_DIM for d in shape):
+        raise ClientError(400, f"input {name!r} has shape {_short(shape)}; sizes must be integers from 0 to {MAX_DIM}")
+    if len(shape) > MAX_RANK:
+        raise ClientError(400, f"input {name!r} has {len(shape)} dimensions; at most {MAX_RANK} are supported")
     return name, datatype, shape
 
 
@@ -260,6 +266,11 @@ def _to_json(array: np.ndarray) -> list[Any]:
     if array.dtype == object or array.dtype.kind in "SU":
         return [x.decode(errors="replace") if isinstance(x, bytes) else str(x) for x in array.ravel()]
     return array.ravel().tolist()
+
+
+def _short(value: Any) -> str:
+    text = str(value)
+    return text if len(text) <= 80 else text[:77] + "..."
 
 
 def _object(value: Any, what: str) -> dict[str, Any]:

@@ -45,6 +45,7 @@ def serve(
     max_batch_size: int | None = None,
     max_request_bytes: int = 64 * 2**20,
     token: str | None = None,
+    check_ranges: bool = True,
     log_level: str = "warning",
     block: bool = True,
     on_ready: Callable[[Server], None] | None = None,
@@ -54,7 +55,9 @@ def serve(
     the running ``Server`` (``with serve(..., block=False) as server: server.url``). ``port``/``grpc_port``
     0 take a free port; ``grpc_port`` None serves HTTP only. ``max_batch_size``: rows one execution merges at
     most (default: each model's verified bound; a single larger request still runs, alone). ``token`` (or
-    ``$MODELPORT_SERVE_TOKEN``): a bearer token every route but health requires. ``on_ready`` is called once
+    ``$MODELPORT_SERVE_TOKEN``): a bearer token every route but health requires. ``check_ranges=False``
+    answers requests outside a bundle's declared sizes and value ranges (refused with 400 by default,
+    since such an answer may be wrong: a negative token id reads another token's row). ``on_ready`` is called once
     every model is warm."""
     server = Server(
         models,
@@ -66,7 +69,11 @@ def serve(
         batch=BatchConfig(
             batching, max_queue_delay_us / 1e6, max_queue_size, tuple(preferred_batch_sizes), max_batch_size
         ),
-        limits=Limits(max_request_bytes, token if token is not None else os.environ.get(TOKEN_ENV) or None),
+        limits=Limits(
+            max_request_bytes,
+            token if token is not None else os.environ.get(TOKEN_ENV) or None,
+            check_ranges=check_ranges,
+        ),
         log_level=log_level,
         on_ready=on_ready,
     )
@@ -94,7 +101,7 @@ class Server:
         _need_extra()
         check_settings(models, port, grpc_port, batch, limits)
         sources = parse_sources(models)
-        self.core = Core([ServedModel(s, backend, threads) for s in sources], batch, limits)
+        self.core = Core([ServedModel(s, backend, threads, limits.check_ranges) for s in sources], batch, limits)
         self.host, self.port, self.grpc_port = host, port, grpc_port
         self.log_level = log_level
         self.on_ready = on_ready

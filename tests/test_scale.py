@@ -149,8 +149,8 @@ def test_ray_serve_two_replicas_answer_concurrent_requests_like_run(classifier):
     import tritonclient.http as th
 
     x = np.random.default_rng(2).standard_normal((40, 32)).astype(np.float32)
-    with modelport.load(classifier) as model:
-        want = model(x=x)["output"]
+    with modelport.load(classifier) as model:  # in rows of 8: the bound the bundle was verified to
+        want = np.concatenate([model(x=x[i : i + 8])["output"] for i in range(0, len(x), 8)])
     with modelport.serve_ray([classifier], port=0, replicas=2, block=False) as server:
         client = th.InferenceServerClient(server.url.removeprefix("http://"))
         assert client.is_server_ready() and client.is_model_ready("clf")
@@ -168,6 +168,10 @@ def test_ray_serve_two_replicas_answer_concurrent_requests_like_run(classifier):
         wrong.set_data_from_numpy(np.ones((1, 31), np.float32))
         with pytest.raises(Exception, match="axis 1 is 31"):  # the same 400 as `modelport serve`
             client.infer("clf", [wrong])
+        empty = th.InferInput("x", [0, 32], "FP32")
+        empty.set_data_from_numpy(np.ones((0, 32), np.float32))
+        with pytest.raises(Exception, match="dimension 'batch' is 0 in input 'x', outside its declared range 1..8"):
+            client.infer("clf", [empty])
         client.close()
     assert not _answers(server.url + "/v2/health/live")  # stopped: Ray Serve is gone
 

@@ -8,7 +8,7 @@ run merged, ``batch_size`` rows at a time, within the bound the bundle was verif
 
 Engines: ``local`` (this process, one runner) or ``ray`` (Ray Data ``map_batches`` over a pool of
 ``actors``, each loading the runner once; a dead actor is restarted and its rows retried by Ray Data).
-A row that cannot run (a wrong shape or dtype, a size outside the verified range, a runtime failure)
+A row that cannot run (a wrong shape or dtype, a size or value outside the declared range, a runtime failure)
 goes to ``OUT.errors.jsonl`` with the reason: never silently dropped. The output is written to a temp
 file beside ``OUT`` and renamed when complete.
 """

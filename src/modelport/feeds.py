@@ -41,7 +41,7 @@ from modelport.spec import InputSpec, Signature
 
 __all__ = [
     "Feed", "size_sets", "make_feed", "make_feeds", "check_names", "check_feed", "as_arrays", "STRESS",
-    "write_feed_set", "read_feed_set", "RANGE_FIX",
+    "write_feed_set", "read_feed_set",
 ]  # fmt: skip
 
 STRESS = ("negated", "x100")  # the values of Feed.stress: feeds outside the data's usual domain

@@ -16,6 +16,8 @@ from typing import Any
 
 import numpy as np
 
+from modelport.spec import MAX_DIM
+
 try:
     import orjson
 except ImportError:  # serving without the serve extra's orjson (a Triton environment): json alone
@@ -52,7 +54,6 @@ _DATATYPES = {
 _BY_DTYPE = {str(dtype): name for name, dtype in _DATATYPES.items()}
 _BY_DTYPE.update({"str": "BYTES", "bytes": "BYTES", "string": "BYTES", "bfloat16": "BF16"})
 HEADER_LENGTH = "Inference-Header-Content-Length"
-MAX_DIM = 2**31 - 1  # the largest size ONNX Runtime and numpy index with
 MAX_RANK = 32  # numpy's limit is 64; no model input has more
 
 

@@ -19,6 +19,7 @@ LAYERS: list[tuple[str, ...]] = [
     (
         "modelport.errors",
         "modelport.options",
+        "modelport.machine",
         "modelport.spec",
         "modelport.feeds",
         "modelport.deadline",

@@ -13,7 +13,8 @@ from modelport.compare import cosine
 from modelport.exporting import export
 from modelport.feeds import make_feeds
 from modelport.runtime.openvino import HOT_SHAPE_CALLS, MAX_STATIC_COPIES
-from modelport.runtime.registry import create, tolerance_for
+from modelport.runtime.registry import create
+from modelport.tolerances import tolerance_for
 from tests.conftest import ZOO, zoo_specs
 
 pytestmark = pytest.mark.openvino

@@ -18,12 +18,14 @@ from modelport.bundle import Bundle
 from modelport.errors import FeedError, UsageError
 from modelport.exporting import export
 from modelport.feeds import make_feeds
+from modelport.machine import physical_cores
 from modelport.runtime.base import Runner, TensorInfo, cache_folder
-from modelport.runtime.ort import OrtRunner, physical_cores
+from modelport.runtime.ort import OrtRunner
 from modelport.runtime.providers import ProviderError, tensorrt_options
-from modelport.runtime.registry import TOLERANCES, backend_help, backend_names, create, parse_backend, tolerance_for
+from modelport.runtime.registry import backend_help, backend_names, create, parse_backend
 from modelport.runtime.tensorrt import EngineBuildError, TensorRTRunner
 from modelport.spec import Signature, parse_dim, parse_input
+from modelport.tolerances import TOLERANCES, tolerance_for
 from tests.conftest import ZOO, zoo_specs
 
 HAS_CUDA = "CUDAExecutionProvider" in ort.get_available_providers()

@@ -22,7 +22,7 @@ from modelport.diagnose.doctor import doctor
 from modelport.diagnose.upgrade import ORT_MIN_OPSET, check_upgrade, upgrade
 from modelport.diagnose.upgrade_proof import ON_ORIGINAL, TEST_DATA, ort_session
 from modelport.errors import ModelportError, ParityError, UsageError
-from modelport.options import DEFAULT_ATOL, DEFAULT_RTOL
+from modelport.tolerances import DEFAULT_ATOL, DEFAULT_RTOL
 from tests.conftest import cli
 
 DATA = Path(onnx.__file__).parent / "backend" / "test" / "data"  # comes with the onnx wheel

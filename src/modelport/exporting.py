@@ -29,12 +29,13 @@ from modelport.deadline import DEFAULT_VERIFY_TIMEOUT
 from modelport.errors import SourceError, UsageError
 from modelport.feeds import make_feed
 from modelport.forward import plan_call, run_eager
-from modelport.options import check_opset, check_timeout, check_tolerances
+from modelport.options import check_opset, check_timeout
 from modelport.sources import LoadedModel
 from modelport.sources.objects import IN_MEMORY, as_dims, as_loaded, as_specs
 from modelport.sources.recorded import source_file
 from modelport.spec import Dim, InputSpec, Signature
-from modelport.verification.parity import DEFAULT_ATOL, DEFAULT_RTOL, ParityReport, Reference
+from modelport.tolerances import DEFAULT_ATOL, DEFAULT_RTOL, check_tolerances
+from modelport.verification.parity import ParityReport, Reference
 
 __all__ = ["export", "ExportResult", "resolve_signature", "as_bundle"]
 

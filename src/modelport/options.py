@@ -1,8 +1,8 @@
-"""Checks for the numbers a user passes (tolerances, opset, threads), shared by the API and the CLI.
+"""Checks for the numbers a user passes (opset, threads, timeouts), shared by the API and the CLI;
+tolerances have their own module, ``modelport.tolerances``.
 
 Each raises ``UsageError`` (exit 2) naming the value and the range that is accepted, before any work
-starts: an infinite tolerance would "verify" a model with random outputs, and ``--opset 999`` would
-fail deep inside an exporter.
+starts: ``--opset 999`` would fail deep inside an exporter.
 """
 
 from __future__ import annotations
@@ -15,31 +15,17 @@ import onnx
 from modelport.errors import UsageError
 
 __all__ = [
-    "check_tolerances",
     "check_opset",
     "check_threads",
     "check_timeout",
     "max_opset",
     "MIN_OPSET",
-    "DEFAULT_ATOL",
-    "DEFAULT_RTOL",
     "DEFAULT_OPSET",
 ]
 
-DEFAULT_ATOL = 1e-4
-DEFAULT_RTOL = 1e-3
 DEFAULT_OPSET = 18
 MIN_OPSET = 7  # ONNX Runtime supports nothing older
 _EXPORTER_MAX_OPSET = 23  # torch.onnx's newest (torch/onnx/_constants.py ONNX_MAX_OPSET in torch 2.13)
-
-
-def check_tolerances(atol: float | None, rtol: float | None) -> None:
-    for flag, value in (("--atol", atol), ("--rtol", rtol)):
-        if value is not None and not (isinstance(value, (int, float)) and math.isfinite(value) and value >= 0):
-            raise UsageError(
-                f"{flag} {value!r} is not a finite number >= 0",
-                f"give {flag} a number such as 1e-4; an infinite tolerance would accept any answer",
-            )
 
 
 def max_opset() -> int:

@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from modelport.errors import ResourceError, UsageError
+from modelport.machine import available_memory
 
 __all__ = [
     "Dim",
@@ -23,7 +24,6 @@ __all__ = [
     "parse_input",
     "parse_dim",
     "range_problem",
-    "available_memory",
     "DTYPES",
     "MAX_DIM",
 ]
@@ -205,18 +205,6 @@ def range_problem(dtype: str, low: float, high: float) -> str | None:
     limit = float(np.finfo(dtype).max) / 2  # /2: HIGH - LOW must be finite too
     if not (math.isfinite(low) and math.isfinite(high)) or max(abs(low), abs(high)) > limit:
         return f"must be finite numbers within +-{limit:.3g} for {dtype}"
-    return None
-
-
-def available_memory() -> int | None:
-    """Bytes the kernel says a new allocation can get (MemAvailable), or None where it does not say."""
-    try:
-        with open("/proc/meminfo") as fh:
-            for line in fh:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
     return None
 
 

@@ -18,7 +18,7 @@ from modelport.benchmark.timing import DEFAULT_BACKENDS, BenchConfig, BenchResul
 from modelport.benchmark.timing import bench as run_bench
 from modelport.errors import UsageError
 from modelport.exporting import as_bundle
-from modelport.runtime.ort import physical_cores
+from modelport.machine import physical_cores
 
 __all__ = ["bench", "default_backends"]
 

@@ -17,7 +17,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from modelport.runtime.ort import physical_cores
+from modelport.machine import physical_cores
 
 __all__ = ["fingerprint", "measure_peak", "rss_mb", "reset_peak_rss", "peak_rss_mb", "CpuClock", "busy_limit"]
 

@@ -37,8 +37,9 @@ from modelport.bundle import Bundle
 from modelport.compare import cosine
 from modelport.errors import ResourceError, UsageError
 from modelport.feeds import make_feed
+from modelport.machine import physical_cores
 from modelport.runtime.base import Runner
-from modelport.runtime.ort import OPTIMIZATIONS, physical_cores
+from modelport.runtime.ort import OPTIMIZATIONS
 from modelport.runtime.registry import create, parse_backend
 from modelport.spec import Signature
 

@@ -18,7 +18,7 @@ from modelport.benchmark.report import COLUMNS, SPLIT, cell, write_json, write_r
 from modelport.benchmark.shapes import parse_sizes
 from modelport.benchmark.timing import DEFAULT_BACKENDS, BenchResult
 from modelport.errors import UsageError
-from modelport.runtime.ort import physical_cores
+from modelport.machine import physical_cores
 
 
 class BenchTiming(NamedTuple):

@@ -13,8 +13,9 @@ from modelport.cli import generate_command
 from modelport.cli.console import emit_json, err, errors_as_json, out
 from modelport.cli.failures import exit_process, run_app
 from modelport.deadline import DEFAULT_VERIFY_TIMEOUT
-from modelport.options import DEFAULT_ATOL, DEFAULT_OPSET, DEFAULT_RTOL
+from modelport.options import DEFAULT_OPSET
 from modelport.runtime.registry import backend_help, backend_names
+from modelport.tolerances import DEFAULT_ATOL, DEFAULT_RTOL
 
 app = typer.Typer(
     name="modelport",

@@ -41,7 +41,7 @@ from modelport.errors import (
     first_line,
     import_onnxruntime,
 )
-from modelport.options import DEFAULT_ATOL, DEFAULT_RTOL
+from modelport.tolerances import DEFAULT_ATOL, DEFAULT_RTOL
 
 __all__ = ["upgrade", "UpgradeReport", "check_upgrade", "name_the_cure", "ORT_MIN_OPSET"]
 

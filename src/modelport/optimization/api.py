@@ -29,13 +29,13 @@ from modelport.deadline import DEFAULT_VERIFY_TIMEOUT
 from modelport.errors import ModelportError, ParityError, UsageError
 from modelport.exporting import as_bundle
 from modelport.feeds import write_feed_set
+from modelport.machine import physical_cores
 from modelport.optimization.candidates import PRECISIONS, plan
 from modelport.optimization.candidates import names as candidate_names
 from modelport.optimization.data import DEFAULT_SEQ, load_data
 from modelport.optimization.search import MAX_EXCLUSIONS, SEARCH_SECONDS, SearchResult, search, stage_rows
 from modelport.options import check_threads, check_timeout
 from modelport.runtime.base import Runner
-from modelport.runtime.ort import physical_cores
 from modelport.runtime.providers import cuda_usable
 from modelport.runtime.registry import create
 from modelport.sources.objects import as_loaded

@@ -28,17 +28,17 @@ import numpy as np
 
 from modelport.diagnose.translate import ort_load_error, ort_run_error
 from modelport.errors import UsageError, import_onnxruntime
+from modelport.machine import physical_cores
 from modelport.runtime import providers as prov
 from modelport.runtime.base import Runner, TensorInfo, cache_folder
 from modelport.runtime.placement import PlacementReport, from_profile, heavy_ops_in_graph, read_profile
 from modelport.spec import Signature
 
-__all__ = ["OrtRunner", "OPT_LEVELS", "OPTIMIZATIONS", "physical_cores"]
+__all__ = ["OrtRunner", "OPT_LEVELS", "OPTIMIZATIONS"]
 
 # the levels parity checks with: ALL can fold a live Dropout into something that looks right
 OPT_LEVELS = ("all", "disabled")
 OPTIMIZATIONS = ("all", "extended", "basic", "disabled")
-_GPU = ("CUDAExecutionProvider", "TensorrtExecutionProvider")
 PRECISIONS = ("fp32", "tf32", "fp16")
 _TYPES = {"float": "float32", "double": "float64", "string": "str"}
 
@@ -81,10 +81,7 @@ class OrtRunner(Runner):
             raise UsageError(f"unknown ONNX Runtime precision {precision!r}", f"choose one of: {', '.join(PRECISIONS)}")
         #: what the GPU providers were asked to compute in (``precision`` is what they do, known after load)
         self.requested_precision = "fp16" if fp16 else precision
-        if self.requested_precision == "fp16" and "TensorrtExecutionProvider" not in self.requested:
-            raise UsageError("fp16 applies to the TensorRT provider only", "use ort:tensorrt,cuda,cpu:fp16")
-        if self.requested_precision == "tf32" and not any(p in _GPU for p in self.requested):
-            raise UsageError("tf32 applies to the CUDA and TensorRT providers only", "use ort:cuda:tf32")
+        prov.check_precision(self.requested_precision, self.requested)
         self.inter_threads = inter_threads
         self.warmup = warmup
         self.io_binding = io_binding
@@ -94,7 +91,7 @@ class OrtRunner(Runner):
         self.session_config = dict(session_config or {})
         suffix = "" if self.requested_precision == "fp32" else ":" + self.requested_precision
         self.name = "ort:" + ",".join(prov.short_name(p) for p in self.requested) + suffix
-        self.precision = precision_of(self.requested_precision, self.requested)
+        self.precision = prov.precision_of(self.requested_precision, self.requested)
         self.session: Any = None
         self._providers: list[str] = []
         self._binding = False
@@ -115,9 +112,9 @@ class OrtRunner(Runner):
             raise ort_load_error(exc, self.path) from exc
         actual = self.session.get_providers()
         self.warnings += prov.check_session(self._providers, actual, self.fallback)
-        if self.precision == precision_of(self.requested_precision, self.requested):  # not a graph's own (int8)
-            self.precision = precision_of(self.requested_precision, actual)
-        self._binding = actual[0] in _GPU if self.io_binding is None else bool(self.io_binding)
+        if self.precision == prov.precision_of(self.requested_precision, self.requested):  # not a graph's own (int8)
+            self.precision = prov.precision_of(self.requested_precision, actual)
+        self._binding = actual[0] in prov.GPU_PROVIDERS if self.io_binding is None else bool(self.io_binding)
 
     def _create_session(self, profile_prefix: str | None = None) -> Any:
         ort = import_onnxruntime()
@@ -154,7 +151,7 @@ class OrtRunner(Runner):
         out = []
         for provider in providers:
             options: dict[str, Any] = {}
-            if provider in _GPU:
+            if provider in prov.GPU_PROVIDERS:
                 options["device_id"] = self.device_id
             if provider == "CUDAExecutionProvider":
                 # fp32 means fp32: ORT's CUDA provider rounds matmul and conv inputs to TF32 by default
@@ -318,37 +315,6 @@ def _interruptible(call: Callable[[], list[Any]], run_options: Any) -> list[Any]
     if "error" in box:
         raise box["error"]
     return box["values"]
-
-
-def physical_cores() -> int:
-    """Physical cores this process may use: ONNX Runtime's own default, made explicit so reports show
-    it. Hyper-threads share a core's FPU and slow matrix kernels down, so they are not counted."""
-    allowed = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else set(range(os.cpu_count() or 1))
-    cores: set[tuple[str, str]] = set()
-    processor, package = -1, "0"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            key, _, value = (part.strip() for part in line.partition(":"))
-            if key == "processor":
-                processor = int(value)
-            elif key == "physical id":
-                package = value
-            elif key == "core id" and processor in allowed:
-                cores.add((package, value))
-    except (OSError, ValueError):
-        pass
-    return max(1, min(len(cores) or len(allowed), len(allowed)))
-
-
-def precision_of(requested: str, providers: Sequence[str]) -> str:
-    """What a session with these providers computes in, given the precision asked for: the TensorRT
-    provider cannot be held to fp32 (no TF32 option), so fp32 with it is tf32; without a GPU provider
-    everything is fp32 whatever was asked."""
-    if "TensorrtExecutionProvider" in providers:
-        return "fp16" if requested == "fp16" else "tf32"
-    if "CUDAExecutionProvider" in providers and requested != "fp32":
-        return "tf32"  # :fp16 is TensorRT's; the CUDA nodes of such a session run with TF32 allowed
-    return "fp32"
 
 
 def _info(node: Any) -> TensorInfo:

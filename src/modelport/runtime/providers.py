@@ -34,8 +34,12 @@ __all__ = [
     "check_session",
     "load_gpu_libraries",
     "tensorrt_options",
+    "GPU_PROVIDERS",
+    "check_precision",
+    "precision_of",
 ]
 
+GPU_PROVIDERS = ("CUDAExecutionProvider", "TensorrtExecutionProvider")
 SHORT_NAMES = {
     "cpu": "CPUExecutionProvider",
     "cuda": "CUDAExecutionProvider",
@@ -205,6 +209,28 @@ def tensorrt_options(signature: Signature | None, cache: Path, fp16: bool) -> di
             text = ",".join(f"{name}:" + "x".join(map(str, s[index])) for name, s in shapes.items())
             options[f"trt_profile_{key}_shapes"] = text
     return options
+
+
+def check_precision(precision: str, providers: Sequence[str]) -> None:
+    """UsageError unless these providers can be asked for ``precision``: tf32 needs a CUDA or TensorRT
+    provider to mean anything, fp16 the TensorRT provider (ONNX Runtime's CUDA provider has no fp16 switch)."""
+    if precision == "tf32" and not any(p in GPU_PROVIDERS for p in providers):
+        short = ",".join(short_name(p) for p in providers)
+        raise UsageError(f"tf32 applies to the CUDA and TensorRT providers, not {short}",
+                         "use ort:cuda:tf32 or ort:tensorrt,cuda,cpu:tf32, or drop :tf32")  # fmt: skip
+    if precision == "fp16" and "TensorrtExecutionProvider" not in providers:
+        raise UsageError("fp16 applies to the TensorRT provider only", "use ort:tensorrt,cuda,cpu:fp16")
+
+
+def precision_of(requested: str, providers: Sequence[str]) -> str:
+    """What a session with these providers computes in, given the precision asked for: the TensorRT
+    provider cannot be held to fp32 (no TF32 option), so fp32 with it is tf32; without a GPU provider
+    everything is fp32 whatever was asked."""
+    if "TensorrtExecutionProvider" in providers:
+        return "fp16" if requested == "fp16" else "tf32"
+    if "CUDAExecutionProvider" in providers and requested != "fp32":
+        return "tf32"  # :fp16 is TensorRT's; the CUDA nodes of such a session run with TF32 allowed
+    return "fp32"
 
 
 def _unavailable(provider: str, available: list[str]) -> ProviderError:

@@ -3,7 +3,7 @@
 The CLI takes its choices and help from here, so a runtime is added in one place. On the GPU the
 precision is part of the name: without a suffix CUDA and TensorRT compute in true fp32 (TF32 off),
 ``:tf32`` allows TF32 matrix math and ``:fp16`` fp16 kernels; each precision is compared at its own
-tolerance (``TOLERANCES``). Names::
+tolerance (``modelport.tolerances``). Names::
 
     ort[:PROVIDERS][:tf32|:fp16]   ONNX Runtime, providers in priority order (ort = ort:cpu)
     openvino[:f32|:bf16|:default]   native OpenVINO on the CPU (openvino = openvino:f32)
@@ -19,8 +19,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from modelport.bundle import Bundle
 from modelport.errors import UsageError
 from modelport.options import check_threads
@@ -35,8 +33,6 @@ __all__ = [
     "backend_help",
     "BackendName",
     "FAMILIES",
-    "tolerance_for",
-    "TOLERANCES",
 ]
 
 FAMILIES: dict[str, str] = {
@@ -62,38 +58,6 @@ _VARIANTS = {"openvino": {"": "f32", "f32": "f32", "fp32": "f32", "bf16": "bf16"
              "tensorrt": {"": "", "fp32": "", "tf32": "tf32", "fp16": "fp16"}}  # fmt: skip
 # the precisions an ort backend name may end in (ort:cuda:tf32); fp32 is the default and is not written
 ORT_PRECISIONS = ("fp32", "tf32", "fp16")
-
-# Tolerance per precision. fp32 runs the graph as exported, so it is held to the bundle's own
-# tolerance. Lower precisions round every intermediate value, and the error an output picks up is
-# proportional to the magnitude of the values that were summed into it, not to the element itself:
-# an element near zero in an output whose other elements reach 20 gets an error of size 20 * eps.
-# So the atol floor is a fraction of the reference output's largest finite magnitude (at least 1),
-# and rtol gets a floor too. Each floor rests on a measurement of max abs error / output scale over
-# the verification feeds (two seeds, the x100 feed included):
-#   bf16: openvino:default on an AVX512-BF16 CPU (bf16 inference) against ort:cpu:
-#     all-MiniLM-L6-v2 token_embeddings (|x| up to 6.3) 0.0126 (max abs 0.075 against PyTorch),
-#     sentence_embedding 0.0016, cosine to PyTorch >= 0.99992 (0.99994 sentence); the tests'
-#     DynamicCNN (inputs up to x100, outputs up to ~30) 0.0048. (openvino:f32 on the same feeds: max
-#     abs 1.1e-5.) The floor 3e-2 leaves 2.4x margin.
-#   tf32 (CUDA with use_tf32=1, TensorRT's default TF32 flag, hence every ORT TensorRT session): TF32
-#     rounds the inputs of each matmul and convolution to 10 mantissa bits and accumulates in fp32.
-#     Simulated on the CPU (no GPU here): PyTorch with every matmul / linear / conv / attention input
-#     rounded to TF32 (round to nearest even) against plain fp32: MiniLM token_embeddings 1.1e-3,
-#     sentence_embedding 2.2e-4, DynamicCNN 5.0e-4 (while 3-8% of DynamicCNN's elements fall outside
-#     the fp32 atol 1e-4 / rtol 1e-3, 26% on the x100 feed). The floor 3e-3 leaves 2.7x margin.
-#   fp16: simulated on the CPU likewise, the whole PyTorch model in float16 (weights, activations,
-#     kernels) against fp32: MiniLM token_embeddings 1.9e-3, sentence_embedding 4.3e-4, DynamicCNN
-#     5.5e-4. TensorRT fp16 engines keep some layers in fp32, so they round less than this. The
-#     floor 5e-3 leaves 2.7x margin.
-#   "default" is whatever the device picks (bf16 on this CPU, f16 on GPUs and ARM): bf16's floor.
-# Re-measure tf32 and fp16 on a GPU when one is at hand (issue 17).
-TOLERANCES: dict[str, tuple[float, float]] = {  # precision -> (atol per unit of output scale, rtol)
-    "fp32": (0.0, 0.0),
-    "tf32": (3e-3, 5e-3),
-    "fp16": (5e-3, 1e-2),
-    "bf16": (3e-2, 2e-2),
-    "default": (3e-2, 2e-2),
-}
 
 
 @dataclass(frozen=True)
@@ -211,23 +175,6 @@ def load(model: Bundle | str | Path, backend: str | None = None, **options: Any)
     return create(backend, model, **options).load()
 
 
-def tolerance_for(
-    precision: str | Runner, atol: float, rtol: float, reference: np.ndarray | None = None
-) -> tuple[float, float]:
-    """(atol, rtol) to compare a runner of this precision with, given the bundle's fp32 tolerance and
-    the reference output (its largest finite magnitude scales the low-precision atol floor)."""
-    key = precision.precision if isinstance(precision, Runner) else precision
-    if key not in TOLERANCES:
-        raise ValueError(f"no tolerance known for precision {key!r}; add it to TOLERANCES with a measurement")
-    per_unit, floor_rtol = TOLERANCES[key]
-    scale = 1.0
-    if reference is not None and np.issubdtype(np.asarray(reference).dtype, np.number):
-        finite = np.abs(np.asarray(reference, np.float64))
-        finite = finite[np.isfinite(finite)]
-        scale = max(1.0, float(finite.max())) if finite.size else 1.0
-    return max(atol, per_unit * scale), max(rtol, floor_rtol)
-
-
 def _check_options(cls: type, options: dict[str, Any], taken: set[str], backend: str) -> None:
     accepted = [p for p in inspect.signature(cls).parameters if p not in ("path", "bundle")]
     for key in options:
@@ -237,19 +184,13 @@ def _check_options(cls: type, options: dict[str, Any], taken: set[str], backend:
 
 
 def _parse_ort(variant: str) -> BackendName:
-    """``tensorrt,cuda,cpu:fp16`` → providers and precision. tf32 needs a CUDA or TensorRT provider to mean
-    anything, fp16 the TensorRT provider (ONNX Runtime's CUDA provider has no fp16 switch)."""
+    """``tensorrt,cuda,cpu:fp16`` → providers and precision (``providers.check_precision``)."""
     providers, _, suffix = variant.rpartition(":")
     if suffix.lower() not in ORT_PRECISIONS:
         providers, suffix = variant, "fp32"
     precision = suffix.lower()
     full = prov.parse_providers(providers or "cpu")
-    gpu = [p for p in full if p in ("CUDAExecutionProvider", "TensorrtExecutionProvider")]
-    if precision == "tf32" and not gpu:
-        raise UsageError(f"tf32 applies to the CUDA and TensorRT providers, not {providers or 'cpu'}",
-                         "use ort:cuda:tf32 or ort:tensorrt,cuda,cpu:tf32, or drop :tf32")  # fmt: skip
-    if precision == "fp16" and "TensorrtExecutionProvider" not in full:
-        raise UsageError("fp16 applies to the TensorRT provider only", "use ort:tensorrt,cuda,cpu:fp16")
+    prov.check_precision(precision, full)
     canonical = "ort:" + ",".join(prov.short_name(p) for p in full) + ("" if precision == "fp32" else f":{precision}")
     return BackendName("ort", ",".join(full), canonical, precision)
 

@@ -14,11 +14,11 @@ from modelport.bundle import Bundle
 from modelport.diagnose.open_model import open_onnx
 from modelport.errors import FeedError, ResourceError, UsageError, first_line
 from modelport.feeds import as_arrays, check_feed
+from modelport.machine import available_memory
 from modelport.options import check_timeout
 from modelport.runtime.base import Placement
 from modelport.runtime.placement import PlacementReport
 from modelport.runtime.registry import create
-from modelport.spec import available_memory
 
 __all__ = ["run", "RunResult", "parse_feeds", "read_npy"]
 

@@ -16,15 +16,16 @@ from modelport.errors import UsageError
 from modelport.feeds import make_feeds, read_feed_set
 from modelport.forward import plan_call, run_eager
 from modelport.generation.model import is_generation
-from modelport.options import check_timeout, check_tolerances
+from modelport.options import check_timeout
 from modelport.runtime.base import Runner
 from modelport.runtime.ort import OPT_LEVELS
 from modelport.runtime.registry import TORCH_BACKENDS, create, parse_backend
 from modelport.sources.objects import as_loaded
 from modelport.sources.recorded import trusted_source
+from modelport.tolerances import DEFAULT_ATOL, DEFAULT_RTOL, check_tolerances
 from modelport.verification.budget import DEFAULT_BUDGET, Budget, BudgetReport, score_outputs
 from modelport.verification.generation import GenerationReport, verify_generation
-from modelport.verification.parity import DEFAULT_ATOL, DEFAULT_RTOL, ParityReport, Reference, check_runners
+from modelport.verification.parity import ParityReport, Reference, check_runners
 
 __all__ = ["verify", "check_budget"]
 

@@ -17,7 +17,7 @@ Stress feeds (``Feed.stress``, see ``verify.feeds``) are judged fairly:
   add, and with inputs 100x larger those terms, and every output computed from them, are about 100x
   larger; an element near zero in an output that reaches 1e5 carries the rounding of the 1e5-sized
   terms it came from, which neither the plain atol nor rtol x its own small value covers. This is the
-  rule ``registry.tolerance_for`` applies below fp32, at the user's atol per unit of output scale.
+  rule ``tolerances.tolerance_for`` applies below fp32, at the user's atol per unit of output scale.
 * A disagreement only on x100 feeds, while every in-domain feed and every negated feed agrees and the
   difference stays within 1% of the output's scale, is a kernel difference at values real data does not
   reach: the export is kept and the report says so (``ParityReport.warnings``, the attempt's notes). The
@@ -41,10 +41,9 @@ from modelport.compare import OutputDiff, compare
 from modelport.deadline import DEFAULT_VERIFY_TIMEOUT, VerifyTimeoutError
 from modelport.errors import ParityError
 from modelport.feeds import Feed
-from modelport.options import DEFAULT_ATOL, DEFAULT_RTOL
 from modelport.runtime.base import Runner
 from modelport.runtime.ort import OPT_LEVELS, OPTIMIZATIONS, OrtRunner
-from modelport.runtime.registry import TOLERANCES, tolerance_for
+from modelport.tolerances import DEFAULT_ATOL, DEFAULT_RTOL, describe, feed_atol, slight, tolerance_for
 from modelport.verification.reference import Answer, NondeterministicModelError, Reference
 
 __all__ = [
@@ -54,12 +53,8 @@ __all__ = [
     "check_parity",
     "check_runners",
     "NondeterministicModelError",
-    "DEFAULT_ATOL",
-    "DEFAULT_RTOL",
     "DEFAULT_VERIFY_TIMEOUT",
 ]
-
-EXCUSABLE_FRACTION = 0.01  # an x100-only difference up to this fraction of the output's scale is kept
 
 
 @dataclass
@@ -107,7 +102,7 @@ class ParityReport:
     rtol: float
     backend: str = "ort:cpu"
     results: list[FeedResult] = field(default_factory=list)
-    precision: str = "fp32"  # below fp32, each output's tolerance is widened (registry.TOLERANCES)
+    precision: str = "fp32"  # below fp32, each output's tolerance is widened (modelport.tolerances)
     reference: str = "PyTorch"  # whose answers the runtime was held to
 
     @property
@@ -152,13 +147,7 @@ class ParityReport:
         return f"feed '{bad.feed}' ({_where(bad.optimization)}): {bad.why}"
 
     def tolerance_text(self) -> str:
-        if self.precision == "fp32":
-            return f"atol {self.atol:g}, rtol {self.rtol:g}"
-        per_unit, rtol = TOLERANCES[self.precision]
-        return (
-            f"{self.precision} precision: atol {per_unit:g} x each output's largest magnitude, "
-            f"rtol {max(rtol, self.rtol):g}"
-        )
+        return describe(self.precision, self.atol, self.rtol)
 
     def raise_if_failed(self) -> None:
         if not self.passed:
@@ -237,7 +226,7 @@ def _check_feed(
             feed.stress,
         )
     diffs = [
-        compare(name, expected, actual, *tolerance_for(runner, _feed_atol(feed, atol, expected), rtol, expected))
+        compare(name, expected, actual, *tolerance_for(runner, feed_atol(atol, expected, feed.stress), rtol, expected))
         for (name, expected), (_, actual) in zip(answer, got, strict=True)
     ]
     bad = next((d for d in diffs if not d.passed), None)
@@ -252,15 +241,6 @@ def _infer(runner: Runner, feed: Feed, setting: str, timeout: float | None) -> d
         if setting != runner.name:
             exc.message = exc.message.replace(runner.name, f"{runner.name} ({_where(setting)})", 1)
         raise
-
-
-def _feed_atol(feed: Feed, atol: float, expected: np.ndarray) -> float:
-    """atol, times the output's largest finite magnitude (at least 1) on the x100 feed (module docstring)."""
-    if feed.stress != "x100" or not np.issubdtype(np.asarray(expected).dtype, np.floating):
-        return atol
-    finite = np.abs(np.asarray(expected, np.float64))
-    finite = finite[np.isfinite(finite)]
-    return atol * max(1.0, float(finite.max()) if finite.size else 1.0)
 
 
 def _excuse_stress_only(results: list[FeedResult]) -> None:
@@ -278,8 +258,7 @@ def _slight(diff: OutputDiff) -> bool:
         diff.expected_shape == diff.actual_shape
         and diff.expected_dtype == diff.actual_dtype
         and np.issubdtype(np.dtype(diff.expected_dtype), np.floating)
-        and np.isfinite(diff.max_abs)
-        and diff.max_abs <= EXCUSABLE_FRACTION * max(1.0, diff.scale)
+        and slight(diff.max_abs, diff.scale)
     )
 
 

@@ -18,8 +18,8 @@ from modelport.deadline import DEFAULT_VERIFY_TIMEOUT, within
 from modelport.errors import ParityError
 from modelport.feeds import Feed, make_feeds
 from modelport.forward import CallPlan, run_eager
-from modelport.options import DEFAULT_ATOL, DEFAULT_RTOL
 from modelport.spec import Signature
+from modelport.tolerances import DEFAULT_ATOL, DEFAULT_RTOL
 
 __all__ = ["Reference", "NondeterministicModelError", "Answer"]
 

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from modelport.diagnose.doctor import doctor
 from modelport.errors import ModelFileError
+from modelport.ingest.doctor import doctor
 from tests.conftest import cli
 from tests.models.broken import DEFECTS, UNREADABLE
 

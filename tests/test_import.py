@@ -136,15 +136,15 @@ def test_a_file_doctor_rejects_is_refused_with_the_finding_and_nothing_written(t
 
 def test_a_disagreement_refuses_the_import(tmp_path, monkeypatch):
     """The reference evaluator stands for the truth; when ONNX Runtime disagrees, nothing is written."""
-    from modelport.verification import onnx_reference
+    from modelport.ingest import evaluator
 
-    real = onnx_reference.OnnxReference.__init__
+    real = evaluator.OnnxReference.__init__
 
     def skewed(self, *args, **kwargs):
         real(self, *args, **kwargs)
         self.answers = [[(name, array + 1.0) for name, array in answer] for answer in self.answers]
 
-    monkeypatch.setattr(onnx_reference.OnnxReference, "__init__", skewed)
+    monkeypatch.setattr(evaluator.OnnxReference, "__init__", skewed)
     with pytest.raises(ParityError, match="disagrees with ONNX's reference evaluator"):
         modelport.import_onnx(keras_like(tmp_path / "m.onnx"), tmp_path / "bundle")
     assert not (tmp_path / "bundle").exists()

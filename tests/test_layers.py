@@ -34,7 +34,9 @@ LAYERS: list[tuple[str, ...]] = [
     ("modelport.sources", "modelport.forward"),  # PyTorch models in, and how they are called
     ("modelport.runtime",),
     ("modelport.generation",),  # the KV cache, the decode loop, sampling: shared by generate, verify and serving
-    ("modelport.verification",),
+    # checking against a reference, and foreign ONNX (import, upgrade) beside it: an import is checked with
+    # verification's parity report, and verify imports a plain ONNX file first
+    ("modelport.verification", "modelport.ingest"),
     ("modelport.capture",),
     (
         "modelport.exporting",
@@ -91,6 +93,18 @@ def imports(name: str, path: Path, known: set[str]) -> list[tuple[int, str]]:
 def test_every_module_has_a_layer():
     for name in modules():
         layer_of(name)
+
+
+def test_every_name_in_layers_is_a_module():
+    known = set(modules())
+    stale = [name for names in LAYERS for name in names if name not in known]
+    assert not stale, f"LAYERS names modules that do not exist: {', '.join(stale)}"
+
+
+def test_the_contract_catches_a_name_that_is_no_module(monkeypatch):
+    monkeypatch.setattr(sys.modules[__name__], "LAYERS", [*LAYERS, ("modelport.nowhere",)])
+    with pytest.raises(AssertionError, match="modelport.nowhere"):
+        test_every_name_in_layers_is_a_module()
 
 
 def test_imports_go_downward_only():

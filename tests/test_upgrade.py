@@ -17,11 +17,12 @@ import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from modelport.diagnose import upgrade as upgrade_module
-from modelport.diagnose.doctor import doctor
-from modelport.diagnose.upgrade import ORT_MIN_OPSET, check_upgrade, upgrade
-from modelport.diagnose.upgrade_proof import ON_ORIGINAL, TEST_DATA, ort_session
 from modelport.errors import ModelportError, ParityError, UsageError
+from modelport.ingest import upgrade as upgrade_module
+from modelport.ingest.doctor import doctor
+from modelport.ingest.upgrade import ORT_MIN_OPSET, check_upgrade, upgrade
+from modelport.ingest.upgrade_proof import ON_ORIGINAL, TEST_DATA
+from modelport.runtime.ort_session import cpu_session
 from modelport.tolerances import DEFAULT_ATOL, DEFAULT_RTOL
 from tests.conftest import cli
 
@@ -32,7 +33,7 @@ REVIVED_AT_LEAST = 20  # issue 16
 
 def loads(model: Path | onnx.ModelProto) -> bool:
     try:
-        ort_session(model, optimize=False)
+        cpu_session(model, optimization="disabled")
     except Exception:
         return False
     return True
@@ -113,7 +114,7 @@ def test_every_refused_file_is_revived_with_proof_or_refused_in_one_line(
         assert proof["opset"] == {"from": 6, "to": ORT_MIN_OPSET}
         assert proof["source_sha256"] == hashlib.sha256(by_name[key].read_bytes()).hexdigest()
         # the written file, on its own: onnxruntime loads it and answers its test data
-        session = ort_session(report.output)
+        session = cpu_session(report.output)
         folder = by_name[key].parent / "test_data_set_0"
         feed = dict(zip([i.name for i in session.get_inputs()], tensors(folder, "input"), strict=True))
         for got, want in zip(session.run(None, feed), tensors(folder, "output"), strict=True):

@@ -290,7 +290,7 @@ def as_bundle(model: Any, staging: Path, inputs: Any, dims: Any, on_export: Call
         return model
     say = on_export or (lambda _msg: None)
     if isinstance(model, (str, Path)) and str(model).lower().endswith(".onnx") and Path(model).is_file():
-        from modelport.verification.importing import import_onnx
+        from modelport.ingest.importing import import_onnx
 
         imported = import_onnx(model, staging, inputs, dims, progress=say)
         say(f"imported {model} on the fly ({imported.bundle.manifest['status']})")

@@ -120,8 +120,8 @@ def import_(
     """Make a bundle of any ONNX file: signature from the graph, ONNX Runtime checked against ONNX's reference
     evaluator; every default taken is stated. Then bench, optimize, serve and triton take it."""
     errors_as_json(as_json)
+    from modelport.ingest.importing import import_onnx
     from modelport.spec import parse_dim, parse_input
-    from modelport.verification.importing import import_onnx
 
     specs = [parse_input(text) for text in input or []]
     dims = [parse_dim(text) for text in dim or []]
@@ -260,7 +260,7 @@ def doctor(
     """What is wrong with an ONNX model and how to fix it; exit 1 when a finding is an error."""
     errors_as_json(as_json)
     from modelport.cli.show_graph import doctor_text
-    from modelport.diagnose.doctor import doctor as do_doctor
+    from modelport.ingest.doctor import doctor as do_doctor
 
     with err.status("examining"):
         report = do_doctor(path)
@@ -563,7 +563,7 @@ def upgrade(
     """Lift an old file's opset so onnxruntime runs it, with proof that its answers did not change (against
     the test data beside it, or ONNX's reference evaluator on the original); refused otherwise, naming why."""
     errors_as_json(as_json)
-    from modelport.diagnose.upgrade import upgrade as do_upgrade
+    from modelport.ingest.upgrade import upgrade as do_upgrade
 
     with err.status("upgrading"):
         report = do_upgrade(model, output, opset, atol=atol, rtol=rtol)

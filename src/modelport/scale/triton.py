@@ -93,7 +93,7 @@ def triton_repository(
 def _bundle(path: Path, scratch: Path) -> Bundle:
     """The bundle at ``path``; a plain ``.onnx`` is imported (checked) into ``scratch`` first."""
     if path.suffix.lower() == ".onnx" and path.is_file():
-        from modelport.verification.importing import import_onnx
+        from modelport.ingest.importing import import_onnx
 
         return import_onnx(path, scratch).bundle
     return Bundle.open(path)

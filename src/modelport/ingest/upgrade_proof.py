@@ -1,16 +1,11 @@
-"""The proof behind ``modelport upgrade``: the original file's answers, and the upgraded file's answers in
-onnxruntime compared with them (``first_difference`` finds the node when they differ).
+"""The proof behind ``modelport upgrade``: the original file's answers, which the upgraded file must give
+in onnxruntime (``upgrade`` compares them; ``first_difference`` finds the node when they differ).
 
 The original's answers come from ONNX's test data beside the file when there is any
 (``test_data_set_*/input_N.pb`` and ``output_N.pb``: TensorProtos, parsed as protobuf, never unpickled),
 otherwise from ONNX's reference evaluator run on the original, on generated feeds (fixed dims as
-declared, every symbolic dim at each of ``FEED_SIZES``).
-
-The reference evaluator implements every op as its current version does. Below opset 7 two rules were
-different, and they are exactly what a conversion must preserve, so the evaluator is given the old ones
-(``LEGACY_OPS``): the arithmetic and comparison ops broadcast only with ``broadcast=1``, aligning B at
-``axis`` (or at the end), not numpy-style; and PRelu's 1-D slope is per channel (axis 1), as the 2018
-exporters meant it ("if slope is of size 1, the value is shared across different channels").
+declared, every symbolic dim at each of ``FEED_SIZES``), with the rules of opset < 7 for files that old
+(``evaluator.legacy_ops``).
 """
 
 from __future__ import annotations
@@ -26,17 +21,14 @@ from onnx import numpy_helper
 
 from modelport.deadline import within
 from modelport.diagnose.graph import default_opset, numpy_dtype
-from modelport.errors import ModelportError, first_line, import_onnxruntime
+from modelport.errors import ModelportError, first_line
 from modelport.feeds import make_feed
+from modelport.ingest.evaluator import EVALUATOR, legacy_ops
 from modelport.spec import InputSpec, Signature
 
-__all__ = [
-    "Case", "FEED_SIZES", "EVALUATOR", "TEST_DATA", "ON_ORIGINAL", "cases_for", "data_inputs",
-    "reference_evaluator", "legacy_ops", "ort_session", "ort_reason",
-]  # fmt: skip
+__all__ = ["Case", "FEED_SIZES", "TEST_DATA", "ON_ORIGINAL", "cases_for", "data_inputs", "reference_evaluator"]
 
 FEED_SIZES = (1, 3)  # every symbolic dim at each of these sizes; the files are small and so are the feeds
-EVALUATOR = "ONNX's reference evaluator"
 TEST_DATA = "the test data beside the file"
 ON_ORIGINAL = f"{EVALUATOR} on the original"
 _FEEDABLE = ("float", "int", "uint", "bool")
@@ -62,9 +54,6 @@ class Case:
 def data_inputs(model: onnx.ModelProto) -> list[onnx.ValueInfoProto]:
     weights = {t.name for t in model.graph.initializer}  # IR 3 lists weights among the inputs
     return [v for v in model.graph.input if v.name not in weights]
-
-
-# ---- the original's answers -------------------------------------------------------------------------
 
 
 def cases_for(model_path: Path, model: onnx.ModelProto, timeout: float | None) -> list[Case]:
@@ -148,6 +137,7 @@ def _spec(value: onnx.ValueInfoProto) -> InputSpec:
 
 
 def reference_evaluator(model: onnx.ModelProto) -> Any:
+    """The evaluator for the original, with the rules of opset < 7 when the file is that old."""
     from onnx.reference import ReferenceEvaluator
 
     legacy = (default_opset(model) or 0) < 7
@@ -159,67 +149,3 @@ def reference_evaluator(model: onnx.ModelProto) -> Any:
             "it to compare with",
             "put ONNX test data beside the file (test_data_set_0/input_0.pb ... output_0.pb) and run again",
         ) from None
-
-
-def legacy_ops() -> list[type]:
-    """The evaluator's ops with the rules of opset < 7 (module docstring)."""
-    from onnx.reference.ops import (
-        op_add,
-        op_and,
-        op_div,
-        op_equal,
-        op_greater,
-        op_less,
-        op_mul,
-        op_or,
-        op_pow,
-        op_prelu,
-        op_sub,
-        op_xor,
-    )
-
-    def binary(base: type) -> type:
-        def _run(self: Any, a: np.ndarray, b: np.ndarray, **attrs: Any) -> Any:
-            broadcast, axis = attrs.pop("broadcast", getattr(self, "broadcast", 0)), attrs.pop("axis", None)
-            axis = getattr(self, "axis", None) if axis is None else axis
-            if broadcast and 0 < b.ndim <= a.ndim:
-                start = a.ndim - b.ndim if axis is None else axis % a.ndim
-                if start + b.ndim <= a.ndim:
-                    b = b.reshape((1,) * start + b.shape + (1,) * (a.ndim - start - b.ndim))
-            return base._run(self, a, b)
-
-        return type(base.__name__, (base,), {"op_domain": "", "_run": _run})
-
-    def _prelu(self: Any, x: np.ndarray, slope: np.ndarray) -> Any:
-        if slope.ndim == 1 and slope.size > 1 and x.ndim > 2 and x.shape[1] == slope.size:
-            slope = slope.reshape((-1,) + (1,) * (x.ndim - 2))
-        return op_prelu.PRelu._run(self, x, slope)
-
-    ops = [op_add.Add, op_sub.Sub, op_mul.Mul, op_div.Div, op_pow.Pow, op_and.And, op_or.Or, op_xor.Xor]
-    ops += [op_equal.Equal, op_greater.Greater, op_less.Less]
-    return [binary(op) for op in ops] + [type("PRelu", (op_prelu.PRelu,), {"op_domain": "", "_run": _prelu})]
-
-
-# ---- onnxruntime and comparison ---------------------------------------------------------------------
-
-
-def ort_session(model: onnx.ModelProto | Path, optimize: bool = True) -> Any:
-    ort = import_onnxruntime()
-    options = ort.SessionOptions()
-    options.log_severity_level = 4
-    options.intra_op_num_threads = 1  # small files: a thread pool costs more than it gives
-    if not optimize:  # every node's output stays what that node computed
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
-    source = model.SerializeToString() if isinstance(model, onnx.ModelProto) else str(model)
-    return ort.InferenceSession(source, options, providers=["CPUExecutionProvider"])
-
-
-def ort_reason(exc: BaseException | str) -> str:
-    """onnxruntime's message without its status prefix and source location."""
-    text = " ".join(str(exc).split())
-    text = re.sub(r"^\[ONNXRuntimeError\] : \d+ : \w+ : ", "", text)
-    text = text.split("Status Message:", 1)[-1].strip()
-    text = re.sub(r"^/\S+:\d+ ", "", text)
-    if " was false. " in text:  # ORT_ENFORCE(cond, message): the message is what a user can read
-        text = text.split(" was false. ", 1)[1]
-    return text[:240]

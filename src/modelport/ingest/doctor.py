@@ -1,6 +1,8 @@
 """``doctor``: everything we can tell about an ONNX file (ours or anyone's) without a PyTorch model,
 each finding with its fix. Unreadable files raise ``ModelFileError`` (one line, exit 2); findings of
-severity "error" mean the model fails to load or answers wrong."""
+severity "error" mean the model fails to load or answers wrong.
+
+It composes diagnose's checks with ingest's cure (a proved ``modelport upgrade``)."""
 
 from __future__ import annotations
 
@@ -13,7 +15,7 @@ from modelport.diagnose.findings import ERROR, WARNING, Finding
 from modelport.diagnose.graph import GraphInfo, describe
 from modelport.diagnose.open_model import open_onnx
 from modelport.diagnose.session_checks import check_session
-from modelport.diagnose.upgrade import name_the_cure
+from modelport.ingest.upgrade import name_the_cure
 
 __all__ = ["doctor", "DoctorReport"]
 

@@ -27,14 +27,14 @@ from modelport import bundle as bundles
 from modelport import onnx_graph
 from modelport.bundle import MODEL_FILE, Bundle
 from modelport.deadline import DEFAULT_VERIFY_TIMEOUT, VerifyTimeoutError
-from modelport.diagnose.doctor import doctor
 from modelport.diagnose.open_model import open_onnx
 from modelport.errors import ModelFileError, UsageError
+from modelport.ingest.doctor import doctor
+from modelport.ingest.evaluator import EVALUATOR, OnnxReference, ReferenceUnavailable
 from modelport.options import check_timeout
 from modelport.sources.objects import as_dims, as_specs
 from modelport.spec import DTYPES, Dim, InputSpec, Signature
 from modelport.tolerances import DEFAULT_ATOL, DEFAULT_RTOL, check_tolerances
-from modelport.verification.onnx_reference import EVALUATOR, OnnxReference, ReferenceUnavailable
 from modelport.verification.parity import ParityReport, check_parity
 
 __all__ = ["import_onnx", "ImportResult", "graph_signature"]

@@ -2,7 +2,7 @@
 differs from the original's, and what the conversion did to that node (op version, attributes, inputs).
 
 The original's intermediate values come from ONNX's reference evaluator (with the old rules below opset 7,
-``upgrade_proof.legacy_ops``); the upgraded file's from onnxruntime with every intermediate made a graph
+``evaluator.legacy_ops``); the upgraded file's from onnxruntime with every intermediate made a graph
 output, matched by tensor name (the converter keeps the names; nodes it adds have new ones and are skipped).
 When onnxruntime cannot run the whole upgraded graph, each node runs alone, fed the original's values,
 until one fails or differs.
@@ -19,7 +19,10 @@ from onnx import helper, numpy_helper
 from modelport.compare import compare
 from modelport.deadline import within
 from modelport.diagnose.graph import default_opset
-from modelport.diagnose.upgrade_proof import EVALUATOR, Case, ort_reason, ort_session, reference_evaluator
+from modelport.ingest.conversion import ort_reason
+from modelport.ingest.evaluator import EVALUATOR
+from modelport.ingest.upgrade_proof import Case, reference_evaluator
+from modelport.runtime.ort_session import cpu_session
 
 __all__ = ["Culprit", "first_difference", "describe_change"]
 
@@ -90,7 +93,7 @@ def _all_outputs(model: onnx.ModelProto, case: Case, timeout: float | None) -> d
                 probe.graph.output.append(onnx.ValueInfoProto(name=name))  # onnxruntime infers the type
                 present.add(name)
     try:
-        session = ort_session(probe, optimize=False)
+        session = cpu_session(probe, optimization="disabled")
         names = [o.name for o in session.get_outputs()]
         arrays = within(lambda: session.run(names, case.feed), timeout, "onnxruntime", case.label)
     except Exception:  # it fails (or hangs) somewhere: each node then runs alone
@@ -123,7 +126,7 @@ def _alone(node: onnx.NodeProto, known: dict[str, np.ndarray], model: onnx.Model
     outputs = [onnx.ValueInfoProto(name=o) for o in node.output if o]
     alone = helper.make_model(helper.make_graph([node], "alone", inputs, outputs), opset_imports=model.opset_import)
     alone.ir_version = model.ir_version
-    session = ort_session(alone, optimize=False)
+    session = cpu_session(alone, optimization="disabled")
     names = [o.name for o in session.get_outputs()]
     return dict(zip(names, session.run(names, feed), strict=True))
 

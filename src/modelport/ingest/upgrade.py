@@ -6,9 +6,9 @@ opset is asked for); ``onnx.version_converter`` lifts the default domain to ``OR
 opset asked for); onnxruntime must load the result; then it must answer what the original answers
 (``upgrade_proof``: ONNX's test data beside the file, or the reference evaluator on the original), within
 the project's tolerance. Only then are ``NEW.onnx`` and ``NEW.proof.json`` written (each at a temporary
-name, then renamed). Any step that fails refuses in one line: the converter's missing adapter, an op
-onnxruntime lacks at any opset (training-only ops, custom domains), a locale the machine lacks, or the
-first node whose answer changed and what the conversion did to it.
+name, then renamed). Any step that fails refuses in one line (``conversion``): the converter's missing
+adapter, an op onnxruntime lacks at any opset (training-only ops, custom domains), a locale the machine
+lacks; or the first node whose answer changed and what the conversion did to it (``first_difference``).
 """
 
 from __future__ import annotations
@@ -16,7 +16,6 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
-import re
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, NoReturn
@@ -28,19 +27,13 @@ from modelport.bundle import atomic_write
 from modelport.compare import compare
 from modelport.deadline import DEFAULT_VERIFY_TIMEOUT, within
 from modelport.diagnose.findings import Finding
-from modelport.diagnose.first_difference import first_difference
 from modelport.diagnose.graph import default_opset
 from modelport.diagnose.open_model import open_onnx
-from modelport.diagnose.upgrade_proof import Case, cases_for, ort_reason, ort_session
-from modelport.errors import (
-    ModelFileError,
-    ModelportError,
-    ParityError,
-    UsageError,
-    as_path,
-    first_line,
-    import_onnxruntime,
-)
+from modelport.errors import ModelFileError, ModelportError, ParityError, UsageError, as_path, first_line
+from modelport.ingest.conversion import convert, load_error, ort_reason, ort_version, refusal
+from modelport.ingest.first_difference import first_difference
+from modelport.ingest.upgrade_proof import Case, cases_for
+from modelport.runtime.ort_session import cpu_session
 from modelport.tolerances import DEFAULT_ATOL, DEFAULT_RTOL
 
 __all__ = ["upgrade", "UpgradeReport", "check_upgrade", "name_the_cure", "ORT_MIN_OPSET"]
@@ -82,7 +75,7 @@ class UpgradeReport:
     def summary(self) -> str:
         if self.status == "current":
             return (
-                f"{self.source} already runs in onnxruntime {_ort_version()} (opset {self.opset_from}): nothing to "
+                f"{self.source} already runs in onnxruntime {ort_version()} (opset {self.opset_from}): nothing to "
                 "do; --opset N lifts it anyway"
             )
         if self.status == "refused":
@@ -109,7 +102,7 @@ class UpgradeReport:
             "passed": self.passed,
             "notes": self.notes,
             "refusal": self.refusal,
-            "versions": {"onnx": onnx.__version__, "onnxruntime": _ort_version()},
+            "versions": {"onnx": onnx.__version__, "onnxruntime": ort_version()},
         }
 
 
@@ -211,13 +204,13 @@ def _upgraded(
             f"pass --opset between {source} and {newest}, or leave it out ({ORT_MIN_OPSET}, the lowest onnxruntime "
             "runs)",
         )
-    refusal = _load_error(model_path)
-    if refusal is None and (opset is None or opset == source):
+    refused = load_error(model_path)
+    if refused is None and (opset is None or opset == source):
         report.status = "current"
         return None
     if target <= source:
-        raise _refusal(
-            refusal or "", model_path, f"onnxruntime {_ort_version()} refuses it, and not for its opset ({source})"
+        raise refusal(
+            refused or "", model_path, f"onnxruntime {ort_version()} refuses it, and not for its opset ({source})"
         )
     if model.ByteSize() > _PROTOBUF_LIMIT:
         raise ModelportError(
@@ -225,49 +218,12 @@ def _upgraded(
             "protobuf, which cannot be that large",
             "re-export the model from its source at a current opset",
         )
-    upgraded = _convert(model, target, report)
-    refusal = _load_error(upgraded)
-    if refusal is not None:
-        raise _refusal(refusal, model_path, f"after lifting opset {source} to {target}, onnxruntime still refuses it")
+    upgraded = convert(model, source, target, report.notes)
+    refused = load_error(upgraded)
+    if refused is not None:
+        raise refusal(refused, model_path, f"after lifting opset {source} to {target}, onnxruntime still refuses it")
     _prove(model_path, model, upgraded, report, timeout)
     report.status = "upgraded"
-    return upgraded
-
-
-def _convert(model: onnx.ModelProto, target: int, report: UpgradeReport) -> onnx.ModelProto:
-    from onnx import version_converter
-
-    try:
-        upgraded = version_converter.convert_version(model, target)
-    except Exception as exc:  # the converter's C++ asserts arrive as RuntimeError
-        text = " ".join(str(exc).split())
-        where = f"from opset {report.opset_from} to {target}"
-        hint = "try another --opset, or re-export the model from its source"
-        if match := re.search(r"No Adapter.*?(?:\$(\d+) )?[Ff]or (\w+)", text):
-            since = f" (version {match[1]})" if match[1] else ""
-            why = f"it has no adapter for {match[2]}{since}"
-        elif match := re.search(r"(\S+) Dimension is a param instead of an int", text):
-            why = f"its adapters need fixed sizes, and dim {match[1]!r} is symbolic"
-            hint = (
-                f"upgrade a copy with {match[1]!r} fixed to a size (onnx.tools.update_model_dims."
-                "update_inputs_outputs_dims), or re-export the model from its source"
-            )
-        else:
-            failed = text.split("failed: ", 1)[-1] if "failed: " in text else first_line(exc)
-            op = re.search(r"adapt_([a-z]+)_\d+_\d+", text)
-            why = (f"{op[1]}: " if op else "") + failed[:200]
-        raise ModelportError(
-            f"onnx {onnx.__version__}'s version converter cannot lift the file {where}: {why}", hint
-        ) from None
-    # the converter leaves some value_info it adds (the output of an Unsqueeze it inserted) without an element
-    # type, which onnxruntime refuses ("Invalid tensor data type 0"); a value_info is only a hint: drop those
-    typed = [v for v in upgraded.graph.value_info if v.type.tensor_type.elem_type or not v.type.HasField("tensor_type")]
-    if len(typed) < len(upgraded.graph.value_info):
-        report.notes.append(
-            f"dropped {len(upgraded.graph.value_info) - len(typed)} value_info the converter left without a type"
-        )
-        del upgraded.graph.value_info[:]
-        upgraded.graph.value_info.extend(typed)
     return upgraded
 
 
@@ -275,7 +231,7 @@ def _prove(
     model_path: Path, model: onnx.ModelProto, upgraded: onnx.ModelProto, report: UpgradeReport, timeout: float | None
 ) -> None:
     cases = cases_for(model_path, model, timeout)
-    session = ort_session(upgraded)
+    session = cpu_session(upgraded)
     names = [o.name for o in session.get_outputs()]
     for case in cases:
         entry = case.to_json()
@@ -325,53 +281,6 @@ def _answers_changed(
     raise ParityError(message, hint, report)
 
 
-def _load_error(model: Path | onnx.ModelProto) -> str | None:
-    """None when onnxruntime creates a CPU session for the model; its reason otherwise."""
-    try:
-        ort_session(model, optimize=False)
-    except ModelportError:
-        raise
-    except Exception as exc:
-        return " ".join(str(exc).split())
-    return None
-
-
-_UNKNOWN_OP = re.compile(r"(\S*):(\w+)\((-?\d+)\) is not a registered function/op")
-_NO_KERNEL = re.compile(r"Could not find an implementation for (\w+)\((\d+)\)")
-_LOCALE = re.compile(r"Failed to construct locale with name:\s*([^:\s]+)")
-
-
-def _refusal(text: str, model_path: Path, context: str) -> ModelportError:
-    """onnxruntime's load failure as what the machine lacks, in one line."""
-    version = _ort_version()
-    if match := _LOCALE.search(text):
-        return ModelportError(
-            f"{model_path} needs the locale {match[1]}, which this machine lacks (onnxruntime builds its "
-            "StringNormalizer with it)",
-            f"install that locale (locale-gen {match[1]}, or the distribution's language pack), then run again",
-        )
-    if match := _UNKNOWN_OP.search(text):
-        domain, op = match[1] or "ai.onnx", match[2]
-        if "training" in domain or op.endswith("Grad"):
-            return ModelportError(
-                f"{model_path} holds {op} (domain {domain}), a training-only op: onnxruntime {version} runs "
-                "inference and has no such op, at any opset",
-                "export the inference graph, without its optimizer and gradient ops",
-            )
-        return ModelportError(
-            f"{model_path} holds {op} (domain {domain}), which neither onnxruntime {version} has nor the version "
-            "converter can lift into an op it has",
-            "register the library that implements it (SessionOptions.register_custom_ops_library), or re-export "
-            "without it",
-        )
-    if match := _NO_KERNEL.search(text):
-        return ModelportError(
-            f"{context}: it has no kernel for {match[1]}({match[2]})",
-            "try a higher --opset (e.g. --opset 13), or re-export the model from its source",
-        )
-    return ModelportError(f"{context}: {ort_reason(text)}", f"modelport doctor {model_path} says more")
-
-
 def name_the_cure(model_path: Path, findings: list[Finding]) -> list[Finding]:
     """When onnxruntime refuses the file (doctor's no-kernel findings) and an upgrade, tried here, loads and
     answers as the original, those findings and the ancient-opset warning get ``modelport upgrade`` as
@@ -391,7 +300,3 @@ def name_the_cure(model_path: Path, findings: list[Finding]) -> list[Finding]:
         f"here: onnxruntime runs it and it answers as the original on {len(report.feeds)} feed(s))"
     )
     return [replace(f, fix=fix) if f.code in _CURED else f for f in findings]
-
-
-def _ort_version() -> str:
-    return str(import_onnxruntime().__version__)

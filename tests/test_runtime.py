@@ -10,6 +10,7 @@ from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
+import onnx
 import onnxruntime as ort
 import pytest
 import torch
@@ -21,11 +22,12 @@ from modelport.feeds import make_feeds
 from modelport.machine import physical_cores
 from modelport.runtime.base import Runner, TensorInfo, cache_folder
 from modelport.runtime.ort import OrtRunner
+from modelport.runtime.ort_session import provider_options
 from modelport.runtime.providers import ProviderError, tensorrt_options
 from modelport.runtime.registry import backend_help, backend_names, create, parse_backend
 from modelport.runtime.tensorrt import EngineBuildError, TensorRTRunner
 from modelport.spec import Signature, parse_dim, parse_input
-from modelport.tolerances import TOLERANCES, tolerance_for
+from modelport.tolerances import tolerance_for
 from tests.conftest import ZOO, zoo_specs
 
 HAS_CUDA = "CUDAExecutionProvider" in ort.get_available_providers()
@@ -208,18 +210,6 @@ def test_tensorrt_profile_and_cache_options_come_from_the_signature(bundles: dic
     assert options["trt_engine_cache_path"] == str(cache / "trt")
 
 
-def test_gpu_provider_options_without_a_gpu(bundles: dict[str, Bundle], tmp_path) -> None:
-    """What the GPU providers are handed, checked where CI can: the TensorRT cache folder exists before the
-    session (ORT's provider cannot make parents, and its Python layer then drops the options silently),
-    CUDA computes true fp32 (no TF32), and every session refuses to fall back during a run."""
-    runner = OrtRunner(bundles["two_inputs"].model_path, providers="tensorrt,cuda,cpu", cache_dir=tmp_path / "a" / "b")
-    trt, cuda, cpu = runner._options_for(["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"])
-    assert (tmp_path / "a" / "b" / "trt").is_dir() and trt["trt_engine_cache_path"] == str(tmp_path / "a" / "b" / "trt")
-    assert cuda == {"device_id": "0", "use_tf32": "0"} and cpu == {}
-    with OrtRunner(bundles["two_inputs"].model_path) as cpu_runner:
-        assert cpu_runner.session._enable_fallback is False
-
-
 # -- placement -------------------------------------------------------------------------------------
 def test_placement_on_cpu_counts_nodes_and_leaves_no_profile_behind(bundles: dict[str, Bundle]) -> None:
     before = set(Path(tempfile.gettempdir()).glob("modelport-profile-*"))
@@ -279,24 +269,80 @@ def test_torch_runner_wants_every_input(bundles: dict[str, Bundle]) -> None:
             runner.infer({"tokens": np.zeros((1, 2), np.int64)})
 
 
-# -- tolerance -------------------------------------------------------------------------------------
-def test_tolerance_per_precision() -> None:
-    assert tolerance_for("fp32", 1e-4, 1e-3, np.full(3, 50.0)) == (1e-4, 1e-3)
-    assert tolerance_for("fp16", 1e-4, 1e-3) == (5e-3, 1e-2)
-    assert tolerance_for("default", 1e-4, 1e-3) == (3e-2, 2e-2)
-    # the atol floor grows with the output's largest finite magnitude, never below scale 1
-    assert tolerance_for("bf16", 1e-4, 1e-3, np.array([0.2, -20.0, np.inf])) == pytest.approx((0.6, 2e-2))
-    assert tolerance_for("bf16", 1e-4, 1e-3, np.array([0.2, 0.1])) == (3e-2, 2e-2)
-    assert tolerance_for("default", 0.5, 0.5) == (0.5, 0.5)  # never tighter than the user asked
+# -- tolerance: what each precision's floor lets through, on real low-precision runs -----------------
+def half_storage_matmul(folder: Path, weight: np.ndarray) -> Path:
+    """``y = x @ weight`` with ``x`` and the weight rounded to float16 on the way in (Cast to float16 and
+    back) and fp32 arithmetic: what a half-precision engine does to a matmul's inputs."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    nodes = [
+        helper.make_node("Cast", ["x"], ["x16"], to=TensorProto.FLOAT16),
+        helper.make_node("Cast", ["x16"], ["xr"], to=TensorProto.FLOAT),
+        helper.make_node("Cast", ["w16"], ["wr"], to=TensorProto.FLOAT),
+        helper.make_node("MatMul", ["xr", "wr"], ["y"]),
+    ]
+    graph = helper.make_graph(
+        nodes, "half_storage", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["n", weight.shape[0]])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["n", weight.shape[1]])],
+        initializer=[numpy_helper.from_array(weight.astype(np.float16), "w16")],
+    )  # fmt: skip
+    path = folder / "half_storage.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
+    return path
+
+
+def within(got: np.ndarray, want: np.ndarray, tolerance: tuple[float, float]) -> bool:
+    atol, rtol = tolerance
+    return bool(np.allclose(got, want, atol=atol, rtol=rtol))
+
+
+def test_an_fp16_answer_fails_the_fp32_tolerance_passes_its_own_and_a_large_output_widens_the_floor(
+    tmp_path: Path,
+) -> None:
+    """A real ONNX Runtime run that rounds a matmul's inputs to float16, against the exact fp32 product: off by
+    more than fp32's atol 1e-4 / rtol 1e-3 allows, inside fp16's floor; the same inputs x100 are off by 100x
+    as much, which only the floor scaled by the output's largest magnitude lets through."""
+    rng = np.random.default_rng(0)
+    weight = rng.standard_normal((64, 16)).astype(np.float32) / 8
+    x = rng.uniform(-1, 1, (32, 64)).astype(np.float32)
+    with OrtRunner(half_storage_matmul(tmp_path, weight)) as runner:
+        feeds = (x, 100 * x)
+        answers = [(runner.infer({"x": a})["y"], (a.astype(np.float64) @ weight).astype(np.float32)) for a in feeds]
+    for got, want in answers:
+        assert not within(got, want, tolerance_for("fp32", 1e-4, 1e-3, want))
+        assert within(got, want, tolerance_for("fp16", 1e-4, 1e-3, want))
+    got, want = answers[1]
+    assert float(np.abs(want).max()) > 50  # x100: the floor of an output of scale 1 is too tight for it
+    assert not within(got, want, tolerance_for("fp16", 1e-4, 1e-3))
+
+
+@pytest.mark.openvino
+def test_a_real_bf16_run_needs_the_bf16_floor(bundles: dict[str, Bundle]) -> None:
+    """openvino:bf16 (bf16 matrix units: AVX512-BF16 or AMX) on the verification feeds, against ort:cpu:
+    some feed is outside the fp32 tolerance, every feed inside the one tolerance_for gives a bf16 runner."""
+    pytest.importorskip("openvino")
+    from modelport.runtime.openvino import cpu_has_bf16
+
+    if not cpu_has_bf16():
+        pytest.skip("this CPU has no bf16 instructions (AVX512-BF16 or AMX): openvino:bf16 cannot run")
+    bundle = bundles["dynamic_cnn"]
+    fp32_misses = 0
+    with create("openvino:bf16", bundle) as runner:
+        assert runner.precision == "bf16"
+        for feed, expected in reference(bundle):
+            got = runner.infer(feed)
+            for name, want in expected.items():
+                assert within(got[name], want, tolerance_for(runner, 1e-4, 1e-3, want)), name
+                fp32_misses += not within(got[name], want, tolerance_for("fp32", 1e-4, 1e-3, want))
+    assert fp32_misses > 0
+
+
+def test_every_backend_has_a_known_precision_and_an_unknown_one_is_refused(bundles: dict[str, Bundle]) -> None:
+    for name in backend_names():
+        tolerance_for(create(name, bundles["multi_output"]), 1e-4, 1e-3)  # a precision without a floor raises
     with pytest.raises(ValueError, match="no tolerance known for precision 'int3'"):
         tolerance_for("int3", 1e-4, 1e-3)
-
-
-def test_tf32_has_its_tolerance_and_every_gpu_backend_a_known_precision(bundles: dict[str, Bundle]) -> None:
-    assert tolerance_for("tf32", 1e-4, 1e-3) == (3e-3, 5e-3)
-    assert tolerance_for("tf32", 1e-4, 1e-3, np.array([-20.0, 1.0])) == pytest.approx((0.06, 5e-3))
     precisions = {name: create(name, bundles["multi_output"]).precision for name in backend_names()}
-    assert all(p in TOLERANCES for p in precisions.values()), precisions
     # asked for by name; ORT's TensorRT provider cannot turn TF32 off, so plain ort:tensorrt is tf32
     assert precisions["ort:cuda"] == "fp32" and precisions["ort:cuda:tf32"] == "tf32"
     assert precisions["ort:tensorrt"] == "tf32" and precisions["ort:tensorrt:fp16"] == "fp16"
@@ -306,72 +352,19 @@ def test_tf32_has_its_tolerance_and_every_gpu_backend_a_known_precision(bundles:
     assert legacy.name == "ort:tensorrt,cuda,cpu:fp16" and legacy.precision == "fp16"
 
 
-# -- what the GPU providers are handed, without a GPU ------------------------------------------------
-class RecordedSession:
-    """Stands in for onnxruntime.InferenceSession: records what a session was created with, and whether the
-    TensorRT cache folder existed at that moment."""
-
-    made: list[RecordedSession] = []
-    trt_folder: Path | None = None
-
-    def __init__(self, path: str, options: object, providers: list[str], provider_options: list[dict]) -> None:
-        self.providers = providers
-        self.options = dict(zip(providers, provider_options, strict=True))
-        self.folder_existed = self.trt_folder is not None and self.trt_folder.is_dir()
-        self.fallback_disabled = False
-        RecordedSession.made.append(self)
-
-    def get_providers(self) -> list[str]:
-        return list(self.providers)
-
-    def disable_fallback(self) -> None:
-        self.fallback_disabled = True
-
-
-GPU_PROVIDERS = ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"]
-
-
-@pytest.mark.parametrize(
-    ("backend", "use_tf32", "trt_fp16", "precision"),
-    [
-        ("ort:tensorrt,cuda,cpu", "0", "False", "tf32"),  # CUDA nodes fp32; the TensorRT provider has no TF32 switch
-        ("ort:tensorrt,cuda,cpu:tf32", "1", "False", "tf32"),
-        ("ort:tensorrt,cuda,cpu:fp16", "1", "True", "fp16"),
-        ("ort:cuda,cpu", "0", None, "fp32"),
-        ("ort:cuda,cpu:tf32", "1", None, "tf32"),
-    ],
-)
-def test_a_gpu_session_gets_its_cache_folder_first_its_profile_its_precision_and_no_fallback(
-    bundles: dict[str, Bundle], tmp_path: Path, monkeypatch: pytest.MonkeyPatch, backend: str,
-    use_tf32: str, trt_fp16: str | None, precision: str,
-) -> None:  # fmt: skip
-    """The options a bundle's GPU session is created with, asserted on the call itself: the TensorRT cache
-    folder (parents and all) exists before the session (ORT's provider cannot make parents, and its Python
-    layer then retries silently without the options), the optimization profile spans the signature's
-    bounds, TF32 is off for fp32 and on for :tf32, fp16 engines only for :fp16, run-time fallback is off."""
-    bundle = bundles["two_inputs"]
-    cache = tmp_path / "a" / "b"
-    monkeypatch.setattr(RecordedSession, "made", [])
-    monkeypatch.setattr(RecordedSession, "trt_folder", cache / "trt")
-    monkeypatch.setattr(ort, "InferenceSession", RecordedSession)
-    monkeypatch.setattr("modelport.runtime.providers.available_providers", lambda: list(GPU_PROVIDERS))
-    with create(backend, bundle, cache_dir=cache) as runner:
-        assert runner.precision == precision and runner.name == backend.replace(":fp32", "")
-    (session,) = RecordedSession.made
-    assert session.fallback_disabled
-    assert session.options["CUDAExecutionProvider"] == {"device_id": "0", "use_tf32": use_tf32}
-    assert session.options["CPUExecutionProvider"] == {}
-    if trt_fp16 is None:
-        assert "TensorrtExecutionProvider" not in session.options and not session.folder_existed
-        return
-    trt = session.options["TensorrtExecutionProvider"]
-    assert session.folder_existed and trt["trt_engine_cache_path"] == str(cache / "trt")
-    assert trt["trt_fp16_enable"] == trt_fp16 and not any("tf32" in key for key in trt)
-    # tokens:m,seq image:n,patches,6 with m=1..6 n=1..9 seq=1..12 patches=1..5
-    opt = {d.name: d.opt for d in bundle.signature.dims.values()}
-    assert trt["trt_profile_min_shapes"] == "tokens:1x1,image:1x1x6"
-    assert trt["trt_profile_opt_shapes"] == f"tokens:{opt['m']}x{opt['seq']},image:{opt['n']}x{opt['patches']}x6"
-    assert trt["trt_profile_max_shapes"] == "tokens:6x12,image:9x5x6"
+# -- what a session is opened with: a real CPU session; the GPU providers' options, and on a GPU, theirs --
+def test_a_cpu_session_gets_the_settings_it_was_asked_for_and_no_fallback(bundles: dict[str, Bundle]) -> None:
+    """Read back from the real onnxruntime session, not from the runner: the settings reached ONNX Runtime."""
+    config = {"session.intra_op.allow_spinning": "0"}
+    with create("ort", bundles["multi_output"], optimization="extended", threads=1, inter_threads=2,
+                session_config=config) as runner:  # fmt: skip
+        session = runner.session
+        options = session.get_session_options()
+        assert session.get_providers() == ["CPUExecutionProvider"]
+        assert options.graph_optimization_level == ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED
+        assert options.intra_op_num_threads == 1 and options.inter_op_num_threads == 2
+        assert options.execution_mode == ort.ExecutionMode.ORT_PARALLEL
+        assert options.get_session_config_entry("session.intra_op.allow_spinning") == "0"
 
 
 def test_every_real_session_has_run_time_fallback_off(bundles: dict[str, Bundle]) -> None:
@@ -388,6 +381,66 @@ def test_every_real_session_has_run_time_fallback_off(bundles: dict[str, Bundle]
         with create("ort", bundles["multi_output"]) as runner:
             runner.placement()
     assert len(made) == 2 and all(session._enable_fallback is False for session in made)
+
+
+GPU_PROVIDERS = ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"]
+GPU_CASES = [  # backend, precision asked for, CUDA's use_tf32, TensorRT fp16 engines (None: no TensorRT)
+    ("ort:tensorrt,cuda,cpu", "fp32", "0", False),  # CUDA nodes fp32; the TensorRT provider has no TF32 switch
+    ("ort:tensorrt,cuda,cpu:tf32", "tf32", "1", False),
+    ("ort:tensorrt,cuda,cpu:fp16", "fp16", "1", True),
+    ("ort:cuda,cpu", "fp32", "0", None),
+    ("ort:cuda,cpu:tf32", "tf32", "1", None),
+]
+
+
+@pytest.mark.parametrize(("backend", "precision", "use_tf32", "fp16"), GPU_CASES)
+def test_the_gpu_providers_options_follow_the_precision_and_the_signature(
+    bundles: dict[str, Bundle], tmp_path: Path, backend: str, precision: str, use_tf32: str, fp16: bool | None
+) -> None:
+    """What ``OrtRunner`` opens a ``backend`` session with, where CI has no GPU: the TensorRT cache folder
+    (parents and all) exists once the options are built, before any session (ORT's provider cannot make
+    parents, and its Python layer then retries silently without the options); the profile spans the
+    signature's bounds; TF32 is off for fp32 and on for :tf32; fp16 engines only for :fp16. On a GPU,
+    the next test reads them back from a real session."""
+    signature = bundles["two_inputs"].signature
+    providers = GPU_PROVIDERS if fp16 is not None else GPU_PROVIDERS[1:]
+    cache = tmp_path / "a" / "b" / "trt"
+    built = provider_options(providers, precision=precision, trt_cache=cache, signature=signature)
+    options = dict(zip(providers, built, strict=True))
+    assert options["CUDAExecutionProvider"] == {"device_id": "0", "use_tf32": use_tf32}
+    assert options["CPUExecutionProvider"] == {}
+    if fp16 is None:
+        assert not cache.exists()
+        return
+    trt = options["TensorrtExecutionProvider"]
+    assert cache.is_dir() and trt["trt_engine_cache_path"] == str(cache)
+    assert trt["trt_fp16_enable"] == str(fp16) and not any("tf32" in key for key in trt)
+    # tokens:m,seq image:n,patches,6 with m=1..6 n=1..9 seq=1..12 patches=1..5
+    opt = {d.name: d.opt for d in signature.dims.values()}
+    assert trt["trt_profile_min_shapes"] == "tokens:1x1,image:1x1x6"
+    assert trt["trt_profile_opt_shapes"] == f"tokens:{opt['m']}x{opt['seq']},image:{opt['n']}x{opt['patches']}x6"
+    assert trt["trt_profile_max_shapes"] == "tokens:6x12,image:9x5x6"
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize(("backend", "precision", "use_tf32", "fp16"), GPU_CASES)
+def test_a_real_gpu_session_has_those_options(
+    bundles: dict[str, Bundle], tmp_path: Path, backend: str, precision: str, use_tf32: str, fp16: bool | None
+) -> None:
+    """The same options, read back from the session ONNX Runtime opened (it keeps only those it took)."""
+    providers = GPU_PROVIDERS if fp16 is not None else GPU_PROVIDERS[1:]
+    if not set(providers) <= set(ort.get_available_providers()):
+        pytest.skip(f"this onnxruntime lacks one of {', '.join(providers[:-1])}")
+    cache = tmp_path / "a" / "b"
+    with create(backend, bundles["two_inputs"], cache_dir=cache) as runner:
+        assert runner.session.get_providers() == providers
+        options = runner.session.get_provider_options()
+    assert options["CUDAExecutionProvider"]["use_tf32"] == use_tf32
+    if fp16 is not None:
+        trt = options["TensorrtExecutionProvider"]
+        assert trt["trt_fp16_enable"].lower() in ({"1", "true"} if fp16 else {"0", "false"})
+        assert trt["trt_engine_cache_path"] == str(cache / "trt") and (cache / "trt").is_dir()
+        assert trt["trt_profile_max_shapes"] == "tokens:6x12,image:9x5x6"
 
 
 # -- native TensorRT, against a stand-in for the tensorrt module --------------------------------------

@@ -18,6 +18,7 @@ hides a fallback or a slow first run reports a runtime the user will not get.
 
 from __future__ import annotations
 
+import inspect
 import time
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
@@ -27,24 +28,41 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 import numpy as np
 
 from modelport.deadline import VerifyTimeoutError, active, within
-from modelport.errors import FeedError
+from modelport.errors import FeedError, UsageError
 from modelport.feeds import as_arrays, check_feed, check_names, make_feed
 
 if TYPE_CHECKING:
+    from modelport.bundle import Bundle
     from modelport.spec import Signature
 
 __all__ = [
     "Runner",
+    "Target",
     "TensorInfo",
     "Placement",
     "cache_folder",
     "infos_from_signature",
     "infos_from_manifest",
     "profile_shapes",
+    "check_options",
 ]
 
 
 RANGES_OFF = "range checks off: feeds outside the declared sizes and value ranges run unchecked"
+
+
+@dataclass(frozen=True)
+class Target:
+    """What a runner is asked to run, as ``registry.create`` resolved it: the ONNX file, the bundle it
+    belongs to (None for a bare file), what the bundle declares, and the settings every runtime shares."""
+
+    model_path: Path
+    bundle: Bundle | None
+    signature: Signature | None
+    output_names: list[str] | None
+    threads: int | None
+    optimization: str = "all"
+    fallback: str = "refuse"
 
 
 @dataclass(frozen=True)
@@ -56,6 +74,12 @@ class TensorInfo:
 
 class Runner(ABC):
     """One model on one runtime. ``with runner: runner.infer(feed)``, or ``runner(x=array)``."""
+
+    @classmethod
+    def for_backend(cls, backend: Any, target: Target, options: dict[str, Any]) -> Runner:
+        """This runner for a parsed backend name (``registry.BackendName``) and ``target``, with the
+        caller's runner-specific ``options``; what ``registry.create`` calls."""
+        raise NotImplementedError(f"{cls.__name__} is not registered as a backend")
 
     #: registry name this runner was created under, e.g. "ort:cpu", "openvino:f32", "torch"
     name: str = ""
@@ -239,3 +263,12 @@ def profile_shapes(sig: Signature) -> dict[str, tuple[tuple[int, ...], ...]]:
             picks = [{n: getattr(d, key) or d.min for n, d in sig.dims.items()} for key in ("min", "opt", "max")]
             out[spec.name] = tuple(sig.shape(spec, sizes) for sizes in picks)
     return out
+
+
+def check_options(cls: type, options: dict[str, Any], taken: set[str], backend: str) -> None:
+    """UsageError for an option ``cls`` does not take, or one the backend name already set."""
+    accepted = [p for p in inspect.signature(cls).parameters if p not in ("path", "bundle")]
+    for key in options:
+        if key not in accepted or key in taken:
+            free = [p for p in accepted if p not in taken]
+            raise UsageError(f"option {key!r} does not apply to backend {backend}", f"its options: {', '.join(free)}")

@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from modelport.errors import BundleError, FeedError, MissingExtraError, UsageError, first_line
-from modelport.runtime.base import Runner, TensorInfo, infos_from_signature
+from modelport.runtime.base import Runner, Target, TensorInfo, check_options, infos_from_signature
 from modelport.spec import Signature
 
 __all__ = ["OpenVINORunner", "PRECISIONS", "cpu_has_bf16"]
@@ -36,6 +36,13 @@ Shapes = tuple[tuple[str, tuple[int, ...]], ...]
 
 
 class OpenVINORunner(Runner):
+    @classmethod
+    def for_backend(cls, backend: Any, target: Target, options: dict[str, Any]) -> OpenVINORunner:
+        args = dict(precision=backend.variant, threads=target.threads, signature=target.signature,
+                    output_names=target.output_names)  # fmt: skip
+        check_options(cls, options, set(args), backend.canonical)
+        return cls(target.model_path, **args, **options)  # type: ignore[arg-type]
+
     def __init__(
         self,
         path: str | Path,

@@ -30,7 +30,8 @@ from modelport.diagnose.translate import ort_load_error, ort_run_error
 from modelport.errors import UsageError, import_onnxruntime
 from modelport.machine import physical_cores
 from modelport.runtime import providers as prov
-from modelport.runtime.base import Runner, TensorInfo, cache_folder
+from modelport.runtime.base import Runner, Target, TensorInfo, cache_folder, check_options
+from modelport.runtime.ort_session import SessionSettings, open_session, provider_options
 from modelport.runtime.placement import PlacementReport, from_profile, heavy_ops_in_graph, read_profile
 from modelport.spec import Signature
 
@@ -45,6 +46,13 @@ _TYPES = {"float": "float32", "double": "float64", "string": "str"}
 
 class OrtRunner(Runner):
     """``load()`` creates the session; ``infer(feed)`` returns outputs by name."""
+
+    @classmethod
+    def for_backend(cls, backend: Any, target: Target, options: dict[str, Any]) -> OrtRunner:
+        args = dict(optimization=target.optimization, threads=target.threads, providers=backend.variant.split(","),
+                    precision=backend.precision, fallback=target.fallback, signature=target.signature)  # fmt: skip
+        check_options(cls, options, set(args), backend.canonical)
+        return cls(target.model_path, **args, **options)  # type: ignore[arg-type]
 
     def __init__(
         self,
@@ -117,54 +125,16 @@ class OrtRunner(Runner):
         self._binding = actual[0] in prov.GPU_PROVIDERS if self.io_binding is None else bool(self.io_binding)
 
     def _create_session(self, profile_prefix: str | None = None) -> Any:
-        ort = import_onnxruntime()
-
-        options = ort.SessionOptions()
-        options.graph_optimization_level = {
-            "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
-            "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
-            "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
-            "disabled": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
-        }[self.optimization]
-        options.log_severity_level = 4  # errors come back as exceptions (translated); logged too, they double
-        options.intra_op_num_threads = self.intra_threads
-        for key, value in self.session_config.items():
-            options.add_session_config_entry(key, value)
-        if self.inter_threads:  # inter-op threads only run when independent branches may run in parallel
-            options.inter_op_num_threads = self.inter_threads
-            options.execution_mode = ort.ExecutionMode.ORT_PARALLEL
-        if profile_prefix:
-            options.enable_profiling = True
-            options.profile_file_prefix = profile_prefix
-        session = ort.InferenceSession(
-            str(self.path), options, providers=self._providers, provider_options=self._options_for(self._providers)
-        )
-        # a provider failing during a run must fail the run, not move it silently to the next provider
-        session.disable_fallback()
-        return session
+        options = provider_options(
+            self._providers, precision=self.requested_precision, device_id=self.device_id,
+            trt_cache=self.cache_dir / "trt", signature=self.signature, overrides=self.provider_options,
+        )  # fmt: skip
+        settings = SessionSettings(self.optimization, self.intra_threads, self.inter_threads, self.session_config)
+        return open_session(self.path, self._providers, options, settings, profile_prefix=profile_prefix)
 
     @property
     def intra_threads(self) -> int:
         return self.threads or physical_cores()
-
-    def _options_for(self, providers: list[str]) -> list[dict[str, str]]:
-        out = []
-        for provider in providers:
-            options: dict[str, Any] = {}
-            if provider in prov.GPU_PROVIDERS:
-                options["device_id"] = self.device_id
-            if provider == "CUDAExecutionProvider":
-                # fp32 means fp32: ORT's CUDA provider rounds matmul and conv inputs to TF32 by default
-                options["use_tf32"] = int(self.requested_precision != "fp32")
-            if provider == "TensorrtExecutionProvider":
-                # ORT's TensorRT provider makes this folder without parents, and on failure its Python layer
-                # silently retries with the next providers and without these options. It has no TF32 option
-                # (see the module docstring): only fp16 is ours to set.
-                (self.cache_dir / "trt").mkdir(parents=True, exist_ok=True)
-                options.update(prov.tensorrt_options(self.signature, self.cache_dir / "trt", self.fp16))
-            options.update(self.provider_options.get(provider, {}))
-            out.append({k: str(v) for k, v in options.items()})
-        return out
 
     # -- the contract ----------------------------------------------------------------------------
     def inputs(self) -> list[TensorInfo]:

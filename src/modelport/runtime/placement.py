@@ -19,7 +19,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from modelport import onnx_graph as graph
 from modelport.runtime.providers import ProviderError
 
 __all__ = [
@@ -174,4 +173,6 @@ def read_profile(path: str | Path) -> list[dict[str, Any]]:
 
 def heavy_ops_in_graph(model_path: str | Path) -> int:
     """Compute-heavy ops in the file as exported (subgraphs included), without loading external weights."""
+    from modelport import onnx_graph as graph  # onnx_ir (and sympy) only when a session opens, not on --help
+
     return sum(node.op_type in HEAVY_OPS for node in graph.nodes(graph.read(model_path)))

@@ -17,7 +17,7 @@ import torch
 from modelport.bundle import Bundle
 from modelport.errors import SourceError, UsageError, first_line
 from modelport.forward import CallPlan, plan_call, run_eager
-from modelport.runtime.base import Runner, TensorInfo, infos_from_manifest, infos_from_signature
+from modelport.runtime.base import Runner, Target, TensorInfo, check_options, infos_from_manifest, infos_from_signature
 from modelport.sources import LoadedModel, load_model
 from modelport.sources.objects import as_loaded
 from modelport.sources.recorded import trusted_source
@@ -29,6 +29,12 @@ MODES = ("torch", "torchscript", "torch-compile")
 
 
 class TorchRunner(Runner):
+    @classmethod
+    def for_backend(cls, backend: Any, target: Target, options: dict[str, Any]) -> TorchRunner:
+        args = dict(mode=backend.family, threads=target.threads)
+        check_options(cls, options, set(args), backend.canonical)
+        return cls(target.bundle, **args, **options)  # type: ignore[arg-type]
+
     def __init__(
         self,
         bundle: Bundle | None = None,

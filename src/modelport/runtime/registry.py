@@ -1,6 +1,8 @@
 """Backends by name: the names ``--backend`` accepts, the runner each becomes, and its help text.
 
-The CLI takes its choices and help from here, so a runtime is added in one place. On the GPU the
+The CLI takes its choices and help from here. A runtime is one entry of ``REGISTRY`` (its runner class,
+the suffixes its names take, the names listed, the help line) and its runner's ``for_backend``, which turns
+a parsed name and the bundle into the runner's own arguments. On the GPU the
 precision is part of the name: without a suffix CUDA and TensorRT compute in true fp32 (TF32 off),
 ``:tf32`` allows TF32 matrix math and ``:fp16`` fp16 kernels; each precision is compared at its own
 tolerance (``modelport.tolerances``). Names::
@@ -14,7 +16,7 @@ tolerance (``modelport.tolerances``). Names::
 from __future__ import annotations
 
 import difflib
-import inspect
+import importlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,7 +25,7 @@ from modelport.bundle import Bundle
 from modelport.errors import UsageError
 from modelport.options import check_threads
 from modelport.runtime import providers as prov
-from modelport.runtime.base import Runner
+from modelport.runtime.base import Runner, Target
 
 __all__ = [
     "load",
@@ -33,29 +35,56 @@ __all__ = [
     "backend_help",
     "BackendName",
     "FAMILIES",
+    "Family",
+    "REGISTRY",
 ]
 
-FAMILIES: dict[str, str] = {
-    "ort": "ONNX Runtime; ort:PROVIDERS in priority order, short (cpu, cuda, tensorrt, openvino, dml) or full "
-    "(CUDAExecutionProvider) names, e.g. ort:tensorrt,cuda,cpu; ort alone is ort:cpu; a last :tf32 allows TF32 "
-    "on CUDA, :fp16 fp16 TensorRT engines (ort:tensorrt,cuda,cpu:fp16); the TensorRT provider has no fp32 switch, "
-    "so it always counts as tf32",
-    "openvino": "OpenVINO on the CPU; openvino:f32 (default) computes in fp32, openvino:bf16 in bf16 (CPUs with "
-    "AVX512-BF16 or AMX), openvino:default lets the CPU pick (bf16 where it can: faster, less exact)",
-    "tensorrt": "a native TensorRT engine on an NVIDIA GPU (gpu extra); tensorrt is true fp32, tensorrt:tf32 allows "
-    "TF32, tensorrt:fp16 fp16 kernels",
-    "torch": "PyTorch eager, the bundle's source model (the reference the export was checked against)",
-    "torchscript": "the source model traced (or scripted) with torch.jit",
-    "torch-compile": "the source model through torch.compile (slow first run: it compiles)",
-}
-NAMES = (
-    "ort:cpu", "ort:cuda", "ort:cuda:tf32", "ort:tensorrt", "ort:tensorrt:fp16", "ort:openvino", "ort:dml",
-    "openvino:f32", "openvino:bf16", "openvino:default", "tensorrt", "tensorrt:tf32", "tensorrt:fp16", "torch",
-    "torchscript", "torch-compile",
+
+@dataclass(frozen=True)
+class Family:
+    """One runtime: the runner class (imported on first use, so torch loads only for the torch families),
+    the suffixes its names take, the names ``--backend`` lists and the help line."""
+
+    name: str
+    runner: str  # "module:Class"
+    help: str
+    names: tuple[str, ...]
+    variants: dict[str, str] | None = None  # suffix -> variant; None: no suffix (ort parses its own)
+    source_model: bool = False  # runs the bundle's recorded PyTorch source, not its ONNX file
+
+    def runner_class(self) -> type[Runner]:
+        module, _, cls = self.runner.partition(":")
+        return getattr(importlib.import_module(module), cls)  # type: ignore[no-any-return]
+
+
+_TORCH = "modelport.runtime.pytorch:TorchRunner"
+REGISTRY: tuple[Family, ...] = (
+    Family("ort", "modelport.runtime.ort:OrtRunner",
+           "ONNX Runtime; ort:PROVIDERS in priority order, short (cpu, cuda, tensorrt, openvino, dml) or full "
+           "(CUDAExecutionProvider) names, e.g. ort:tensorrt,cuda,cpu; ort alone is ort:cpu; a last :tf32 allows "
+           "TF32 on CUDA, :fp16 fp16 TensorRT engines (ort:tensorrt,cuda,cpu:fp16); the TensorRT provider has no "
+           "fp32 switch, so it always counts as tf32",
+           ("ort:cpu", "ort:cuda", "ort:cuda:tf32", "ort:tensorrt", "ort:tensorrt:fp16", "ort:openvino", "ort:dml")),
+    Family("openvino", "modelport.runtime.openvino:OpenVINORunner",
+           "OpenVINO on the CPU; openvino:f32 (default) computes in fp32, openvino:bf16 in bf16 (CPUs with "
+           "AVX512-BF16 or AMX), openvino:default lets the CPU pick (bf16 where it can: faster, less exact)",
+           ("openvino:f32", "openvino:bf16", "openvino:default"),
+           {"": "f32", "f32": "f32", "fp32": "f32", "bf16": "bf16", "default": "default"}),
+    Family("tensorrt", "modelport.runtime.tensorrt:TensorRTRunner",
+           "a native TensorRT engine on an NVIDIA GPU (gpu extra); tensorrt is true fp32, tensorrt:tf32 allows "
+           "TF32, tensorrt:fp16 fp16 kernels",
+           ("tensorrt", "tensorrt:tf32", "tensorrt:fp16"), {"": "", "fp32": "", "tf32": "tf32", "fp16": "fp16"}),
+    Family("torch", _TORCH, "PyTorch eager, the bundle's source model (the reference the export was checked "
+           "against)", ("torch",), source_model=True),
+    Family("torchscript", _TORCH, "the source model traced (or scripted) with torch.jit", ("torchscript",),
+           source_model=True),
+    Family("torch-compile", _TORCH, "the source model through torch.compile (slow first run: it compiles)",
+           ("torch-compile",), source_model=True),
 )  # fmt: skip
-TORCH_BACKENDS = ("torch", "torchscript", "torch-compile")
-_VARIANTS = {"openvino": {"": "f32", "f32": "f32", "fp32": "f32", "bf16": "bf16", "default": "default"},
-             "tensorrt": {"": "", "fp32": "", "tf32": "tf32", "fp16": "fp16"}}  # fmt: skip
+_BY_NAME = {f.name: f for f in REGISTRY}
+FAMILIES: dict[str, str] = {f.name: f.help for f in REGISTRY}
+NAMES = tuple(n for f in REGISTRY for n in f.names)
+TORCH_BACKENDS = tuple(f.name for f in REGISTRY if f.source_model)
 # the precisions an ort backend name may end in (ort:cuda:tf32); fp32 is the default and is not written
 ORT_PRECISIONS = ("fp32", "tf32", "fp16")
 
@@ -76,13 +105,14 @@ def parse_backend(name: str) -> BackendName:
     family = family.lower()
     if family == "ort":
         return _parse_ort(variant)
-    if family in _VARIANTS:
-        choice = _VARIANTS[family].get(variant.lower())
+    entry = _BY_NAME.get(family)
+    if entry is not None and entry.variants is not None:
+        choice = entry.variants.get(variant.lower())
         if choice is None:
-            variants = dict.fromkeys(v for v in _VARIANTS[family].values() if v)
+            variants = dict.fromkeys(v for v in entry.variants.values() if v)
             raise _unknown(name, f"{family} takes :{' or :'.join(variants)}")
         return BackendName(family, choice, f"{family}:{choice}" if choice else family)
-    if family in FAMILIES and not variant:
+    if entry is not None and not variant:
         return BackendName(family, "", family)
     raise _unknown(name, "")
 
@@ -132,34 +162,8 @@ def create(
         )
     else:
         model_path, signature, output_names = Path(bundle), None, None
-    cls: type[Runner]
-    positional: tuple[Any, ...] = (model_path,)
-    if parsed.family == "ort":
-        from modelport.runtime.ort import OrtRunner
-
-        if options.pop("fp16", False):  # the keyword of old: the same as the :fp16 suffix
-            parsed = parse_backend(parsed.canonical.removesuffix(":fp16") + ":fp16")
-        cls = OrtRunner
-        args: dict[str, Any] = dict(optimization=optimization, threads=threads, providers=parsed.variant.split(","),
-                                    precision=parsed.precision, fallback=fallback, signature=signature)  # fmt: skip
-    elif parsed.family == "openvino":
-        from modelport.runtime.openvino import OpenVINORunner
-
-        cls = OpenVINORunner
-        args = dict(precision=parsed.variant, threads=threads, signature=signature, output_names=output_names)
-    elif parsed.family == "tensorrt":
-        from modelport.runtime.tensorrt import TensorRTRunner
-
-        cls = TensorRTRunner
-        args = dict(precision=parsed.variant or "fp32", signature=signature, output_names=output_names)
-    else:
-        from modelport.runtime.pytorch import TorchRunner
-
-        cls, positional = TorchRunner, (b,)
-        args = dict(mode=parsed.family, threads=threads)
-    _check_options(cls, options, set(args), parsed.canonical)
-    runner = cls(*positional, **args, **options)  # type: ignore[call-arg]
-    runner.name = parsed.canonical
+    target = Target(model_path, b, signature, output_names, threads, optimization, fallback)
+    runner = _BY_NAME[parsed.family].runner_class().for_backend(parsed, target, options)
     runner.check_ranges = check_ranges
     graph = b.optimization.get("precision") if b is not None and b.optimization else None
     if graph and graph != "fp32" and parsed.family not in TORCH_BACKENDS:
@@ -173,14 +177,6 @@ def load(model: Bundle | str | Path, backend: str | None = None, **options: Any)
     tensors (``runner(x=array)``) and close it, or use it as ``with modelport.load(path) as runner:``.
     ``options`` are ``create``'s (``threads``, ``fallback``, ``optimization``, a runner's own settings)."""
     return create(backend, model, **options).load()
-
-
-def _check_options(cls: type, options: dict[str, Any], taken: set[str], backend: str) -> None:
-    accepted = [p for p in inspect.signature(cls).parameters if p not in ("path", "bundle")]
-    for key in options:
-        if key not in accepted or key in taken:
-            free = [p for p in accepted if p not in taken]
-            raise UsageError(f"option {key!r} does not apply to backend {backend}", f"its options: {', '.join(free)}")
 
 
 def _parse_ort(variant: str) -> BackendName:

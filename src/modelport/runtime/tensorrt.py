@@ -27,7 +27,15 @@ import numpy as np
 
 from modelport.bundle import sha256
 from modelport.errors import FeedError, MissingExtraError, ModelportError, UsageError
-from modelport.runtime.base import Runner, TensorInfo, cache_folder, infos_from_signature, profile_shapes
+from modelport.runtime.base import (
+    Runner,
+    Target,
+    TensorInfo,
+    cache_folder,
+    check_options,
+    infos_from_signature,
+    profile_shapes,
+)
 from modelport.spec import Signature
 
 __all__ = ["TensorRTRunner", "EngineBuildError", "PRECISIONS", "PIP"]
@@ -49,6 +57,12 @@ class EngineBuildError(ModelportError):
 
 
 class TensorRTRunner(Runner):
+    @classmethod
+    def for_backend(cls, backend: Any, target: Target, options: dict[str, Any]) -> TensorRTRunner:
+        args = dict(precision=backend.variant or "fp32", signature=target.signature, output_names=target.output_names)
+        check_options(cls, options, set(args), backend.canonical)
+        return cls(target.model_path, **args, **options)  # type: ignore[arg-type]
+
     def __init__(
         self,
         path: str | Path,

@@ -33,14 +33,9 @@ from modelport.options import DEFAULT_OPSET, check_opset
 from modelport.runtime.registry import create
 from modelport.sources.hf import is_causal_lm, load_folder, load_tokenizer
 from modelport.spec import Dim, InputSpec, Signature
-from modelport.verification.generation import (
-    DEFAULT_LOGITS_TOLERANCE,
-    NEW_TOKENS,
-    GenerationReport,
-    build_prompts,
-    check_generation,
-    read_texts,
-)
+from modelport.verification.generation import DEFAULT_LOGITS_TOLERANCE, NEW_TOKENS, check_generation
+from modelport.verification.generation_prompts import build_prompts, read_texts
+from modelport.verification.generation_report import GenerationReport
 
 __all__ = ["export_generation", "GenerationExport", "decoder_signature"]
 

@@ -24,7 +24,8 @@ from modelport.sources.objects import as_loaded
 from modelport.sources.recorded import trusted_source
 from modelport.tolerances import DEFAULT_ATOL, DEFAULT_RTOL, check_tolerances
 from modelport.verification.budget import DEFAULT_BUDGET, Budget, BudgetReport, score_outputs
-from modelport.verification.generation import GenerationReport, verify_generation
+from modelport.verification.generation import verify_generation
+from modelport.verification.generation_report import GenerationReport
 from modelport.verification.parity import ParityReport, Reference, check_runners
 
 __all__ = ["verify", "check_budget"]
@@ -119,7 +120,7 @@ def _verify_file(
     evaluator), then, for another backend, that bundle verified on it."""
     import tempfile
 
-    from modelport.verification.importing import import_onnx
+    from modelport.ingest.importing import import_onnx
 
     tolerances = {k: v for k, v in (("atol", atol), ("rtol", rtol)) if v is not None}
     with tempfile.TemporaryDirectory(prefix="modelport-import-") as tmp:
@@ -159,7 +160,7 @@ def _verify_imported(
                                   create(canonical, bundle, **options), timeout)  # fmt: skip
         report.raise_if_failed()
         return report
-    from modelport.verification.onnx_reference import EVALUATOR, OnnxReference, ReferenceUnavailable
+    from modelport.ingest.evaluator import EVALUATOR, OnnxReference, ReferenceUnavailable
 
     recorded = bundle.manifest.get("parity") or {}
     atol = recorded.get("atol", DEFAULT_ATOL) if atol is None else atol

@@ -24,24 +24,24 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from modelport.errors import ParityError, UsageError
+from modelport.errors import UsageError
 from modelport.generation.loop import decode
 from modelport.generation.model import LanguageModel
 from modelport.generation.sampling import Decoding
+from modelport.verification.generation_prompts import build_prompts, read_texts
+from modelport.verification.generation_report import Check, GenerationReport
 
 __all__ = [
     "GenerationReport",
     "Check",
     "check_generation",
     "verify_generation",
-    "build_prompts",
-    "read_texts",
     "pytorch_greedy",
     "DEFAULT_LOGITS_TOLERANCE",
 ]
@@ -52,76 +52,6 @@ __all__ = [
 DEFAULT_LOGITS_TOLERANCE = 1e-4
 NEW_TOKENS = 16
 SINGLE_STEPS = 64  # the prompt's last tokens fed one step at a time in prompt-vs-steps
-LONGEST = 1024  # tokens of the long-context prompt at most, whatever the model's maximum (PyTorch's time)
-
-
-@dataclass
-class Check:
-    name: str
-    prompt: int | None  # index into the report's prompts
-    passed: bool
-    detail: str
-    step: int | None = None  # the first new token where it went wrong (0 = the token after the prompt)
-    position: int | None = None  # that token's position in the sequence
-    figures: dict[str, Any] = field(default_factory=dict)
-
-
-@dataclass
-class GenerationReport:
-    prompt_lengths: list[int]
-    new_tokens: int
-    logits_tolerance: float
-    checks: list[Check] = field(default_factory=list)
-    seconds: float = 0.0
-    data: str | None = None  # where the prompts came from
-
-    @property
-    def passed(self) -> bool:
-        return all(c.passed for c in self.checks)
-
-    @property
-    def failures(self) -> list[Check]:
-        return [c for c in self.checks if not c.passed]
-
-    def summary(self) -> str:
-        fails = self.failures
-        if not fails:
-            return (
-                f"{len(self.checks)} generation checks passed on {len(self.prompt_lengths)} prompts of "
-                f"{min(self.prompt_lengths)}-{max(self.prompt_lengths)} tokens, {self.new_tokens} new tokens each"
-            )
-        return f"{len(fails)} of {len(self.checks)} generation checks failed; first: {_where(fails[0])}"
-
-    def raise_if_failed(self) -> None:
-        if self.failures:
-            first = self.failures[0]
-            raise ParityError(
-                f"the bundle does not generate PyTorch's tokens: {_where(first)}",
-                "the graph's cache handling is wrong for this model; re-export it (a bundle edited by hand fails "
-                "this way), or report the architecture",
-                report=self,
-            )
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "kind": "generation",
-            "passed": self.passed,
-            "prompt_lengths": self.prompt_lengths,
-            "new_tokens": self.new_tokens,
-            "logits_tolerance": self.logits_tolerance,
-            "seconds": round(self.seconds, 3),
-            "data": self.data,
-            "checks": [asdict(c) for c in self.checks],
-        }
-
-
-def _where(check: Check) -> str:
-    place = f"check {check.name!r}"
-    if check.prompt is not None:
-        place += f", prompt {check.prompt}"
-    if check.step is not None:
-        place += f", step {check.step} (position {check.position})"
-    return f"{place}: {check.detail}"
 
 
 @dataclass
@@ -325,41 +255,6 @@ def _batch_invariance(
     )
 
 
-# -- prompts ---------------------------------------------------------------------------------------------
-#: used when the user gives no --data: plain sentences of different lengths
-DEFAULT_TEXTS = (
-    "The cat slept",
-    "She forgot her umbrella, so she waited under the awning until the rain eased.",
-    "Interest rates rose again this quarter, putting pressure on homeowners with variable mortgages, and the "
-    "bank said it would review its lending rules before the end of the year.",
-)
-MAX_DATA_PROMPTS = 8
-
-
-def build_prompts(lm: LanguageModel, texts: Sequence[str] | None, new_tokens: int, seed: int = 0) -> list[list[int]]:
-    """Token ids: each text (or random ids of several lengths without a tokenizer), then one long prompt that
-    reaches toward the maximum context (and past the sliding window, where there is one)."""
-    layout = lm.layout
-    room = layout.max_context - new_tokens - 1
-    if room < 2:
-        raise ParityError(
-            f"the model's maximum context ({layout.max_context}) leaves no room for a prompt and {new_tokens} "
-            "new tokens",
-            "verify with fewer new tokens",
-        )
-    rng = np.random.default_rng(seed)
-    if lm.bundle.manifest["generation"].get("tokenizer"):
-        prompts = [p[:room] for p in lm.encode(list(texts or DEFAULT_TEXTS)[:MAX_DATA_PROMPTS])]
-    else:
-        prompts = [rng.integers(0, layout.vocab_size, n).tolist() for n in (3, 9, 33) if n <= room]
-    long = min(room, LONGEST)
-    if layout.sliding_window:
-        long = min(room, max(long, layout.sliding_window + new_tokens + 8))
-    pool = [t for p in prompts for t in p] or [0]
-    prompts.append([pool[i % len(pool)] for i in range(long)])
-    return prompts
-
-
 def verify_generation(
     bundle: Any,
     model: Any = None,
@@ -392,23 +287,3 @@ def verify_generation(
         report = check_generation(model, lm, build_prompts(lm, texts, new_tokens), new_tokens, tolerance, name)
     report.raise_if_failed()
     return report
-
-
-def read_texts(data: Any) -> tuple[list[str] | None, str | None]:
-    """Prompts for the checks: a text file (one per line) or a list of strings."""
-    if data is None:
-        return None, None
-    if isinstance(data, (str, Path)):
-        path = Path(data)
-        if not path.is_file():
-            raise UsageError(f"--data {str(data)!r} is not a file", "pass a text file with one prompt per line")
-        try:
-            lines = [line.strip() for line in path.read_text(encoding="utf-8").splitlines()]
-        except UnicodeDecodeError:
-            raise UsageError(f"--data {path} is not UTF-8 text", "pass a text file with one prompt per line") from None
-        texts, name = [line for line in lines if line], path.name
-    else:
-        texts, name = [str(t) for t in data if str(t).strip()], "prompts given in Python"
-    if not texts:
-        raise UsageError(f"--data {name} holds no prompt", "put one prompt per line")
-    return texts, name

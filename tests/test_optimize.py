@@ -261,6 +261,48 @@ def test_int8_keeps_attention_matmuls_of_two_activations_in_float(tmp_path):
     assert {"query", "key"} <= fed_by_dequantize and "scores" not in fed_by_dequantize
 
 
+def test_each_recipe_builds_a_model_from_only_what_it_says_it_reads(tmp_path):
+    """The search gives a recipe the calibration feeds and the transformer flag only where the recipe says it
+    reads them, so a recipe that says too little fails here; its exclusions stay float, its answers close."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    from modelport.optimization.candidates import plan
+    from modelport.optimization.recipes import RECIPES, Context
+    from modelport.runtime.registry import create
+
+    pytest.importorskip("nncf")
+    planned = {c.recipe.name: c.recipe for c in plan("auto", transformer=True) if c.recipe is not None}
+    assert planned == RECIPES and all(planned[name] is recipe for name, recipe in RECIPES.items())
+    rng = np.random.default_rng(0)
+    w1, w2 = rng.standard_normal((2, 32, 32)).astype(np.float32) / 6
+    graph = helper.make_graph(
+        [helper.make_node("MatMul", ["x", "w1"], ["h"], name="first"),
+         helper.make_node("Relu", ["h"], ["r"], name="relu"),
+         helper.make_node("MatMul", ["r", "w2"], ["y"], name="second")],
+        "two",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [4, 32])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [4, 32])],
+        [numpy_helper.from_array(w1, "w1"), numpy_helper.from_array(w2, "w2")],
+    )  # fmt: skip
+    src = tmp_path / "two.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=10), src)
+    calibration = [{"x": rng.standard_normal((4, 32)).astype(np.float32)} for _ in range(8)]
+    with create("ort:cpu", src) as ref:
+        want = ref.infer(calibration[0])["y"]
+    for name, recipe in RECIPES.items():
+        dst = tmp_path / f"{name}.onnx"
+        given = Context(("second",), calibration if recipe.calibrated else (), recipe.transformer)
+        recipe.build(src, dst, given)
+        model = onnx.load(str(dst))
+        dequantized = {o for n in model.graph.node if n.op_type in ("DequantizeLinear", "Cast") for o in n.output}
+        second = [n for n in model.graph.node if n.name == "second"]
+        assert [n.op_type for n in second] == ["MatMul"], name
+        if name != "fp16":  # fp16 casts the excluded node's inputs back to fp32
+            assert not dequantized & set(second[0].input), name
+        with create("ort:cpu", dst) as runner:
+            assert cosine(runner.infer(calibration[0])["y"], want) > 0.99, name
+
+
 # -- the command ----------------------------------------------------------------------------------------
 
 

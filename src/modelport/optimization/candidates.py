@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from modelport.optimization.drift import NodeDrift
+from modelport.optimization.recipes import RECIPES, Recipe
 from modelport.runtime.openvino import cpu_has_bf16
 from modelport.verification.budget import OutputScore
 
@@ -26,7 +27,7 @@ class Candidate:
     backend: str  # the runner it is measured and shipped on, e.g. "ort:cpu", "openvino:bf16"
     steps: list[str]  # the pass chain from the exported graph, in words
     base: str = "onnx"  # the graph it starts from: "onnx" (as exported) or "fused"
-    recipe: str = ""  # the pass that builds its model file ("" for the float graph itself)
+    recipe: Recipe | None = None  # what builds its model file from ``base`` (None: the float graph itself)
     skipped: str = ""  # why it was not tried
     model: Path | None = None  # its model file, once built
     build_s: float = 0.0
@@ -106,7 +107,7 @@ def plan(precision: str, *, transformer: bool, gpu: bool = False, only: list[str
             "fp16",
             gpu_backend,
             ["as exported", "fp16 weights and compute, fp32 inputs/outputs"] + ["on the CUDA provider"] * gpu,
-            recipe="fp16",
+            recipe=RECIPES["fp16"],
             skipped=""
             if gpu
             else "no GPU: ONNX Runtime runs fp16 slower than fp32 on a CPU (ask with --precision fp16)",
@@ -117,14 +118,14 @@ def plan(precision: str, *, transformer: bool, gpu: bool = False, only: list[str
             "ort:cpu",
             [*fused, "int8 dynamic quantization (MatMul weights)"],
             base="fused",
-            recipe="int8-dynamic",
+            recipe=RECIPES["int8-dynamic"],
         ),
         Candidate(
             "int8-static",
             "int8",
             "ort:cpu",
             ["int8 static QDQ, per-channel weights, calibrated (MinMax)"],
-            recipe="int8-static",
+            recipe=RECIPES["int8-static"],
         ),
     ]
     weights = ["NNCF int8 weight compression; OpenVINO quantizes activations per run, in groups"]
@@ -136,11 +137,16 @@ def plan(precision: str, *, transformer: bool, gpu: bool = False, only: list[str
                 "int8",
                 backend,
                 weights + extra,
-                recipe="nncf-int8-weights",
+                recipe=RECIPES["nncf-int8-weights"],
                 skipped=no_nncf or skip,
             ),
             Candidate(
-                "openvino-int8" + suffix, "int8", backend, full + extra, recipe="nncf-int8", skipped=no_nncf or skip
+                "openvino-int8" + suffix,
+                "int8",
+                backend,
+                full + extra,
+                recipe=RECIPES["nncf-int8"],
+                skipped=no_nncf or skip,
             ),
         ]
     if only:

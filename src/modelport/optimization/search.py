@@ -29,6 +29,7 @@ from modelport.optimization import passes
 from modelport.optimization.candidates import Candidate
 from modelport.optimization.data import Data
 from modelport.optimization.drift import rank_nodes
+from modelport.optimization.recipes import Context
 from modelport.optimization.sensitivity import int8_sensitivity
 from modelport.runtime.base import Runner
 from modelport.runtime.registry import create
@@ -188,24 +189,18 @@ class _Builder:
     def _build(self) -> None:
         c = self.c
         src = self.graphs.get(c.base)
-        if not c.recipe:
+        if c.recipe is None:
             c.model = src
             return
         dst = self.graphs.workdir / f"{c.name}.onnx"
         for stale in (dst, dst.with_name(dst.name + ".data")):
             stale.unlink(missing_ok=True)
-        if c.recipe == "fp16":
-            passes.fp16(src, dst, c.excluded)
-        elif c.recipe == "int8-dynamic":
-            passes.int8_dynamic(src, dst, c.excluded)
-        elif c.recipe == "int8-static":
-            passes.int8_static(src, dst, self.data.calibration, c.excluded)
-        elif c.recipe == "nncf-int8-weights":
-            passes.nncf_int8_weights(src, dst, c.excluded)
-        elif c.recipe == "nncf-int8":
-            passes.nncf_int8(src, dst, self.data.calibration, c.excluded, transformer=self.transformer)
-        else:
-            raise ValueError(f"no build for candidate {c.name}")
+        context = Context(
+            exclude=tuple(c.excluded),
+            calibration=self.data.calibration if c.recipe.calibrated else (),
+            transformer=self.transformer and c.recipe.transformer,
+        )
+        c.recipe.build(src, dst, context)
         c.model = dst
 
     def answers(self, feeds: Sequence[dict[str, np.ndarray]]) -> Answers:

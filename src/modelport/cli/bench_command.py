@@ -16,7 +16,7 @@ from modelport.benchmark.api import bench
 from modelport.benchmark.machine import measure_peak
 from modelport.benchmark.report import COLUMNS, SPLIT, cell, write_json, write_report
 from modelport.benchmark.shapes import parse_sizes
-from modelport.benchmark.timing import DEFAULT_BACKENDS, BenchResult
+from modelport.benchmark.timing import BenchResult
 from modelport.errors import UsageError
 from modelport.machine import physical_cores
 
@@ -64,7 +64,7 @@ def bench_command(
         task = bar.add_task(f"exporting {model}", total=1.0)
         result = bench(
             model,
-            None if backends == ",".join(DEFAULT_BACKENDS) else backends,
+            backends,  # the default list means the library's default choice
             batch=parse_sizes(batch, "--batch") if batch else None,
             seq=parse_sizes(seq, "--seq") if seq else None,
             shapes=shape,

@@ -1,9 +1,12 @@
 """The benchmark method, not its timings: complete records, interleaved timed runs, parity against
-eager in the same run, shapes from the flags, and the files a report promises. No time is asserted."""
+eager in the same run, shapes from the flags, and the files a report promises. No backend's time is
+asserted; the method's fairness is, on stand-in backends timed by a clock of the test's own."""
 
 from __future__ import annotations
 
 import json
+import statistics
+import time
 from pathlib import Path
 
 import numpy as np
@@ -12,9 +15,11 @@ import pytest
 from modelport.benchmark import BenchConfig, bench, shape_grid
 from modelport.benchmark import timing as bench_method
 from modelport.benchmark.report import write_json, write_report
+from modelport.benchmark.timing import Slot, timed_rounds
 from modelport.bundle import Bundle
 from modelport.errors import ResourceError, UsageError
 from modelport.exporting import export
+from modelport.runtime.base import Runner, TensorInfo
 from modelport.spec import Signature, parse_dim, parse_input
 from tests.conftest import ZOO, error_lines, run_cli, zoo_specs
 
@@ -48,30 +53,79 @@ def test_records_are_complete_and_parity_is_against_eager(cnn: Bundle) -> None:
     assert result.machine["threads"] == 1 and "torch" in result.machine["versions"]
 
 
-def test_timed_runs_are_interleaved_in_rotating_rounds_of_blocks(cnn: Bundle, monkeypatch: pytest.MonkeyPatch) -> None:
-    calls: list[str] = []
-    real_load = bench_method._load
+class Machine:
+    """A machine that slows down as it works (heat, a neighbour), on a clock of its own: a run takes 1 ms x
+    (1 + its runs so far / 10), and ``clock`` stands in for ``time`` so the timings are exact."""
 
-    def logged_load(*args, **kwargs):
-        slot = real_load(*args, **kwargs)
-        infer = slot.runner.infer
-        slot.runner.infer = lambda feed: (calls.append(slot.label), infer(feed))[1]  # type: ignore[method-assign]
-        return slot
+    def __init__(self) -> None:
+        self.now = 0.0
+        self.log: list[str] = []  # which backend ran, every call, untimed ones included
 
-    monkeypatch.setattr(bench_method, "_load", logged_load)
-    labels = ["eager", "ort:cpu", "openvino:f32"]
-    config = BenchConfig(labels, threads=1, warmup=2, min_runs=6, min_seconds=0.0, block_seconds=0.0)
-    result = bench(cnn, config)
-    assert [r["runs"] for r in result.records] == [6, 6, 6]
-    # after the logging wrapper: FLOP count on eager (1), warm-up (2 rounds), then rounds of blocks;
-    # a block is one untimed settling run and (block_seconds=0) one timed run
-    timed = calls[1 + 2 * len(labels) :]
-    blocks = [timed[i : i + 2] for i in range(0, len(timed), 2)]
-    assert all(a == b for a, b in blocks)
-    rounds = [[b[0] for b in blocks[i : i + 3]] for i in range(0, len(blocks), 3)]
-    assert len(rounds) == 6
-    assert all(sorted(r) == sorted(labels) for r in rounds)  # every backend once per round
-    assert [r[0] for r in rounds] == labels * 2  # the order rotates
+    def run(self, name: str) -> None:
+        self.log.append(name)
+        self.now += 1e-3 * (1 + len(self.log) / 10)
+
+    def clock(self, patch: pytest.MonkeyPatch) -> None:
+        patch.setattr(time, "perf_counter", lambda: self.now)
+        patch.setattr(time, "sleep", lambda seconds: setattr(self, "now", self.now + seconds))
+
+
+class Drifting(Runner):
+    """A backend that runs on ``machine``: any Runner is what ``timed_rounds`` times."""
+
+    def __init__(self, name: str, machine: Machine) -> None:
+        super().__init__()
+        self.name, self.machine = name, machine
+
+    def _load(self) -> None:
+        pass
+
+    def _infer(self, feed: dict[str, np.ndarray], timeout: float | None) -> dict[str, np.ndarray]:
+        self.machine.run(self.name)
+        return {"y": feed["x"]}
+
+    def _close(self) -> None:
+        pass
+
+    def inputs(self) -> list[TensorInfo]:
+        return [TensorInfo("x", (1,), "float32")]
+
+    def outputs(self) -> list[TensorInfo]:
+        return [TensorInfo("y", (1,), "float32")]
+
+
+def time_on(machine: Machine, labels: list[str], settle_seconds: float, patch: pytest.MonkeyPatch) -> list[Slot]:
+    slots = [Slot(label, Drifting(label, machine).load()) for label in labels]
+    config = BenchConfig(
+        labels, warmup=0, min_runs=6, min_seconds=0.0, block_seconds=0.0, settle_seconds=settle_seconds
+    )
+    machine.clock(patch)
+    timed_rounds(slots, {"x": np.zeros(1, np.float32)}, config, lambda _done: None)
+    return slots
+
+
+def test_drift_hits_every_backend_alike(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Three identical backends on a machine that gets 2.7x slower while they are timed: back to back, the
+    last would look 2.1x as slow as the first; interleaved in rotating rounds their medians agree."""
+    machine = Machine()
+    slots = time_on(machine, ["a", "b", "c"], 0.0, monkeypatch)
+    assert [len(s.times) for s in slots] == [6, 6, 6]
+    medians = [statistics.median(s.times) for s in slots]
+    assert max(medians) / min(medians) < 1.1, medians
+    assert max(max(s.times) for s in slots) > 2.5 * min(min(s.times) for s in slots)  # the machine did drift
+
+
+def test_each_block_starts_with_an_untimed_run_and_the_order_rotates(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A block is a pause, one untimed run and (block_seconds=0) one timed run; every backend gets one block
+    per round, the first place rotating, so none always follows the same neighbour."""
+    machine = Machine()
+    slots = time_on(machine, ["a", "b", "c"], 0.1, monkeypatch)
+    assert [len(s.times) for s in slots] == [6, 6, 6]
+    blocks = [machine.log[i : i + 2] for i in range(0, len(machine.log), 2)]
+    assert len(machine.log) == 2 * 18 and all(a == b for a, b in blocks)
+    rounds = ["".join(b[0] for b in blocks[i : i + 3]) for i in range(0, len(blocks), 3)]
+    assert rounds == ["abc", "bca", "cab"] * 2
+    assert all(t < 0.1 for s in slots for t in s.times)  # the pause is not billed to the run after it
 
 
 def test_a_backend_stops_once_it_has_enough_runs_and_seconds(cnn: Bundle) -> None:

@@ -5,7 +5,9 @@ fails; the TensorRT pin and the hints that name it agree."""
 
 from __future__ import annotations
 
+import email.parser
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -40,15 +42,51 @@ def python(code: str, *args: str) -> subprocess.CompletedProcess[str]:
 
 
 # -- ONNX Runtime from an extra ---------------------------------------------------------------------
-def test_onnxruntime_comes_from_the_cpu_or_the_gpu_extra() -> None:
-    """The CPU wheel installed after onnxruntime-gpu overwrites it, so nothing but the cpu extra asks for it."""
-    project = PYPROJECT["project"]
-    names = {key: [Requirement(d).name for d in deps] for key, deps in project["optional-dependencies"].items()}
-    names["(dependencies)"] = [Requirement(d).name for d in project["dependencies"]]
-    assert [key for key, deps in names.items() if "onnxruntime" in deps] == ["cpu"]
-    assert [key for key, deps in names.items() if "onnxruntime-gpu" in deps] == ["gpu"]
-    makefile = (ROOT / "Makefile").read_text()
-    assert "-e '.[cpu,$(EXTRAS)]'" in makefile and "-e '.[gpu,$(EXTRAS)]'" in makefile
+def requirements_by_extra(scratch: Path) -> dict[str, set[str]]:
+    """The distributions pip installs for ``modelport`` ("") and for each extra: the Requires-Dist of the
+    wheel metadata setuptools builds from pyproject.toml (in a scratch copy: the checkout gets no egg-info)."""
+    (scratch / "src" / "modelport").mkdir(parents=True)
+    shutil.copy(ROOT / "pyproject.toml", scratch)
+    shutil.copy(ROOT / "README.md", scratch)
+    (scratch / "src" / "modelport" / "__init__.py").touch()
+    build = "import sys; from setuptools import build_meta; print(build_meta.prepare_metadata_for_build_wheel('meta'))"
+    (scratch / "meta").mkdir()
+    proc = subprocess.run([sys.executable, "-c", build], capture_output=True, text=True, cwd=scratch, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    metadata = email.parser.Parser().parsestr((scratch / "meta" / proc.stdout.split()[-1] / "METADATA").read_text())
+    requires = [Requirement(r) for r in metadata.get_all("Requires-Dist") or []]
+    extras = [""] + (metadata.get_all("Provides-Extra") or [])
+    return {e: {r.name for r in requires if r.marker is None or r.marker.evaluate({"extra": e})} for e in extras}
+
+
+def make_installs(target: str, tmp_path: Path) -> list[str]:
+    """The extras each `pip install -e '.[...]'` of a make target asks for, from `make -n` (nothing runs);
+    a stand-in nvidia-smi lists a GPU so the GPU venv's recipe is printed here too."""
+    smi = tmp_path / "nvidia-smi"
+    smi.write_text("#!/bin/sh\necho 'GPU 0: stand-in'\n")
+    smi.chmod(0o755)
+    env = {k: v for k, v in os.environ.items() if k not in ("MAKEFLAGS", "MFLAGS", "MAKELEVEL")}
+    proc = subprocess.run(
+        ["make", "-n", "-B", "--no-print-directory", "-C", str(ROOT), target, f"NVIDIA_SMI={smi}"],
+        capture_output=True, text=True, env=env, timeout=60,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    return [e for line in proc.stdout.splitlines() for e in re.findall(r"pip install -e '\.\[([^\]]*)\]'", line)]
+
+
+@pytest.mark.skipif(shutil.which("make") is None, reason="no make")
+def test_each_venv_gets_one_onnxruntime_and_no_extra_brings_the_other(tmp_path: Path) -> None:
+    """onnxruntime and onnxruntime-gpu install the same module, and whichever comes last overwrites the other:
+    only the cpu extra asks for the first, only the gpu extra for the second, so any extras a user combines
+    with one of them bring no second copy; `make test`'s venv and `make test-gpu`'s each install one."""
+    wants = requirements_by_extra(tmp_path / "scratch")
+    assert [e for e, names in wants.items() if "onnxruntime" in names] == ["cpu"]
+    assert [e for e, names in wants.items() if "onnxruntime-gpu" in names] == ["gpu"]
+    for target, runtime, other in ((".venv/.installed", "onnxruntime", "onnxruntime-gpu"),
+                                   (".venv-gpu/.installed", "onnxruntime-gpu", "onnxruntime")):  # fmt: skip
+        [extras] = make_installs(target, tmp_path)
+        installed = set().union(wants[""], *(wants[e] for e in extras.split(",")))
+        assert runtime in installed and other not in installed, (target, extras)
 
 
 def test_without_onnxruntime_the_api_fails_in_one_line_with_the_pip_command(bundle: Path) -> None:

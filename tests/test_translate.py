@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from types import SimpleNamespace
 
 import numpy as np
+import onnx
 import pytest
 
+import modelport
 from modelport.diagnose.translate import ort_run_error
+from modelport.errors import FeedError
 from tests.conftest import error_lines, run_cli, zoo_cli_args
 from tests.models.broken import external_data_missing, static_dims, weights_as_inputs
 
@@ -55,12 +57,43 @@ def test_weights_as_inputs_says_export_params(files: dict[str, Path]) -> None:
     assert "are weights" in line and "export_params=False" in line and "export_params=True" in line
 
 
-def test_model_requires_n_inputs_message_is_translated() -> None:
-    inputs = [SimpleNamespace(name=n, shape=[4]) for n in ("x", "fc.weight", "fc.bias")]
-    error = ort_run_error(
-        RuntimeError("Model requires 3 inputs. Input Feed contains 1"), inputs, {"x": np.zeros(4)}, Path("m.onnx")
+def linear_with_weights_as_inputs(folder: Path) -> Path:
+    """What ``torch.onnx.export(..., export_params=False)`` writes for ``nn.Linear(4, 2)`` named ``fc``: its
+    weight and bias are graph inputs, not initializers."""
+    from onnx import TensorProto, helper
+
+    def tensor(name: str, dims: list[int | str]) -> onnx.ValueInfoProto:
+        return helper.make_tensor_value_info(name, TensorProto.FLOAT, dims)
+
+    node = helper.make_node("Gemm", ["x", "fc.weight", "fc.bias"], ["y"], transB=1)
+    graph = helper.make_graph(
+        [node], "linear", [tensor("x", ["batch", 4]), tensor("fc.weight", [2, 4]), tensor("fc.bias", [2])],
+        [tensor("y", ["batch", 2])],
+    )  # fmt: skip
+    path = folder / "linear.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
+    return path
+
+
+def test_feeding_only_x_to_a_model_that_wants_its_weights_says_export_params(tmp_path: Path) -> None:
+    """ONNX Runtime's own refusal from a real session (a feed of 1 of the 3 inputs), as modelport words it:
+    if onnxruntime's wording changes, the translation misses and this fails."""
+    import onnxruntime as ort
+
+    path = linear_with_weights_as_inputs(tmp_path)
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    feed = {"x": np.zeros((1, 4), np.float32)}
+    with pytest.raises(Exception) as raised:  # noqa: PT011 - whatever onnxruntime raises is what is translated
+        session.run(None, feed)
+    error = ort_run_error(raised.value, session.get_inputs(), feed, path)
+    assert isinstance(error, FeedError) and error.message == (
+        "the model wants 3 inputs but 1 were fed: 2 of them are weights (fc.weight, fc.bias) — it was exported "
+        "with export_params=False"
     )
-    assert "2 of them are weights (fc.weight, fc.bias)" in str(error) and "export_params=True" in error.hint
+    assert error.hint == "re-export with export_params=True (torch.onnx.export's default) or with modelport export"
+    with modelport.load(path) as runner:  # the same through the public API, as a user meets it
+        with pytest.raises(FeedError, match=r"2 of them are weights \(fc\.weight, fc\.bias\)"):
+            runner.infer(feed)
 
 
 @pytest.mark.slow

@@ -12,10 +12,13 @@ ONNX Runtime (IO binding) and on OpenVINO (fp32), and the peers in venvs of thei
 onnxruntime-genai with its model builder. Rounds alternate the systems in rotated order, so a slow spell
 of the shared machine falls on all; medians are reported.
 
-The roofline: decoding one step reads every weight once, so tokens/s <= batch x bandwidth / weight bytes.
-The bandwidth is measured in the same run (numpy copy of 1 GiB, read + write bytes, best of 5); each row
-gives its fraction of it. Also measured: modelport's tokens/s at 32 and at 512 new tokens (the cost per
-token must not grow with what was generated beyond attention itself).
+The roofline: decoding one step reads every weight once (the input embedding table aside: a step reads one
+row of it, unless it is tied to the LM head), so tokens/s <= batch x read bandwidth / bytes read per step.
+The read bandwidth is measured in the same run, with the benchmark's threads (torch.sum over 1 GiB of
+fp32, best of 5, before and after each round; the median is used); each row gives its fraction of it.
+That bandwidth is itself an estimate (one way of reading memory): a row near or above 100% decodes at
+the speed of memory. Also measured: modelport's tokens/s at 32 and at 512 new tokens (the cost per token
+must not grow with what was generated beyond attention itself).
 
 Results: ``benchmarks/results/generate.json`` and ``generate.md``.
 """
@@ -72,20 +75,44 @@ def prepare(name: str, say: Any) -> tuple[Path, Path, int]:
         start = time.perf_counter()
         result = modelport.export(f"hf:{folder}", bundle, task="text-generation", progress=say)
         say(f"{name}: {result.parity.summary()} ({time.perf_counter() - start:.0f} s)")
-    weights = sum(f.stat().st_size for f in folder.iterdir() if f.suffix == ".safetensors")
-    return folder, bundle, weights
+    return folder, bundle, step_bytes(folder)
 
 
-def bandwidth(size: int = 2**30, repeats: int = 5) -> float:
-    """Bytes per second of a numpy copy (read + write), best of ``repeats``."""
-    src = np.ones(size // 4, np.float32)
-    dst = np.empty_like(src)
+def step_bytes(folder: Path) -> int:
+    """Bytes of weights one decode step reads: all of them but the input embedding tables (token and, for
+    GPT-2, position), of which a step reads one row each, unless the token table is also the LM head."""
+    from safetensors import safe_open
+
+    tied = json.loads((folder / "config.json").read_text()).get("tie_word_embeddings", True)
+    lookups = ("wpe.weight",) if tied else ("wpe.weight", "wte.weight", "embed_tokens.weight")
+    total = 0
+    for file in folder.glob("*.safetensors"):
+        with safe_open(str(file), "np") as f:
+            for key in f.keys():
+                if not key.endswith(lookups):
+                    view = f.get_slice(key)
+                    total += int(np.prod(view.get_shape())) * _BYTES[view.get_dtype()]
+    return total
+
+
+_BYTES = {"F32": 4, "F16": 2, "BF16": 2, "I64": 8}
+
+
+def bandwidth(threads: int, size: int = 2**30, repeats: int = 5) -> float:
+    """Bytes per second read by torch.sum over ``size`` bytes of fp32 with ``threads`` threads, best of
+    ``repeats`` (decoding reads its weights; it writes next to nothing)."""
+    data = torch.ones(size // 4, dtype=torch.float32)
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
     best = float("inf")
-    for _ in range(repeats):
-        start = time.perf_counter()
-        np.copyto(dst, src)
-        best = min(best, time.perf_counter() - start)
-    return 2 * size / best
+    try:
+        for _ in range(repeats):
+            start = time.perf_counter()
+            torch.sum(data)
+            best = min(best, time.perf_counter() - start)
+    finally:
+        torch.set_num_threads(before)
+    return size / best
 
 
 class _Clock:
@@ -212,7 +239,7 @@ def measure(model: str, args: argparse.Namespace, say: Any) -> dict[str, Any]:
             errors[name] = _reason(exc)
             live.pop(name, None)
     names = list(live)
-    bw = [bandwidth()]
+    bw = [bandwidth(args.threads)]
     for r in range(args.rounds):
         order = names[r % len(names) :] + names[: r % len(names)] if names else []
         for name in order:
@@ -225,7 +252,7 @@ def measure(model: str, args: argparse.Namespace, say: Any) -> dict[str, Any]:
                     continue
                 rows.setdefault((name, b), []).append((ttft, rate))
                 tokens[(name, b)] = first_row
-        bw.append(bandwidth())
+        bw.append(bandwidth(args.threads))
     flat = {}
     if "modelport ort:cpu" in live:
         for new in args.flat:
@@ -265,9 +292,9 @@ def markdown(records: list[dict[str, Any]], machine: dict[str, Any]) -> str:
              f"random prompt ids. Machine: {machine['cpu']}, {machine['threads']} threads; torch {torch.__version__}.",
              ""]  # fmt: skip
     for rec in records:
-        lines += [f"## {rec['model']} — {rec['weight_bytes'] / 1e9:.2f} GB of fp32 weights, "
+        lines += [f"## {rec['model']} — {rec['weight_bytes'] / 1e9:.2f} GB of fp32 weights read per step, "
                   f"prompt {rec['prompt_tokens']}, {rec['new_tokens']} new tokens; "
-                  f"memory bandwidth {rec['bandwidth_gbps']:.1f} GB/s (numpy copy)", "",
+                  f"read bandwidth {rec['bandwidth_gbps']:.1f} GB/s (torch.sum, {rec['threads']} threads)", "",
                   "| system | batch | TTFT ms | decode tokens/s | x eager fp32 | of roofline | same tokens as eager |",
                   "|---|---|---|---|---|---|---|"]  # fmt: skip
         eager = {r["batch"]: r for r in rec["rows"] if r["system"] == "transformers eager fp32"}

@@ -16,7 +16,6 @@ import numpy as np
 import pytest
 
 import modelport
-from modelport.scale.batch import CRASH_ONCE_ENV
 from tests.conftest import ROOT, one_error, run_cli
 
 pa = pytest.importorskip("pyarrow")
@@ -130,13 +129,29 @@ def test_ray_data_batch_survives_a_killed_actor_and_answers_like_run(classifier,
     pytest.importorskip("ray.data")
     source, x = classifier_rows(tmp_path, 10_000, seed=1)
     marker = tmp_path / "crashed"
-    code = (
-        "import modelport, json; r = modelport.batch({!r}, {!r}, {!r}, engine='ray', actors=2, batch_size=500); "
-        "print(json.dumps(r.to_json()))".format(str(classifier), str(source), str(tmp_path / "out.parquet"))
-    )
-    proc = _ray_script(code, {CRASH_ONCE_ENV: str(marker)})  # the first actor to run a task dies (os._exit)
+    # Ray runs the setup hook in each of its worker processes: there it makes the first actor to take a
+    # task die mid-job (os._exit), so Ray Data has to restart it and retry its rows
+    code = f"""
+import json, os, pathlib, ray, modelport
+
+def crash_once():
+    from modelport.scale import batch_run
+    answer = batch_run.Worker.__call__
+    def call(self, rows):
+        if not os.path.exists({str(marker)!r}):
+            pathlib.Path({str(marker)!r}).touch()
+            os._exit(1)
+        return answer(self, rows)
+    batch_run.Worker.__call__ = call
+
+ray.init(include_dashboard=False, log_to_driver=False, runtime_env={{"worker_process_setup_hook": crash_once}})
+r = modelport.batch({str(classifier)!r}, {str(source)!r}, {str(tmp_path / "out.parquet")!r}, engine="ray",
+                    actors=2, batch_size=500)
+pathlib.Path({str(tmp_path / "report.json")!r}).write_text(json.dumps(r.to_json()))
+"""
+    proc = _ray_script(code)  # Ray's own lines about the retried task go to stdout: the report goes to a file
     assert proc.returncode == 0, proc.stderr[-3000:]
-    report = json.loads(proc.stdout.strip().splitlines()[-1])
+    report = json.loads((tmp_path / "report.json").read_text())
     assert marker.exists()  # an actor did die mid-job ...
     assert (report["written"], report["failed"], report["engine"], report["actors"]) == (10_000, 0, "ray", 2)
     assert_like_run(classifier, rows_of(tmp_path / "out.parquet", "output"), x)  # ... and no row was lost

@@ -309,6 +309,24 @@ def test_a_batch_cap_below_one_or_for_another_engine_is_one_line(clf):
     one_error(run_cli("serve", str(clf), "--max-batch-size", "4", "--engine", "ray"), 2, "applies to --engine")
 
 
+def test_serve_in_python_refuses_what_the_engine_would_drop_before_starting_anything(clf):
+    """modelport.serve decides the engine, as `serve --engine` does: an option the engine would not
+    honour (a token Triton would not check) is refused before any server or Ray starts."""
+    from modelport.errors import UsageError
+
+    cases = [
+        ({"engine": "triton", "token": "secret"}, "--token applies to --engine modelport or ray, not triton"),
+        ({"engine": "ray", "max_batch_size": 4}, "--max-batch-size applies to --engine modelport, not ray"),
+        ({"engine": "modelport", "replicas": 2}, "--replicas applies to --engine ray, not modelport"),
+        ({"engine": "triton", "check_ranges": False}, "--no-range-check applies to --engine modelport or ray"),
+        ({"engine": "ray", "autoscale": "4"}, "--autoscale '4' is not MIN..MAX"),
+        ({"engine": "nginx"}, "unknown engine 'nginx'"),
+    ]
+    for options, message in cases:
+        with pytest.raises(UsageError, match=re.escape(message)):
+            modelport.serve([clf], block=False, **options)
+
+
 def test_a_port_in_use_is_one_line(clf):
     import socket
 

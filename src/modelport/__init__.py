@@ -59,7 +59,7 @@ _WHERE = {
     "OptimizeResult": "modelport.optimization.api",
     "import_onnx": "modelport.ingest.importing",
     "upgrade": "modelport.ingest.upgrade",
-    "serve": "modelport.serving.server",
+    "serve": "modelport.scale.engines",
     "serve_triton": "modelport.scale.triton_server",
     "serve_ray": "modelport.scale.ray_serve",
     "batch": "modelport.scale.batch",

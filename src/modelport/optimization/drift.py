@@ -19,7 +19,8 @@ from typing import Any
 import numpy as np
 
 from modelport.compare import cosine
-from modelport.errors import import_onnxruntime
+from modelport.machine import physical_cores
+from modelport.runtime.ort_session import cpu_session
 
 __all__ = ["NodeDrift", "rank_nodes", "activations", "finite_cosine"]
 
@@ -70,8 +71,6 @@ def activations(model: Path, feed: dict[str, np.ndarray]) -> dict[str, np.ndarra
     output, run with graph optimizations off so that every name survives."""
     import onnx
 
-    ort = import_onnxruntime()
-
     proto = onnx.load(str(model))
     graph = onnx.shape_inference.infer_shapes(proto).graph
     kinds = {v.name: v.type.tensor_type.elem_type for v in (*graph.value_info, *graph.output)}
@@ -81,12 +80,10 @@ def activations(model: Path, feed: dict[str, np.ndarray]) -> dict[str, np.ndarra
             if name and name not in outputs and kinds.get(name) in _FLOATS:
                 proto.graph.output.append(onnx.helper.make_tensor_value_info(name, kinds[name], None))
                 outputs.add(name)
-    options = ort.SessionOptions()
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
     with tempfile.TemporaryDirectory(prefix="modelport-drift-") as tmp:  # a file: no 2 GiB protobuf limit
         path = Path(tmp) / "augmented.onnx"
         onnx.save(proto, str(path), save_as_external_data=True)
-        session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        session = cpu_session(path, optimization="disabled", threads=physical_cores())
         names = [o.name for o in session.get_outputs()]
         return dict(zip(names, session.run(names, feed), strict=True))
 

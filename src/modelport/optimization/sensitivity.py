@@ -15,8 +15,8 @@ from pathlib import Path
 import numpy as np
 import onnx
 
-from modelport.errors import import_onnxruntime
 from modelport.optimization.drift import activations, finite_cosine
+from modelport.runtime.ort_session import cpu_session
 
 __all__ = ["int8_sensitivity"]
 
@@ -25,8 +25,6 @@ _CHANNEL_AXIS = {"MatMul": -1, "Conv": 0, "ConvTranspose": 1}
 
 def int8_sensitivity(float_model: Path, feed: dict[str, np.ndarray], nodes: set[str]) -> list[str]:
     """The nodes in ``nodes`` (names in ``float_model``), most sensitive to int8 first."""
-    ort = import_onnxruntime()
-
     model = onnx.load(str(float_model))
     tensors = {**activations(float_model, feed), **feed}
     weights = {i.name: onnx.numpy_helper.to_array(i) for i in model.graph.initializer}
@@ -36,7 +34,7 @@ def int8_sensitivity(float_model: Path, feed: dict[str, np.ndarray], nodes: set[
         if node.name not in nodes or not all(not name or name in tensors for name in node.input):
             continue
         single = _single_node_model(model, node, tensors)
-        session = ort.InferenceSession(single.SerializeToString(), providers=["CPUExecutionProvider"])
+        session = cpu_session(single)
         exact = {name: tensors[name] for name in node.input if name}
         rounded = {name: _fake_int8(node, name, value, name in weights) for name, value in exact.items()}
         want = session.run(None, exact)[0]

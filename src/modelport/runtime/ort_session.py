@@ -72,8 +72,10 @@ def open_session(
     settings: SessionSettings,
     *,
     profile_prefix: str | None = None,
+    optimized_to: Path | None = None,
 ) -> Any:
-    """An ``InferenceSession`` for the file at ``path``; ONNX Runtime's own exception on failure."""
+    """An ``InferenceSession`` for the file at ``path``; ONNX Runtime's own exception on failure.
+    ``optimized_to``: also save the graph as ONNX Runtime optimized it there."""
     ort = import_onnxruntime()
     session_options = ort.SessionOptions()
     session_options.graph_optimization_level = getattr(ort.GraphOptimizationLevel, _LEVELS[settings.optimization])
@@ -87,6 +89,8 @@ def open_session(
     if profile_prefix:
         session_options.enable_profiling = True
         session_options.profile_file_prefix = profile_prefix
+    if optimized_to is not None:
+        session_options.optimized_model_filepath = str(optimized_to)
     session = ort.InferenceSession(str(path), session_options, providers=list(providers), provider_options=options)
     session.disable_fallback()
     return session

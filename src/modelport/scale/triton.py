@@ -29,11 +29,12 @@ from typing import Any
 from modelport.bundle import Bundle
 from modelport.errors import MissingExtraError, UsageError
 from modelport.runtime.base import TensorInfo, infos_from_manifest, infos_from_signature
-from modelport.scale.triton_server import CONFIG
 from modelport.serving.models import batch_axis, parse_sources
 from modelport.serving.protocol import to_datatype
 
-__all__ = ["triton_repository", "TritonModel", "PLATFORMS", "CONFIG"]
+__all__ = ["triton_repository", "TritonModel", "PLATFORMS", "CONFIG", "is_repository"]
+
+CONFIG = "config.pbtxt"  # each model's configuration in a repository
 
 PLATFORMS = ("onnxruntime", "python")
 _PYTHON_MODEL = Path(__file__).with_name("triton_python_model.py")
@@ -171,3 +172,9 @@ def _model_config_pb2() -> Any:
     except ImportError:
         raise MissingExtraError("writing a Triton model repository", "serve") from None
     return model_config_pb2
+
+
+def is_repository(path: str | Path) -> bool:
+    """A folder whose subfolders hold ``config.pbtxt``: a Triton model repository, not a bundle."""
+    folder = Path(path)
+    return folder.is_dir() and any((child / CONFIG).is_file() for child in folder.iterdir() if child.is_dir())

@@ -29,11 +29,11 @@ from pathlib import Path
 
 from modelport.errors import ResourceError, UsageError
 from modelport.scale.lifecycle import port_for, until_stopped
+from modelport.scale.triton import CONFIG, is_repository, triton_repository
 
 __all__ = ["serve_triton", "TritonServer", "TritonEnv", "find_triton", "PYTHON_ENV", "SETUP_HINT"]
 
 PYTHON_ENV = "MODELPORT_TRITON_PYTHON"
-CONFIG = "config.pbtxt"  # each model's configuration in a repository
 SETUP_HINT = (
     "make triton-env (a venv with nvidia-pytriton, numpy<2 and modelport: build/peers/triton/venv), then pass "
     f"--triton-python build/peers/triton/venv/bin/python or set {PYTHON_ENV}"
@@ -153,12 +153,6 @@ def serve_triton(
     return server
 
 
-def is_repository(path: str | Path) -> bool:
-    """A folder whose subfolders hold ``config.pbtxt``: a Triton model repository, not a bundle."""
-    folder = Path(path)
-    return folder.is_dir() and any((child / CONFIG).is_file() for child in folder.iterdir() if child.is_dir())
-
-
 class TritonServer:
     def __init__(
         self,
@@ -240,8 +234,6 @@ class TritonServer:
                 f"the Triton environment ({self.env.python}) has no modelport for the Python backend to run",
                 f"{self.env.python} -m pip install --no-deps -e <modelport checkout>, or make triton-env",
             )
-        from modelport.scale.triton import triton_repository  # bundles: modelport's own dependencies needed
-
         repo = self._work / "models"
         triton_repository(self.models, repo, platform="python", **self.options)
         return repo

@@ -11,7 +11,7 @@ from pathlib import Path
 import torch
 
 from modelport.errors import SourceError
-from modelport.sources import LoadedModel, existing_file
+from modelport.sources.loaded import LoadedModel, existing_file
 
 __all__ = ["load"]
 

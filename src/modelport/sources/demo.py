@@ -12,8 +12,8 @@ from pathlib import Path
 import torch
 
 from modelport.errors import MissingExtraError, SourceError
-from modelport.sources import LoadedModel
 from modelport.sources.hf import load_folder
+from modelport.sources.loaded import LoadedModel
 from modelport.spec import Dim, InputSpec, Signature
 
 __all__ = ["load", "minilm_folder", "SentenceEmbedder", "DEMOS"]

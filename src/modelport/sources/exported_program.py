@@ -19,7 +19,7 @@ from pathlib import Path
 import torch
 
 from modelport.errors import SourceError, UsageError, first_line
-from modelport.sources import LoadedModel, existing_archive
+from modelport.sources.loaded import LoadedModel, existing_archive
 from modelport.sources.pt2_archive import (
     SAFE_HINT,
     SAVE_HINT,

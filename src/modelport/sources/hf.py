@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from modelport.errors import MissingExtraError, SourceError, first_line
-from modelport.sources import LoadedModel
+from modelport.sources.loaded import LoadedModel
 from modelport.spec import Dim, InputSpec, Signature
 
 __all__ = [

@@ -7,7 +7,7 @@ import zipfile
 import torch
 
 from modelport.errors import SourceError, first_line
-from modelport.sources import LoadedModel, existing_archive
+from modelport.sources.loaded import LoadedModel, existing_archive
 
 __all__ = ["load"]
 

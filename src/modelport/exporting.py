@@ -283,8 +283,7 @@ def as_bundle(model: Any, staging: Path, inputs: Any, dims: Any, on_export: Call
     if isinstance(model, Bundle):
         if (model.manifest.get("generation") or {}).get("task") == "text-generation":
             raise UsageError(
-                f"{model.path} is a generation bundle (a decoder with a KV cache); "
-                "bench and optimize time fixed graphs",
+                f"{model.path} is a generation bundle (a decoder with a KV cache); bench times fixed graphs",
                 "time generation with benchmarks/generate/run.py, or export the model with --task feature-extraction",
             )
         return model

@@ -130,6 +130,7 @@ def verify(
         )
     from modelport.verification.budget import BudgetReport
     from modelport.verification.generation_report import GenerationReport
+    from modelport.verification.text_verify import TextVerifyReport
 
     if as_json:
         emit_json(report.to_json())
@@ -137,6 +138,8 @@ def verify(
         from modelport.cli.show_generation import checks_table
 
         checks_table(out, report)
+    elif isinstance(report, TextVerifyReport):  # a generation bundle compressed by optimize
+        out.print(report.summary(), highlight=False, soft_wrap=True)
     elif isinstance(report, BudgetReport):  # a bundle written by optimize: held to its accuracy budget
         show.budget_table(out, report)
     else:
@@ -231,9 +234,14 @@ def optimize(
     model: str = typer.Argument(..., help="a bundle directory, or a MODEL to export first (as for export)"),
     output: Path = typer.Option(..., "--output", "-o", help="where to write the optimized bundle"),
     budget: str = typer.Option(
-        "cos>=0.999", "--budget", help="accuracy per output: cos>=X (default), atol=X, or top1>=X (classifiers)"
+        "cos>=0.999",
+        "--budget",
+        help="accuracy per output: cos>=X (default), atol=X, or top1>=X (classifiers); a generation bundle: "
+        "top1>=X,ppl<=X,kl<=X against fp32 PyTorch on --data (default top1>=0.9,ppl<=1.05,kl<=0.05)",
     ),
-    precision: str = typer.Option("auto", "--precision", help="auto (every candidate), fp32, fp16, bf16 or int8"),
+    precision: str = typer.Option(
+        "auto", "--precision", help="auto (every candidate), fp32, fp16, bf16 or int8; int4 for a generation bundle"
+    ),
     data: Path = typer.Option(
         None, "--data", help="a folder of .npz feeds, or a .txt file of sentences (default: generated feeds)"
     ),

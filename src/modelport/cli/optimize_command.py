@@ -16,6 +16,8 @@ from modelport.errors import ModelportError
 from modelport.optimization import OptimizeResult, optimize
 from modelport.optimization.report import HEADERS, drift_lines, rows, write_report
 from modelport.optimization.search import SearchResult
+from modelport.optimization.text_api import TextOptimizeResult
+from modelport.optimization.text_search import TextSearch
 
 
 def optimize_command(
@@ -35,7 +37,7 @@ def optimize_command(
             )
         except ModelportError as exc:
             failed = getattr(exc, "report", None)
-            if isinstance(failed, OptimizeResult):  # the table says what each candidate did
+            if isinstance(failed, (OptimizeResult, TextOptimizeResult)):  # the table says what each candidate did
                 bar.stop()
                 _finish(out, err, failed, model, report, as_json)  # with --json the error is the JSON
             raise
@@ -43,7 +45,10 @@ def optimize_command(
     return result
 
 
-def _finish(out: Console, err: Console, result: OptimizeResult, model: str, report: Path | None, as_json: bool) -> None:
+def _finish(out: Console, err: Console, result: Any, model: str, report: Path | None, as_json: bool) -> None:
+    if isinstance(result, TextOptimizeResult):
+        _finish_text(out, err, result, report, as_json)
+        return
     search = result.search
     console = err if as_json else out
     show(console, search)
@@ -80,3 +85,83 @@ def show(console: Console, search: SearchResult) -> None:
         console.print(line, highlight=False, soft_wrap=True)
     for note in search.notes:
         console.print(f"note: {note}", highlight=False, soft_wrap=True)
+
+
+def _finish_text(out: Console, err: Console, result: TextOptimizeResult, report: Path | None, as_json: bool) -> None:
+    from modelport.cli.console import emit_json
+
+    search = result.search
+    console = err if as_json else out
+    show_text(console, search)
+    if report is not None:
+        report.write_text(text_markdown(search))
+        console.print(f"report: {report}", highlight=False)
+    if as_json and result.bundle is not None:
+        emit_json(result.to_json())
+    elif result.bundle is not None and search.chosen is not None:
+        chosen, speed = search.chosen, search.speedup(search.chosen)
+        held = chosen.held_out.summary() if chosen.held_out else ""
+        out.print(
+            f"bundle {result.bundle.path}: {chosen.name} on {chosen.backend}"
+            + (f", {speed:.2f}x fp32 decode" if speed else "")
+            + f"; held-out {held}, within {search.budget.text}; `modelport generate/verify` use it",
+            highlight=False,
+            soft_wrap=True,
+        )
+
+
+TEXT_HEADERS = (
+    "candidate",
+    "backend",
+    "tokens/s",
+    "vs fp32",
+    "TTFT ms",
+    "MB",
+    "top1",
+    "ppl x",
+    "kl",
+    "greedy",
+    "verdict",
+)
+
+
+def text_rows(search: TextSearch) -> list[list[str]]:
+    def num(value: float | None, form: str) -> str:
+        return format(value, form) if value is not None else "-"
+
+    out = []
+    for c in search.candidates:
+        score = c.search
+        speed = search.speedup(c)
+        out.append([
+            c.name + (" *" if c is search.chosen else ""), c.backend, num(c.tokens_per_s, ".1f"),
+            f"{speed:.2f}x" if speed else "-", num(c.ttft_ms, ".0f"),
+            num(c.weight_bytes / 1e6 if c.weight_bytes else None, ".0f"), num(score.top1 if score else None, ".4f"),
+            num(score.ppl if score else None, ".4f"), num(score.kl if score else None, ".4f"),
+            f"{c.greedy:.0%}" if c.greedy is not None else "-", c.verdict(search.budget),
+        ])  # fmt: skip
+    return out
+
+
+def show_text(console: Console, search: TextSearch) -> None:
+    table = Table(
+        title=f"candidates, budget {search.budget.text} against fp32 PyTorch on {search.data.describe()} "
+        f"(figures: the search half), {search.threads} threads",
+        title_justify="left",
+    )
+    for header in TEXT_HEADERS:
+        table.add_column(header, justify="left" if header in ("candidate", "backend", "verdict") else "right")
+    for row in text_rows(search):
+        table.add_row(*row)
+    console.print(table)
+    for note in search.notes:
+        console.print(f"note: {note}", highlight=False, soft_wrap=True)
+
+
+def text_markdown(search: TextSearch) -> str:
+    lines = [f"# modelport optimize: generation bundle, budget {search.budget.text}", "",
+             f"Against fp32 PyTorch on {search.data.describe()}; {search.threads} threads. "
+             "Quality figures are the search half's; `*` marks the choice.", "",
+             "| " + " | ".join(TEXT_HEADERS) + " |", "|" + "---|" * len(TEXT_HEADERS)]  # fmt: skip
+    lines += ["| " + " | ".join(row) + " |" for row in text_rows(search)]
+    return "\n".join(lines + [""] + [f"Note: {n}" for n in search.notes]) + "\n"

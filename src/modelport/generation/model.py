@@ -189,6 +189,14 @@ class LanguageModel:
             return False
         return True
 
+    def logits(self, tokens: Sequence[int]) -> np.ndarray:
+        """The logits at every position of ``tokens`` fed in one pass from an empty cache ([len, vocab]):
+        position i is the model's guess at token i + 1."""
+        if self._cache is None:
+            raise RuntimeError("LanguageModel is not loaded; use `with`")
+        self._cache.start(1)
+        return self._cache.step(batch_feed([list(tokens)], self.pad_id, self.layout.position_ids))[0]
+
     def score(self, prompt: Sequence[int], continuation: Sequence[int]) -> list[np.ndarray]:
         """Teacher forcing: the logits the bundle gives after the prompt and after each continuation token
         fed one step at a time (``len(continuation)`` arrays of [vocab]; the last token is not fed)."""

@@ -85,11 +85,29 @@ def optimize(
     folder of ``.npz`` feeds, a text file of sentences, or a list of feeds or sentences; None: generated
     feeds at the example sizes or ``shape`` (``["seq=128"]``; real data is better). ``candidates`` names
     the ones to try (default: all ``precision`` allows).
+    A generation bundle (``export --task text-generation``) gets the weight-only int8/int4 candidates
+    instead, held to a text budget (``top1>=0.9,ppl<=1.05,kl<=0.05`` by default) on ``data`` (a text file or
+    a list of strings): see ``optimization.text_api``; ``seq``, ``shape``, ``inputs``, ``dims`` and the
+    exclusion search do not apply to it.
     Raises ``ParityError`` when no candidate stays within the budget."""
+    only = [n.strip() for n in candidates.split(",")] if isinstance(candidates, str) else candidates
+    generation = _generation_bundle(model)
+    if generation is not None:
+        from modelport.optimization.text_api import optimize_text
+
+        given = {"--seq": seq != DEFAULT_SEQ, "--shape": bool(shape), "--input": bool(inputs), "--dim": bool(dims),
+                 "--max-exclusions": max_exclusions != MAX_EXCLUSIONS, "timing": bool(timing),
+                 "--search-seconds": search_seconds != SEARCH_SECONDS}  # fmt: skip
+        extra = [flag for flag, set_ in given.items() if set_]
+        if extra:
+            raise UsageError(f"{', '.join(extra)} do not apply to a generation bundle", "drop them")
+        return optimize_text(  # type: ignore[return-value]
+            generation, output, budget=None if budget == DEFAULT_BUDGET else budget, data=data, candidates=only,
+            precision=precision, threads=threads, progress=progress,
+        )  # fmt: skip
     parsed = Budget.parse(budget)
     if precision not in PRECISIONS:
         raise UsageError(f"unknown precision {precision!r}", f"choose one of: {', '.join(PRECISIONS)}")
-    only = [n.strip() for n in candidates.split(",")] if isinstance(candidates, str) else candidates
     unknown = [n for n in only or [] if n not in candidate_names()]
     if unknown:
         raise UsageError(f"unknown candidate {unknown[0]!r}", f"candidates: {', '.join(candidate_names())}")
@@ -165,6 +183,15 @@ def optimize(
             raise
     say("done", 1.0)
     return OptimizeResult(written, result)
+
+
+def _generation_bundle(model: Any) -> Bundle | None:
+    """``model`` opened, when it is a generation bundle."""
+    from modelport.generation.model import is_generation
+
+    if isinstance(model, (str, Path)) and Path(model).is_dir() and (Path(model) / bundles.MANIFEST).is_file():
+        model = Bundle.open(model)
+    return model if isinstance(model, Bundle) and is_generation(model) else None
 
 
 def _fitting(feeds: list[dict[str, np.ndarray]], limit: int) -> list[dict[str, np.ndarray]]:

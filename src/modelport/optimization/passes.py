@@ -15,6 +15,8 @@ from typing import Any
 import numpy as np
 
 from modelport.errors import MissingExtraError, import_onnxruntime
+from modelport.machine import physical_cores
+from modelport.runtime.ort_session import SessionSettings, open_session
 
 __all__ = [
     "ort_offline",
@@ -37,15 +39,9 @@ def ort_offline(src: Path, dst: Path, level: str = "extended") -> None:
     """ONNX Runtime's graph optimizations applied once and saved: constant folding, redundant-node
     elimination and the fusions of level ``extended`` (GELU, LayerNorm, attention, MatMul+Add), which
     stay valid on any CPU (``all`` adds layout changes tied to this CPU, so it is not saved)."""
-    ort = import_onnxruntime()
-
-    options = ort.SessionOptions()
-    options.graph_optimization_level = {
-        "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
-        "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
-    }[level]
-    options.optimized_model_filepath = str(dst)
-    ort.InferenceSession(str(src), options, providers=["CPUExecutionProvider"])
+    if level not in ("basic", "extended"):
+        raise ValueError(f"ort_offline saves level basic or extended, not {level!r}")
+    open_session(src, ["CPUExecutionProvider"], [{}], SessionSettings(level, physical_cores()), optimized_to=dst)
 
 
 def prepare(src: Path, dst: Path) -> None:
@@ -135,6 +131,68 @@ def int8_static(
             nodes_to_exclude=list(exclude),
             extra_options={"MatMulConstBOnly": True},
         )
+
+
+def weights_nbits(
+    src: Path,
+    dst: Path,
+    exclude: Iterable[str] = (),
+    *,
+    bits: int = 4,
+    block_size: int = 32,
+    symmetric: bool = True,
+    accuracy_level: int | None = None,
+    only: Iterable[str] | None = None,
+) -> None:
+    """Weight-only quantization of every MatMul with a constant weight to ONNX Runtime's ``MatMulNBits``
+    (``onnxruntime.quantization``'s ``MatMulNBitsQuantizer``): ``bits`` 4 or 8, one scale (and, unless
+    ``symmetric``, a zero point) per ``block_size`` weights along the input axis; activations stay float.
+    ``accuracy_level`` 4 lets the kernel quantize activations to int8 on the fly (VNNI), 0/None keeps
+    them float. ``only``: quantize these nodes and no others. Written with external data (``dst.data``)."""
+    import onnx
+
+    quant = _quantization()
+    from onnxruntime.quantization.matmul_nbits_quantizer import MatMulNBitsQuantizer
+
+    # its logger writes a line per node through a handler of its own (not stderr as redirected by quiet())
+    logging.getLogger("onnxruntime.quantization.matmul_nbits_quantizer").setLevel(logging.WARNING)
+    model = onnx.load(str(src))
+    with quiet():
+        quantizer = MatMulNBitsQuantizer(
+            model,
+            bits=bits,
+            block_size=block_size,
+            is_symmetric=symmetric,
+            accuracy_level=accuracy_level,
+            nodes_to_exclude=list(exclude),
+            nodes_to_include=list(only) if only is not None else None,
+            quant_format=quant.QuantFormat.QOperator,
+            op_types_to_quantize=("MatMul",),
+        )
+        quantizer.process()
+    del model
+    out = quantizer.model.model
+    onnx.save(out, str(dst), save_as_external_data=True, all_tensors_to_one_file=True, location=dst.name + ".data")
+
+
+def lm_head(path: Path) -> str | None:
+    """The MatMul that makes a decoder's ``logits``: walking back from that output through the nodes that
+    feed it, the first MatMul with a constant weight."""
+    import onnx
+
+    model = onnx.load(str(path), load_external_data=False)
+    constant = {i.name for i in model.graph.initializer}
+    producer = {o: n for n in model.graph.node for o in n.output}
+    todo, seen = ["logits"], set()
+    while todo:
+        node = producer.get(todo.pop(0))
+        if node is None or node.name in seen:
+            continue
+        seen.add(node.name)
+        if node.op_type == "MatMul" and constant.intersection(node.input):
+            return node.name
+        todo += [i for i in node.input if i and i not in constant]
+    return None
 
 
 def fp16(src: Path, dst: Path, exclude: Iterable[str] = ()) -> None:

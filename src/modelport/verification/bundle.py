@@ -27,6 +27,7 @@ from modelport.verification.budget import DEFAULT_BUDGET, Budget, BudgetReport, 
 from modelport.verification.generation import verify_generation
 from modelport.verification.generation_report import GenerationReport
 from modelport.verification.parity import ParityReport, Reference, check_runners
+from modelport.verification.text_verify import TextVerifyReport, verify_text
 
 __all__ = ["verify", "check_budget"]
 
@@ -43,12 +44,13 @@ def verify(
     fallback: str = "refuse",
     verify_timeout: float = DEFAULT_VERIFY_TIMEOUT,
     data: Any = None,
-) -> ParityReport | BudgetReport | GenerationReport:
+) -> ParityReport | BudgetReport | GenerationReport | TextVerifyReport:
     """Re-check a bundle against PyTorch — ``model`` (an ``nn.Module``, ``ScriptModule``, ``ExportedProgram``
     or MODEL string) or the recorded source — on ``backend`` (default: the bundle's own; ort:cpu at both
     optimization levels, as at export). Tolerances default to the bundle's; a bundle written by ``optimize``
     is held to its recorded accuracy budget instead (``BudgetReport``); a generation bundle gets its generation
-    checks (``GenerationReport``; ``data``: prompts, a text file or a list). Raises ``ParityError`` on a mismatch."""
+    checks (``GenerationReport``; ``data``: prompts, a text file or a list), and one that ``optimize`` compressed
+    its text budget on the held-out text it carries (``TextVerifyReport``). Raises ``ParityError`` on a mismatch."""
     say = progress or (lambda _msg: None)
     check_tolerances(atol, rtol)
     check_timeout(verify_timeout)
@@ -58,6 +60,12 @@ def verify(
     if is_generation(bundle):
         if atol is not None or rtol is not None:
             raise UsageError("a generation bundle is held to its logits tolerance, not to --atol/--rtol", "drop them")
+        if bundle.optimization is not None:  # compressed by optimize: held to its text budget
+            if data is not None:
+                raise UsageError(
+                    "an optimized generation bundle is re-checked on the held-out text it was judged on", "drop --data"
+                )
+            return verify_text(bundle, model, backend=backend, threads=threads, progress=say)
         return verify_generation(bundle, model, backend=backend, threads=threads, data=data, progress=say)
     canonical = parse_backend(backend or bundle.backend).canonical
     if bundle.optimization is not None and (atol is not None or rtol is not None):

@@ -1,0 +1,238 @@
+"""``optimize`` for a generation bundle: weight-only int8/int4 candidates and runtimes, each judged on text
+against fp32 PyTorch (``verification.text_quality``) and timed decoding; the fastest within the budget is
+written as a generation bundle.
+
+Each candidate is built into a bundle folder of its own (the source bundle's tokenizer and manifest, its
+own ``model.onnx`` with external data), loaded as a ``LanguageModel`` on its backend, scored on the search
+half of the text and on the held-out half, continued greedily from a few prompts, and timed: ``ROUNDS``
+generations of ``TIMING_NEW`` tokens from a ``TIMING_PROMPT``-token prompt (end-of-sequence ignored), the
+median decode tokens/s and time to first token. Only one candidate is loaded at a time (a >2 GB model is
+never held twice). The choice: the fastest whose search figures meet the budget and whose held-out
+figures confirm it; every candidate is listed with its figures either way.
+"""
+
+from __future__ import annotations
+
+import shutil
+import statistics
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from modelport import bundle as bundles
+from modelport.bundle import MODEL_FILE, Bundle
+from modelport.errors import ModelportError, UsageError, first_line
+from modelport.generation.api import load_generator
+from modelport.generation.model import LanguageModel
+from modelport.optimization.recipes import Context, WeightsNBits
+from modelport.optimization.text_data import GREEDY_NEW, Reference, TextData
+from modelport.verification.text_quality import TextBudget, TextScore, score_texts
+
+__all__ = ["TextCandidate", "TextSearch", "text_plan", "search_text", "TEXT_CANDIDATES"]
+
+TIMING_PROMPT = 64
+TIMING_NEW = 32
+ROUNDS = 3
+
+# name -> (backend, recipe or None for the exported graph, precision)
+_PLAN: dict[str, tuple[str, WeightsNBits | None, str]] = {
+    "fp32": ("ort:cpu", None, "fp32"),
+    "openvino-fp32": ("openvino:f32", None, "fp32"),
+    "int8-weights": ("ort:cpu", WeightsNBits(8, 32, True), "int8"),
+    "int4-asym-32": ("ort:cpu", WeightsNBits(4, 32, False), "int4"),
+    "int4-sym-32": ("ort:cpu", WeightsNBits(4, 32, True), "int4"),
+    "int4-asym-128": ("ort:cpu", WeightsNBits(4, 128, False), "int4"),
+    "int4-sym-128": ("ort:cpu", WeightsNBits(4, 128, True), "int4"),
+    "int4-asym-32-float-compute": ("ort:cpu", WeightsNBits(4, 32, False, accuracy_level=0), "int4"),
+    "int4-asym-32-head-int8": ("ort:cpu", WeightsNBits(4, 32, False, head_bits=8), "int4"),
+    "int4-asym-32-head-fp32": ("ort:cpu", WeightsNBits(4, 32, False, head_bits=32), "int4"),
+}
+TEXT_CANDIDATES = tuple(_PLAN)
+
+
+@dataclass
+class TextCandidate:
+    name: str
+    backend: str
+    precision: str
+    steps: list[str]
+    recipe: WeightsNBits | None = None
+    skipped: str = ""
+    folder: Path | None = None  # its bundle, once built
+    build_s: float = 0.0
+    weight_bytes: int | None = None
+    search: TextScore | None = None
+    held_out: TextScore | None = None
+    greedy: float | None = None
+    tokens_per_s: float | None = None
+    ttft_ms: float | None = None
+    error: str = ""
+    eligible: bool = True  # False: measured as the baseline only (not among the candidates asked for)
+
+    @property
+    def measured(self) -> bool:
+        return not self.skipped and not self.error and self.search is not None
+
+    def verdict(self, budget: TextBudget) -> str:
+        """``within``, or why not, in words."""
+        if self.skipped:
+            return f"skipped: {self.skipped}"
+        if self.error:
+            return f"failed: {self.error}"
+        assert self.search is not None and self.held_out is not None
+        if not self.eligible:
+            return "baseline (not asked for)"
+        misses = self.search.misses(budget)
+        if misses:
+            return "outside the budget: " + "; ".join(misses)
+        held = self.held_out.misses(budget)
+        return "outside the budget on held-out text: " + "; ".join(held) if held else "within"
+
+    def to_json(self, budget: TextBudget) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "backend": self.backend,
+            "precision": self.precision,
+            "steps": self.steps,
+            "verdict": self.verdict(budget),
+            "search": self.search.to_json() if self.search else None,
+            "held_out": self.held_out.to_json() if self.held_out else None,
+            "greedy": self.greedy,
+            "decode_tokens_per_s": _round(self.tokens_per_s),
+            "ttft_ms": _round(self.ttft_ms),
+            "weight_bytes": self.weight_bytes,
+            "build_s": round(self.build_s, 2),
+        }
+
+
+@dataclass
+class TextSearch:
+    budget: TextBudget
+    data: TextData
+    threads: int
+    candidates: list[TextCandidate] = field(default_factory=list)
+    chosen: TextCandidate | None = None
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def baseline(self) -> TextCandidate | None:
+        return next((c for c in self.candidates if c.name == "fp32" and c.tokens_per_s), None)
+
+    def speedup(self, candidate: TextCandidate) -> float | None:
+        base = self.baseline
+        if base is None or not candidate.tokens_per_s or not base.tokens_per_s:
+            return None
+        return candidate.tokens_per_s / base.tokens_per_s
+
+
+def text_plan(only: list[str] | None = None, *, precision: str = "auto", openvino: bool = True) -> list[TextCandidate]:
+    """The candidates ``only`` names (default: all) of ``precision`` ("auto": any); fp32 on ONNX Runtime is
+    always measured, as the baseline the speed-ups are against, and chosen only if it was asked for."""
+    unknown = [n for n in only or [] if n not in _PLAN]
+    if unknown:
+        raise UsageError(f"no generation candidate {', '.join(unknown)}", f"choose from: {', '.join(TEXT_CANDIDATES)}")
+    out = []
+    for name, (backend, recipe, kind) in _PLAN.items():
+        steps = ["as exported"] + ([recipe.words()] if recipe else []) + (["on OpenVINO"] if "openvino" in name else [])
+        skipped = "" if openvino or not backend.startswith("openvino") else "OpenVINO is not installed"
+        asked = (only is None or name in only) and precision in ("auto", kind)
+        if asked or name == "fp32":
+            out.append(TextCandidate(name, backend, kind, steps, recipe, skipped=skipped, eligible=asked))
+    return out
+
+
+def search_text(
+    source: Bundle,
+    work: Path,
+    candidates: list[TextCandidate],
+    budget: TextBudget,
+    data: TextData,
+    reference: Reference,
+    *,
+    threads: int,
+    say: Callable[[str, float], None],
+) -> TextSearch:
+    result = TextSearch(budget, data, threads, candidates)
+    for index, c in enumerate(candidates):
+        if c.skipped:
+            continue
+        say(f"{c.name}: building", index / len(candidates))
+        try:
+            _build(c, source, work)
+            say(f"{c.name}: measuring", (index + 0.5) / len(candidates))
+            _measure(c, reference, data, threads)
+        except ModelportError as exc:
+            c.error = exc.one_line()
+        except Exception as exc:  # a quantizer or runtime that cannot handle this graph: the candidate fails
+            c.error = f"{type(exc).__name__}: {first_line(exc)}"
+    ranked = sorted((c for c in candidates if c.measured and c.tokens_per_s), key=lambda c: -(c.tokens_per_s or 0))
+    result.chosen = next((c for c in ranked if c.eligible and c.verdict(budget) == "within"), None)
+    if result.chosen is not None and result.chosen.recipe is None and result.chosen.name == "fp32":
+        result.notes.append(
+            "no compressed candidate was both faster than fp32 and within the budget: the fp32 graph is kept"
+        )
+    return result
+
+
+def _build(c: TextCandidate, source: Bundle, work: Path) -> None:
+    if c.recipe is None:
+        c.folder = source.path
+        c.weight_bytes = _weight_bytes(source.path)
+        return
+    start = time.perf_counter()
+    folder = work / c.name
+    folder.mkdir(parents=True)
+    for file in source.path.iterdir():  # the tokenizer, generation_config.json: everything but the graph
+        if file.is_file() and file.name != bundles.MANIFEST and not file.name.startswith(MODEL_FILE):
+            shutil.copyfile(file, folder / file.name)
+    c.recipe.build(source.model_path, folder / MODEL_FILE, Context())
+    manifest = dict(source.manifest)
+    manifest["files"] = bundles.file_table(folder)
+    bundles.write_manifest(folder, manifest)
+    c.folder = folder
+    c.build_s = time.perf_counter() - start
+    c.weight_bytes = _weight_bytes(folder)
+
+
+def _measure(c: TextCandidate, reference: Reference, data: TextData, threads: int) -> None:
+    assert c.folder is not None
+    with load_generator(c.folder, c.backend, threads=threads) as lm:
+        c.search = score_texts(reference.search, [lm.logits(t) for t in data.search], data.search)
+        c.held_out = score_texts(reference.held_out, [lm.logits(t) for t in data.held_out], data.held_out)
+        ours = [g.token_ids for g in lm.generate(reference.prompts, max_new_tokens=GREEDY_NEW, ignore_eos=True)]
+        c.greedy = _agreement(ours, reference.greedy)
+        c.held_out.greedy = c.greedy
+        c.tokens_per_s, c.ttft_ms = _time(lm, data)
+
+
+def _time(lm: LanguageModel, data: TextData) -> tuple[float, float]:
+    pool = [t for chunk in data.search for t in chunk]
+    prompt = [pool[i % len(pool)] for i in range(min(TIMING_PROMPT, lm.layout.max_context - TIMING_NEW - 1))]
+    lm.generate([prompt], max_new_tokens=4, ignore_eos=True)  # warm-up
+    rates, firsts = [], []
+    for _ in range(ROUNDS):
+        out = lm.generate([prompt], max_new_tokens=TIMING_NEW, ignore_eos=True)[0]
+        rates.append(out.decode_tokens_per_s or 0.0)
+        firsts.append(out.time_to_first_token_s * 1e3)
+    return statistics.median(rates), statistics.median(firsts)
+
+
+def _agreement(ours: list[list[int]], theirs: list[list[int]]) -> float:
+    """The mean fraction of tokens generated before the first that differs."""
+    fractions = []
+    for a, b in zip(ours, theirs, strict=True):
+        same = next((i for i, (x, y) in enumerate(zip(a, b, strict=False)) if x != y), min(len(a), len(b)))
+        fractions.append(same / max(len(b), 1))
+    return float(np.mean(fractions)) if fractions else 1.0
+
+
+def _weight_bytes(folder: Path) -> int:
+    return sum(f.stat().st_size for f in folder.iterdir() if f.name.startswith(MODEL_FILE))
+
+
+def _round(value: float | None) -> float | None:
+    return round(value, 2) if value is not None else None

@@ -76,6 +76,9 @@ if [[ $PARTS == *generate* ]]; then
 # torch.compile, optimum-onnx and onnxruntime-genai (each peer in its own venv), with the bandwidth roofline
 for peer in optimum genai; do benchmarks/generate/peers/setup.sh $peer > /dev/null || true; done
 .venv/bin/python benchmarks/generate/run.py --out $OUT
+# optimize on generation bundles: quality on a model trained here on the standard library (~20 min the
+# first time), speed of every int8/int4 candidate on the 0.5 B model
+.venv/bin/python benchmarks/generate/optimize.py --out $OUT
 fi
 
 .venv/bin/python benchmarks/summarize.py $OUT > $OUT/SUMMARY.md

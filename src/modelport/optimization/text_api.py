@@ -86,7 +86,7 @@ def optimize_text(
     say("fp32 PyTorch on the text (the reference)", 0.0)
     reference = pytorch_reference(torch_model, found, pad_id)
     del torch_model
-    with tempfile.TemporaryDirectory(prefix="modelport-optimize-", dir=target.parent) as tmp:
+    with tempfile.TemporaryDirectory(prefix="modelport-optimize-") as tmp:
         result = search_text(source, Path(tmp), plan, parsed, found, reference, threads=threads, say=say)
         if not found.given:
             result.notes.append(

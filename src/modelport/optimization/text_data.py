@@ -41,16 +41,27 @@ class TextData:
 
 
 def load_text_data(lm: LanguageModel, data: Any, chunk: int = CHUNK) -> TextData:
-    texts, name = read_texts(data)
-    given = texts is not None
-    lines = list(texts or DEFAULT_TEXTS)
-    if not lm.bundle.manifest["generation"].get("tokenizer"):
-        raise UsageError(
-            f"{lm.bundle.path} carries no tokenizer, so text cannot be turned into tokens to judge it on",
-            "re-export with the tokenizer saved in the model folder (tokenizer.save_pretrained(DIR))",
-        )
+    """``data``: a text file or a list of strings (tokenized with the bundle's tokenizer), or a list of
+    token-id lists (for a bundle without one); None: built-in sentences."""
     chunk = max(2, min(chunk, lm.layout.max_context - 1))
-    pool = [t for ids in lm.encode(lines) for t in ids]
+    if _token_lists(data):
+        pool = [int(t) for ids in data for t in ids]
+        bad = [t for t in pool if not 0 <= t < lm.layout.vocab_size]
+        if bad:
+            raise UsageError(f"token id {bad[0]} is outside the vocabulary (0..{lm.layout.vocab_size - 1})",
+                             "pass ids from the model's own tokenizer")  # fmt: skip
+        name, source, given = "token ids", f"token ids given in Python ({len(data)} lists)", True
+    else:
+        texts, name = read_texts(data)
+        given = texts is not None
+        lines = list(texts or DEFAULT_TEXTS)
+        if not lm.bundle.manifest["generation"].get("tokenizer"):
+            raise UsageError(
+                f"{lm.bundle.path} carries no tokenizer, so text cannot be turned into tokens to judge it on",
+                "pass token ids (data=[[...], ...]), or re-export with the tokenizer saved in the model folder",
+            )
+        pool = [t for ids in lm.encode(lines) for t in ids]
+        source = f"{name} ({len(lines)} lines)" if given else "built-in sentences"
     chunks = [pool[i : i + chunk] for i in range(0, len(pool), chunk)]
     chunks = [c for c in chunks if len(c) >= 2]
     if len(chunks) < 2:
@@ -58,8 +69,18 @@ def load_text_data(lm: LanguageModel, data: Any, chunk: int = CHUNK) -> TextData
             f"--data {name} gives {len(pool)} tokens: too little to judge a compressed model on",
             f"pass more text: at least {2 * chunk} tokens (a few paragraphs), better {2 * MAX_CHUNKS * chunk}",
         )
-    source = f"{name} ({len(lines)} lines)" if given else "built-in sentences"
     return TextData(chunks[0::2][:MAX_CHUNKS], chunks[1::2][:MAX_CHUNKS], source, given)
+
+
+def _token_lists(data: Any) -> bool:
+    return (
+        isinstance(data, (list, tuple))
+        and bool(data)
+        and all(
+            isinstance(d, (list, tuple)) and all(isinstance(t, int) and not isinstance(t, bool) for t in d)
+            for d in data
+        )
+    )
 
 
 @dataclass

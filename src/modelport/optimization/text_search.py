@@ -73,10 +73,6 @@ class TextCandidate:
     error: str = ""
     eligible: bool = True  # False: measured as the baseline only (not among the candidates asked for)
 
-    @property
-    def measured(self) -> bool:
-        return not self.skipped and not self.error and self.search is not None
-
     def verdict(self, budget: TextBudget) -> str:
         """``within``, or why not, in words."""
         if self.skipped:
@@ -169,13 +165,23 @@ def search_text(
             c.error = exc.one_line()
         except Exception as exc:  # a quantizer or runtime that cannot handle this graph: the candidate fails
             c.error = f"{type(exc).__name__}: {first_line(exc)}"
-    ranked = sorted((c for c in candidates if c.measured and c.tokens_per_s), key=lambda c: -(c.tokens_per_s or 0))
-    result.chosen = next((c for c in ranked if c.eligible and c.verdict(budget) == "within"), None)
+        best = _best(candidates, budget)
+        for other in candidates:  # only the best so far keeps its files: a big model's candidates add up
+            if other is not best and other.folder is not None and other.folder.parent == work:
+                shutil.rmtree(other.folder, ignore_errors=True)
+                other.folder = None
+    result.chosen = _best(candidates, budget)
     if result.chosen is not None and result.chosen.recipe is None and result.chosen.name == "fp32":
         result.notes.append(
             "no compressed candidate was both faster than fp32 and within the budget: the fp32 graph is kept"
         )
     return result
+
+
+def _best(candidates: list[TextCandidate], budget: TextBudget) -> TextCandidate | None:
+    """The fastest candidate asked for whose figures are within ``budget``."""
+    within = [c for c in candidates if c.eligible and c.tokens_per_s and c.verdict(budget) == "within"]
+    return max(within, key=lambda c: c.tokens_per_s or 0.0, default=None)
 
 
 def _build(c: TextCandidate, source: Bundle, work: Path) -> None:

@@ -149,3 +149,5 @@ def test_generation_options_that_do_not_apply_are_one_line(lm_bundle, tmp_path):
         modelport.optimize(bundle, tmp_path / "x", candidates="int3")
     with pytest.raises(UsageError, match="too little to judge a compressed model on"):
         modelport.optimize(bundle, tmp_path / "x", data=["Hi."])
+    with pytest.raises(UsageError, match=re.escape("token id 999999 is outside the vocabulary (0..383)")):
+        modelport.optimize(bundle, tmp_path / "x", data=[[5, 999999, 7]])

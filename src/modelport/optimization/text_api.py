@@ -27,8 +27,9 @@ from modelport.machine import physical_cores
 from modelport.optimization.text_data import load_text_data, pytorch_reference
 from modelport.optimization.text_search import TextSearch, search_text, text_plan
 from modelport.options import check_threads
+from modelport.verification.generation import reference_model
 from modelport.verification.text_quality import TextBudget
-from modelport.verification.text_verify import HELD_OUT_TOKENS, reference_model
+from modelport.verification.text_verify import HELD_OUT_TOKENS
 
 __all__ = ["optimize_text", "TextOptimizeResult", "TEXT_PRECISIONS"]
 

@@ -269,16 +269,9 @@ def verify_generation(
     """Every generation check of ``bundle`` against ``model`` (``hf:DIR``, a folder, a ``PreTrainedModel``)
     or the folder it records; ``ParityError`` on a failure."""
     from modelport.generation.api import load_generator
-    from modelport.sources.hf import load_folder
 
     say = progress or (lambda _msg: None)
-    if model is None:
-        model = bundle.source
-        if not model:
-            raise UsageError(f"{bundle.path} does not record its source model", "pass it: --model hf:DIR")
-    if isinstance(model, (str, Path)):
-        say(f"loading {model}")
-        model = load_folder(Path(str(model).removeprefix("hf:")).expanduser(), cache=True)
+    model = reference_model(bundle, model, say)
     recorded = (bundle.manifest.get("parity") or {}).get("logits_tolerance", DEFAULT_LOGITS_TOLERANCE)
     tolerance = recorded if logits_tolerance is None else logits_tolerance
     texts, name = read_texts(data)
@@ -287,3 +280,18 @@ def verify_generation(
         report = check_generation(model, lm, build_prompts(lm, texts, new_tokens), new_tokens, tolerance, name)
     report.raise_if_failed()
     return report
+
+
+def reference_model(bundle: Any, model: Any, say: Any) -> Any:
+    """The fp32 PyTorch model: ``model`` (``hf:DIR``, a folder, a ``PreTrainedModel``) or the folder the
+    bundle records."""
+    from modelport.sources.hf import load_folder
+
+    if model is None:
+        model = bundle.source
+        if not model:
+            raise UsageError(f"{bundle.path} does not record its source model", "pass it: --model hf:DIR")
+    if isinstance(model, (str, Path)):
+        say(f"loading {model} (fp32 PyTorch, the reference)")
+        model = load_folder(Path(str(model).removeprefix("hf:")).expanduser(), cache=True)
+    return model

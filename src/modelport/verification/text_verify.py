@@ -14,9 +14,10 @@ import numpy as np
 
 from modelport.bundle import Bundle
 from modelport.errors import ParityError, UsageError
+from modelport.verification.generation import reference_model
 from modelport.verification.text_quality import TextBudget, TextScore, score_texts
 
-__all__ = ["TextVerifyReport", "verify_text", "HELD_OUT_TOKENS", "held_out_tokens", "pytorch_logits", "reference_model"]
+__all__ = ["TextVerifyReport", "verify_text", "HELD_OUT_TOKENS", "held_out_tokens", "pytorch_logits"]
 
 HELD_OUT_TOKENS = "held-out-tokens.json"
 
@@ -104,18 +105,3 @@ def pytorch_logits(model: Any, chunks: Sequence[Sequence[int]]) -> list[np.ndarr
             batch = torch.tensor([list(ids)], dtype=torch.int64)
             out.append(model(input_ids=batch, attention_mask=torch.ones_like(batch)).logits[0].float().numpy())
     return out
-
-
-def reference_model(bundle: Bundle, model: Any, say: Any) -> Any:
-    """The fp32 PyTorch model: ``model`` (``hf:DIR``, a folder, a ``PreTrainedModel``) or the folder the
-    bundle records."""
-    from modelport.sources.hf import load_folder
-
-    if model is None:
-        model = bundle.source
-        if not model:
-            raise UsageError(f"{bundle.path} does not record its source model", "pass it: --model hf:DIR")
-    if isinstance(model, (str, Path)):
-        say(f"loading {model} (fp32 PyTorch, the reference)")
-        model = load_folder(Path(str(model).removeprefix("hf:")).expanduser(), cache=True)
-    return model

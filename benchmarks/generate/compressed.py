@@ -1,0 +1,431 @@
+"""Compressed generation against the peers at their own int4/int8 settings: quality on the trained model, speed
+on the big ones, one run.
+
+1. Quality, on the model ``stdlib_lm.py`` trains (the only one here whose next-token guesses mean
+   something): ``modelport optimize`` with the default budget chooses a candidate; then every system scores
+   the same held-out chunks (the ones the chosen bundle carries, text it never saw) teacher-forced, and its
+   logits are compared with fp32 PyTorch's: top-1 agreement, perplexity ratio, KL, and the verdict against
+   the same budget. A peer outside the budget is still timed, and marked so.
+2. Speed, on ``llama-0.5b`` (``run.py``) and the 1.1 B TinyLlama-shaped model (``big.py``; run that first):
+   modelport's chosen candidate, rebuilt on the big model with the same recipe, and every peer, batch 1 and
+   4, a 128-token prompt (random ids, seeded), exactly 128 new tokens greedily. Every system runs in a process
+   of its own per round (its peak RSS from ``os.wait4``; the process loads its model, warms up on 4 tokens,
+   then generates), rounds alternate the systems in rotated order, medians are reported.
+
+Systems: modelport (the chosen candidate, on the backend optimize chose), transformers eager bf16 (where the
+CPU has bf16), and the peers of ``peers/`` whose venvs exist (``peers/setup.sh llamacpp|ct2|ovgenai|genai``):
+llama.cpp GGUF Q4_0/Q4_K_M/Q8_0, CTranslate2 int8, OpenVINO GenAI int4/int8 (NNCF), onnxruntime-genai int4.
+
+The roofline beside each row: tokens/s <= batch x read bandwidth / bytes one step reads (measured as in
+``run.py``). modelport's bytes are exact: the graph's weights but the input embedding table (a step reads one
+row of it). A peer's: its weight files less the embedding table at the file's mean bytes per parameter.
+
+    .venv/bin/python benchmarks/generate/compressed.py [--models llama-0.5b,tinyllama-1.1b] [--rounds 3]
+
+Results: ``benchmarks/results/generate-compressed.md`` and ``.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+import run as generate_run  # noqa: E402  (models, bandwidth)
+
+ROOT = HERE.parents[1]
+BUILD = ROOT / "build" / "generate-compressed"
+TRAINED = ROOT / "build" / "models" / "stdlib-lm"
+BIG = ROOT / "build" / "generate" / "tinyllama-1.1b"
+RESULTS = ROOT / "benchmarks" / "results"
+PEER_DIR = HERE / "peers"
+LOOSE = "top1>=0.000001,ppl<=1000000,kl<=1000000"  # random weights: the recipe was judged on the trained model
+# (label, venv, script, precision)
+PEERS = [
+    ("llama.cpp Q4_0", "llamacpp", "peer_llamacpp.py", "q4_0"),
+    ("llama.cpp Q4_K_M", "llamacpp", "peer_llamacpp.py", "q4_k_m"),
+    ("llama.cpp Q8_0", "llamacpp", "peer_llamacpp.py", "q8_0"),
+    ("CTranslate2 int8", "ct2", "peer_ct2.py", "int8"),
+    ("OpenVINO GenAI int4", "ovgenai", "peer_ovgenai.py", "int4"),
+    ("OpenVINO GenAI int8", "ovgenai", "peer_ovgenai.py", "int8"),
+    ("onnxruntime-genai int4", "genai", "peer_genai.py", "int4"),
+]
+
+
+# -- the systems, each a command that follows the peers' protocol ---------------------------------------------
+
+
+def commands(hf: Path, bundle: Path, work: Path, bf16: bool) -> dict[str, list[str]]:
+    """label -> the command, less the per-run arguments (--batch, --prompt-ids, ... or --score)."""
+    out = {"modelport": [sys.executable, __file__, "--worker", "modelport", "--model", str(bundle)]}
+    if bf16:
+        out["transformers eager bf16"] = [sys.executable, __file__, "--worker", "transformers", "--model", str(hf)]
+    for label, venv, script, precision in PEERS:
+        python = ROOT / "build" / f"gen-{venv}-env" / "bin" / "python"
+        if python.exists() and (PEER_DIR / script).is_file():
+            out[label] = [str(python), str(PEER_DIR / script), "--model", str(hf), "--work",
+                          str(work / f"peer-{venv}"), "--precision", precision]  # fmt: skip
+    return out
+
+
+def call(argv: list[str], timeout: float = 3600) -> dict:
+    """Runs one system's process: its last JSON line, with its peak RSS (``os.wait4``); ``error`` on failure."""
+    start = time.perf_counter()
+    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
+        proc = subprocess.Popen(argv, stdout=out, stderr=err, text=True, cwd=ROOT)
+        while True:
+            pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
+            if pid:
+                proc.returncode = os.waitstatus_to_exitcode(status)
+                break
+            if time.perf_counter() - start > timeout:
+                proc.kill()
+                proc.wait()
+                return {"error": f"timed out after {timeout:.0f} s"}
+            time.sleep(0.05)
+        out.seek(0), err.seek(0)
+        stdout, stderr = out.read(), err.read()
+    lines = [json.loads(line) for line in stdout.splitlines() if line.startswith("{")]
+    row = lines[-1] if lines else {"error": (stderr.strip().splitlines() or ["no output"])[-1][:300]}
+    row["wall_s"] = round(time.perf_counter() - start, 1)
+    row["peak_rss_bytes"] = usage.ru_maxrss * 1024
+    return row
+
+
+# -- part 1: quality on the trained model ---------------------------------------------------------------------
+
+
+def quality(args, say) -> dict:
+    import optimize as generate_optimize
+
+    from modelport.verification.text_quality import TextBudget, score_texts
+    from modelport.verification.text_verify import HELD_OUT_TOKENS
+
+    chosen = generate_optimize.WORK / "stdlib-lm-opt"
+    if not (chosen / "modelport.json").is_file():
+        say("quality: optimize on the trained model (optimize.py's quality part)")
+        generate_optimize.quality(say)
+    manifest = json.loads((chosen / "modelport.json").read_text())
+    entry = manifest["optimizations"][-1]
+    budget = TextBudget.parse(entry["budget"])
+    chunks_file = chosen / HELD_OUT_TOKENS
+    chunks = json.loads(chunks_file.read_text())
+    reference = _pytorch_logits(TRAINED, chunks)
+    rows = []
+    for label, argv in commands(TRAINED, chosen, BUILD / "stdlib-lm", bf16=args.bf16).items():
+        say(f"quality: {label}")
+        out = BUILD / "stdlib-lm" / f"logits-{label.replace(' ', '_')}.npy"
+        out.parent.mkdir(parents=True, exist_ok=True)
+        row = call([*argv, "--score", str(chunks_file), "--score-out", str(out), "--threads", str(args.threads)])
+        if "error" in row:
+            rows.append({"system": label, "error": row["error"]})
+            continue
+        logits = np.load(out)
+        score = score_texts(reference, [logits[i, : len(c)] for i, c in enumerate(chunks)], chunks)
+        misses = score.misses(budget)
+        rows.append({"system": label, **score.to_json(), "within": not misses, "misses": misses,
+                     "weight_bytes": row.get("weight_bytes")})  # fmt: skip
+        out.unlink()
+    return {
+        "model": json.loads((TRAINED / "train.json").read_text()),
+        "chosen": entry["candidate"],
+        "backend": entry["backend"],
+        "budget": budget.text,
+        "chunks": len(chunks),
+        "tokens": sum(len(c) - 1 for c in chunks),
+        "rows": rows,
+        "modelport_recorded_held_out": entry.get("held_out"),
+    }
+
+
+def _pytorch_logits(folder: Path, chunks: list[list[int]]) -> list[np.ndarray]:
+    import torch
+    import transformers as T
+
+    model = T.AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32).eval()
+    with torch.no_grad():
+        return [model(torch.tensor([c])).logits[0].numpy() for c in chunks]
+
+
+# -- part 2: speed on the big models --------------------------------------------------------------------------
+
+
+def prepare(model: str, candidate: str, say) -> tuple[Path, Path]:
+    """The model's folder and modelport's bundle of ``candidate`` for it (built once)."""
+    import modelport
+
+    if model == "tinyllama-1.1b":
+        hf, source = BIG / "hf", BIG / "bundle"
+        if not (source / "modelport.json").is_file():
+            raise SystemExit("run benchmarks/generate/big.py first: it exports the 1.1 B model")
+    else:
+        hf, source, _ = generate_run.prepare(model, lambda m: say(m))
+    out = BUILD / model / f"modelport-{candidate}"
+    if not (out / "modelport.json").is_file():
+        say(f"{model}: modelport optimize --candidates {candidate}")
+        modelport.optimize(source, out, candidates=[candidate], budget=LOOSE, data=_ids(hf))
+    return hf, out
+
+
+def _ids(hf: Path) -> list[list[int]]:
+    """Token ids of held-out standard-library text (the random-weight models carry no tokenizer of their own)."""
+    from modelport.sources.hf import load_tokenizer
+
+    tok = load_tokenizer(TRAINED)
+    vocab = json.loads((hf / "config.json").read_text())["vocab_size"]
+    lines = [line for line in (TRAINED / "held-out.txt").read_text().splitlines() if line.strip()]
+    return [[t % vocab for t in tok(line)["input_ids"]] for line in lines]
+
+
+def step_bytes(label: str, bundle: Path, weight_bytes: int | None, hf: Path) -> int | None:
+    """Bytes one decode step reads (see the module's doc)."""
+    config = json.loads((hf / "config.json").read_text())
+    embed = config["vocab_size"] * config["hidden_size"]
+    if label == "modelport":
+        return _graph_step_bytes(bundle)
+    if not weight_bytes:
+        return None
+    params = _parameters(hf)
+    return int(weight_bytes * (1 - embed / params))
+
+
+def _graph_step_bytes(bundle: Path) -> int:
+    import onnx
+    from onnx.external_data_helper import uses_external_data
+
+    model = onnx.load(str(bundle / "model.onnx"), load_external_data=False)
+    gathered = {n.input[0] for n in model.graph.node if n.op_type in ("Gather", "GatherBlockQuantized")}
+    consumers: dict[str, set[str]] = {}
+    for node in model.graph.node:
+        for name in node.input:
+            consumers.setdefault(name, set()).add(node.op_type)
+    total = 0
+    for t in model.graph.initializer:
+        if t.name in gathered and consumers.get(t.name) <= {"Gather", "GatherBlockQuantized"}:
+            continue  # the input embedding table: one row per token
+        if uses_external_data(t):
+            total += int(next(e.value for e in t.external_data if e.key == "length"))
+        else:
+            total += len(t.raw_data) or int(np.prod(t.dims)) * 4
+    return total
+
+
+def _parameters(hf: Path) -> int:
+    from safetensors import safe_open
+
+    total = 0
+    for file in hf.glob("*.safetensors"):
+        with safe_open(str(file), "np") as f:
+            total += sum(int(np.prod(f.get_slice(k).get_shape())) for k in f.keys())
+    return total
+
+
+def speed(model: str, candidate: str, args, say) -> dict:
+    hf, bundle = prepare(model, candidate, say)
+    vocab = json.loads((hf / "config.json").read_text())["vocab_size"]
+    rng = np.random.default_rng(0)
+    prompts = {}
+    for b in args.batches:
+        prompts[b] = BUILD / model / f"prompts-{b}.json"
+        prompts[b].write_text(json.dumps(rng.integers(3, vocab, (b, args.prompt_tokens)).tolist()))
+    systems = commands(hf, bundle, BUILD / model, bf16=args.bf16)
+
+    def run_args(b: int, new: int) -> list[str]:
+        return ["--batch", str(b), "--prompt-tokens", str(args.prompt_tokens), "--new-tokens", str(new),
+                "--rounds", "1", "--threads", str(args.threads), "--prompt-ids", str(prompts[b])]  # fmt: skip
+
+    errors: dict[str, str] = {}
+    for label, argv in systems.items():  # builds/converts once (not timed) and checks it runs
+        say(f"{model}: preparing {label}")
+        row = call([*argv, *run_args(1, 4)])
+        if "error" in row:
+            errors[label] = row["error"]
+    live = [label for label in systems if label not in errors]
+    samples: dict[tuple[str, int], list[dict]] = {}
+    bw = [generate_run.bandwidth(args.threads)]
+    for r in range(args.rounds):
+        for label in live[r % len(live) :] + live[: r % len(live)] if live else []:
+            for b in args.batches:
+                say(f"{model}: round {r + 1}/{args.rounds}, {label}, batch {b}")
+                row = call([*systems[label], *run_args(b, args.new_tokens)])
+                if "error" in row:
+                    errors[f"{label} (batch {b})"] = row["error"]
+                else:
+                    samples.setdefault((label, b), []).append(row)
+        bw.append(generate_run.bandwidth(args.threads))
+    bandwidth = statistics.median(bw)
+    rows = []
+    for (label, b), runs in samples.items():
+        weights = runs[0].get("weight_bytes")
+        step = step_bytes(label, bundle, weights, hf)
+        rate = statistics.median(r["decode_tokens_per_s"] for r in runs)
+        rows.append({
+            "system": label, "batch": b, "rounds": len(runs),
+            "ttft_s": statistics.median(r["ttft_s"] for r in runs),
+            "decode_tokens_per_s": rate,
+            "peak_rss_gib": max(r.get("peak_rss_bytes") or 0 for r in runs) / 2**30,
+            "weight_bytes": weights, "step_bytes": step,
+            "roofline_tokens_per_s": b * bandwidth / step if step else None,
+            "of_roofline": rate / (b * bandwidth / step) if step else None,
+        })  # fmt: skip
+    return {"model": model, "candidate": candidate, "bandwidth_gbps": bandwidth / 1e9, "rows": rows, "errors": errors,
+            "prompt_tokens": args.prompt_tokens, "new_tokens": args.new_tokens, "threads": args.threads}  # fmt: skip
+
+
+# -- the report -------------------------------------------------------------------------------------------------
+
+
+def markdown(quality_part: dict | None, speeds: list[dict], machine: dict) -> str:
+    lines = ["# Compressed generation: modelport's choice against the peers at their own int4/int8", ""]
+    lines += [f"`benchmarks/generate/compressed.py`. Machine: {machine['cpu']}, {machine['threads']} threads.", ""]
+    within = {}
+    if quality_part:
+        q = quality_part
+        lines += [f"## Quality on the trained model (stdlib-lm), budget `{q['budget']}`", "",
+                  f"{q['chunks']} held-out chunks ({q['tokens']} predicted tokens) of standard-library text, "
+                  f"teacher-forced, against fp32 PyTorch. modelport chose `{q['chosen']}` ({q['backend']}).", "",
+                  "| system | top-1 agreement | perplexity ratio | KL | within the budget |",
+                  "|---|---:|---:|---:|---|"]  # fmt: skip
+        for r in q["rows"]:
+            if "error" in r:
+                lines.append(f"| {r['system']} | not run: {r['error']} | | | |")
+                continue
+            within[r["system"]] = r["within"]
+            verdict = "yes" if r["within"] else "no: " + "; ".join(r["misses"])
+            lines.append(f"| {r['system']} | {r['top1']:.4f} | {r['ppl']:.4f} | {r['kl']:.4f} | {verdict} |")
+        lines.append("")
+    for s in speeds:
+        lines += [f"## Speed: {s['model']} (modelport: `{s['candidate']}`)", "",
+                  f"Prompt {s['prompt_tokens']} tokens, {s['new_tokens']} new tokens, greedy, {s['threads']} threads; "
+                  f"read bandwidth {s['bandwidth_gbps']:.1f} GB/s.", "",
+                  "| system | batch | first token (s) | decode tok/s | peak RSS (GiB) | weights (GB) | % of roofline | "
+                  "meets the budget on the trained model |",
+                  "|---|---:|---:|---:|---:|---:|---:|---|"]  # fmt: skip
+        for r in sorted(s["rows"], key=lambda r: (r["batch"], -r["decode_tokens_per_s"])):
+            size = f"{r['weight_bytes'] / 1e9:.2f}" if r["weight_bytes"] else "?"
+            roof = f"{100 * r['of_roofline']:.0f}%" if r["of_roofline"] else "?"
+            meets = {True: "yes", False: "no"}.get(within.get(r["system"]), "not measured")
+            lines.append(f"| {r['system']} | {r['batch']} | {r['ttft_s']:.3f} | {r['decode_tokens_per_s']:.1f} | "
+                         f"{r['peak_rss_gib']:.2f} | {size} | {roof} | {meets} |")  # fmt: skip
+        for label, why in s["errors"].items():
+            lines.append(f"| {label} | | not run: {why} | | | | | |")
+        lines.append("")
+    return "\n".join(lines) + "\n"
+
+
+# -- worker mode: modelport and transformers behind the peers' protocol -----------------------------------------
+
+
+def worker(args) -> None:
+    import resource
+
+    row: dict = {"system": args.worker}
+    try:
+        if args.worker == "modelport":
+            from modelport.bundle import Bundle
+            from modelport.generation.api import load_generator
+
+            bundle = Bundle.open(args.model)
+            lm = load_generator(bundle, bundle.backend, threads=args.threads)
+            lm.load()
+            row["system"] = f"modelport {bundle.optimization.get('candidate') if bundle.optimization else 'fp32'}"
+            row["weight_bytes"] = sum(f.stat().st_size for f in Path(args.model).glob("model.onnx*"))
+            if args.score:
+                chunks = json.loads(Path(args.score).read_text())
+                _save_logits(args.score_out, [lm.logits(c) for c in chunks])
+            else:
+                ids = json.loads(Path(args.prompt_ids).read_text())
+                lm.generate(ids, max_new_tokens=4, ignore_eos=True)
+                out = lm.generate(ids, max_new_tokens=args.new_tokens, ignore_eos=True)
+                row.update(ttft_s=out[0].time_to_first_token_s,
+                           decode_tokens_per_s=(out[0].decode_tokens_per_s or 0.0) * len(ids),
+                           first_row_tokens=out[0].token_ids)  # fmt: skip
+        else:
+            import torch
+            import transformers as T
+
+            torch.set_num_threads(args.threads)
+            model = T.AutoModelForCausalLM.from_pretrained(args.model, dtype=torch.bfloat16).eval()
+            row["weight_bytes"] = sum(p.numel() * p.element_size() for p in model.parameters())
+            if args.score:
+                chunks = json.loads(Path(args.score).read_text())
+                with torch.no_grad():
+                    _save_logits(args.score_out, [model(torch.tensor([c])).logits[0].float().numpy() for c in chunks])
+            else:
+                runner = generate_run.Transformers.__new__(generate_run.Transformers)
+                runner.model = model
+                ids = np.array(json.loads(Path(args.prompt_ids).read_text()), np.int64)
+                runner.run(ids, 4)
+                ttft, rate, tokens = runner.run(ids, args.new_tokens)
+                row.update(ttft_s=ttft, decode_tokens_per_s=rate, first_row_tokens=tokens)
+        row["peak_rss_bytes"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+        if args.score:
+            row["scored"] = args.score_out
+    except Exception as exc:  # the row says why, as a peer's does
+        row["error"] = f"{type(exc).__name__}: {(str(exc).splitlines() or [''])[0][:200]}"
+    print(json.dumps(row), flush=True)
+
+
+def _save_logits(path: str, logits: list[np.ndarray]) -> None:
+    length = max(x.shape[0] for x in logits)
+    out = np.zeros((len(logits), length, logits[0].shape[-1]), np.float32)
+    for i, x in enumerate(logits):
+        out[i, : x.shape[0]] = x
+    np.save(path, out)
+
+
+def main() -> None:
+    from modelport.benchmark.machine import fingerprint
+    from modelport.runtime.openvino import cpu_has_bf16
+
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--models", default="llama-0.5b,tinyllama-1.1b")
+    p.add_argument("--parts", default="quality,speed")
+    p.add_argument("--rounds", type=int, default=3)
+    p.add_argument("--batches", default="1,4")
+    p.add_argument("--prompt-tokens", type=int, default=128)
+    p.add_argument("--new-tokens", type=int, default=128)
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--worker", choices=("modelport", "transformers"), help=argparse.SUPPRESS)
+    p.add_argument("--model", help=argparse.SUPPRESS)
+    p.add_argument("--batch", type=int, help=argparse.SUPPRESS)
+    p.add_argument("--prompt-ids", help=argparse.SUPPRESS)
+    p.add_argument("--score", help=argparse.SUPPRESS)
+    p.add_argument("--score-out", help=argparse.SUPPRESS)
+    args = p.parse_args()
+    if args.worker:
+        return worker(args)
+    args.batches = [int(b) for b in args.batches.split(",")]
+    args.bf16 = cpu_has_bf16()
+    parts = set(args.parts.split(","))
+
+    def say(msg: str) -> None:
+        print(f"[compressed] {msg}", flush=True)
+
+    q = quality(args, say) if "quality" in parts else None
+    candidate = (
+        q["chosen"] if q else json.loads((RESULTS / "generate-compressed.json").read_text())["quality"]["chosen"]
+    )
+    speeds = [speed(m, candidate, args, say) for m in args.models.split(",")] if "speed" in parts else []
+    machine = fingerprint(args.threads)
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / "generate-compressed.json").write_text(
+        json.dumps({"machine": machine, "quality": q, "speed": speeds}, indent=1)
+    )
+    (RESULTS / "generate-compressed.md").write_text(markdown(q, speeds, machine))
+    print((RESULTS / "generate-compressed.md").read_text())
+
+
+if __name__ == "__main__":
+    main()

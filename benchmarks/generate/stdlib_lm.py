@@ -4,18 +4,20 @@ downloaded on this machine.
 A LLaMA-style decoder (8 layers, hidden 512, 8 heads, 2 KV heads, ~31 M parameters) with a byte-level BPE
 tokenizer of 8192 tokens, both trained on the Python standard library's own sources (code, docstrings and
 comments: text that ships with every interpreter, so anyone can rebuild the same model offline). Every
-tenth file, in sorted order, is held out; the script reports the held-out perplexity. Training stops at
-``--minutes`` (20 by default, on this 2-core machine). The result is cached in
+tenth file, in sorted order, is held out; the script reports the held-out perplexity. The result is cached in
 ``build/models/stdlib-lm`` (an hf folder: ``export hf:build/models/stdlib-lm --task text-generation``)
 with ``train.json`` (its config, steps, tokens seen, losses and held-out perplexity) and
 ``held-out.txt`` (held-out text for ``optimize --data``).
+
+Training runs a fixed number of steps (``--steps``, 460 by default: about 20 minutes on a quiet 2-core
+machine), not a fixed time, so the same seeds give the same model on any machine, however busy.
 
 What it can tell: whether a compressed model still predicts the next token of real text the way its fp32
 self does (top-1 agreement, perplexity ratio, KL), on a model whose distributions are peaked where text is
 predictable and flat where it is not, as a real model's are. What it cannot: the quality of a 1 B model
 on natural language: it is small, saw well under a million tokens, and its text is Python.
 
-    .venv/bin/python benchmarks/generate/stdlib_lm.py [--minutes 20] [--out build/models/stdlib-lm]
+    .venv/bin/python benchmarks/generate/stdlib_lm.py [--steps 460] [--out build/models/stdlib-lm]
 """
 
 from __future__ import annotations
@@ -105,14 +107,14 @@ def perplexity(model, data: torch.Tensor, windows: int = 64) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--minutes", type=float, default=20.0)
+    parser.add_argument("--steps", type=int, default=460)
     parser.add_argument("--out", type=Path, default=OUT)
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--lr", type=float, default=1.5e-3)
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
     args = parser.parse_args()
     stamp = args.out / "train.json"
-    wanted = {"config": CONFIG, "seq": SEQ, "minutes": args.minutes, "batch": args.batch, "lr": args.lr}
+    wanted = {"config": CONFIG, "seq": SEQ, "steps": args.steps, "batch": args.batch, "lr": args.lr}
     if stamp.is_file() and {k: json.loads(stamp.read_text()).get(k) for k in wanted} == wanted:
         print(f"{args.out} is ready (delete it to train again)")
         return
@@ -131,11 +133,10 @@ def main() -> None:
     params = sum(p.numel() for p in model.parameters())
     print(f"{params / 1e6:.1f} M parameters")
     opt = torch.optim.AdamW(model.parameters(), lr=args.lr, betas=(0.9, 0.95), weight_decay=0.1)
-    budget = args.minutes * 60
-    start, step, losses = time.perf_counter(), 0, []
+    start, losses = time.perf_counter(), []
     model.train()
-    while (elapsed := time.perf_counter() - start) < budget:
-        lr = args.lr * min(1.0, (step + 1) / 100) * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * elapsed / budget)))
+    for step in range(1, args.steps + 1):
+        lr = args.lr * min(1.0, step / 100) * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * (step - 1) / args.steps)))
         for group in opt.param_groups:
             group["lr"] = lr
         starts = torch.randint(0, len(data) - SEQ - 1, (args.batch,))
@@ -146,9 +147,10 @@ def main() -> None:
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
         losses.append(float(loss.detach()))
-        step += 1
         if step % 50 == 0:
+            elapsed = time.perf_counter() - start
             print(f"step {step}, {elapsed / 60:.1f} min, loss {sum(losses[-50:]) / 50:.3f}", flush=True)
+    step = args.steps
     model.eval()
     held_ppl = perplexity(model, held)
     print(f"held-out perplexity {held_ppl:.1f} after {step} steps ({step * args.batch * SEQ} tokens)")
@@ -158,7 +160,8 @@ def main() -> None:
     lines = [line for text in held_texts[:40] for line in text.splitlines() if line.strip()]
     (args.out / "held-out.txt").write_text("\n".join(lines[:3000]) + "\n")
     stamp.write_text(json.dumps({
-        **wanted, "parameters": params, "steps": step, "tokens_seen": step * args.batch * SEQ,
+        **wanted, "parameters": params, "minutes": round((time.perf_counter() - start) / 60, 1),
+        "tokens_seen": step * args.batch * SEQ,
         "final_train_loss": sum(losses[-50:]) / max(1, len(losses[-50:])), "held_out_perplexity": held_ppl,
         "train_tokens": len(data), "held_out_tokens": len(held), "stdlib": sysconfig.get_paths()["stdlib"],
     }, indent=2))  # fmt: skip

@@ -52,6 +52,17 @@ def test_a_budget_term_left_out_keeps_its_default():
     assert TextBudget.parse("ppl<=1.1").text == "top1>=0.9,ppl<=1.1,kl<=0.05"
 
 
+def test_precision_picks_candidates_by_kind_and_bf16_is_skipped_on_a_cpu_without_it():
+    from modelport.optimization.text_search import text_plan
+
+    plan = text_plan(precision="bf16", bf16=False)
+    assert [(c.name, c.eligible) for c in plan] == [("fp32", False), ("openvino-bf16", True)]
+    assert plan[1].skipped.startswith("this CPU has no bf16 instructions")
+    int4 = {c.name for c in text_plan(precision="int4") if c.eligible}
+    assert {"int4-asym-32-edges-int8", "openvino-int4-sym-128", "nncf-int4-asym-128-awq"} <= int4
+    assert "openvino-bf16" not in int4
+
+
 # -- a trained tiny model, end to end ------------------------------------------------------------------
 
 hf = pytest.importorskip("transformers")
@@ -151,3 +162,101 @@ def test_generation_options_that_do_not_apply_are_one_line(lm_bundle, tmp_path):
         modelport.optimize(bundle, tmp_path / "x", data=["Hi."])
     with pytest.raises(UsageError, match=re.escape("token id 999999 is outside the vocabulary (0..383)")):
         modelport.optimize(bundle, tmp_path / "x", data=[[5, 999999, 7]])
+
+
+LOOSE = "top1>=0.8,ppl<=1.1,kl<=0.1"  # what int4 in groups of 64 keeps of a 2-layer, 64-wide model
+
+
+@pytest.mark.slow
+@pytest.mark.hf
+def test_nncf_data_aware_int4_within_a_loose_budget_is_written_and_generates(lm_bundle, tmp_path):
+    pytest.importorskip("nncf")
+    import onnx
+
+    _, bundle = lm_bundle
+    names = ["nncf-int4-asym-128-awq", "nncf-int4-asym-128-awq-ratio-0.8"]
+    result = modelport.optimize(bundle, tmp_path / "nncf", budget=LOOSE, data=SENTENCES, candidates=names)
+    search = result.search
+    assert [c.name for c in search.candidates] == ["fp32", *names]
+    for c in search.candidates[1:]:
+        assert c.verdict(search.budget) == "within", c.error
+        assert c.search.tokens > 500 and c.tokens_per_s > 0 and c.build_s > 0
+        assert "NNCF int4 weights" in " ".join(c.steps) and "AWQ on the text" in " ".join(c.steps)
+    assert result.bundle is not None and search.chosen.name in names
+    graph = onnx.load(str(result.bundle.path / "model.onnx"), load_external_data=False).graph
+    nbits = [n for n in graph.node if n.op_type == "MatMulNBits"]
+    assert nbits and all(a.i == 4 for n in nbits for a in n.attribute if a.name == "accuracy_level")
+    bits = sorted(a.i for n in nbits for a in n.attribute if a.name == "bits")
+    assert bits[0] == 4 and bits[-1] == 8  # NNCF's int8 layers (the LM head) as int8 MatMulNBits
+    assert not any(n.op_type == "DequantizeLinear" for n in graph.node)  # none left to run at every step
+    entry = result.to_json()
+    assert [c["name"] for c in entry["candidates"]] == ["fp32", *names] and entry["candidate"] == search.chosen.name
+    with modelport.load(result.bundle.path) as lm:
+        assert len(lm.generate("The weather", max_new_tokens=8, ignore_eos=True).token_ids) == 8
+
+
+@pytest.mark.slow
+@pytest.mark.hf
+def test_edge_blocks_int8_are_the_first_and_last_blocks_matmuls(lm_bundle, tmp_path):
+    import onnx
+
+    from modelport.optimization import passes
+    from modelport.optimization.recipes import Context, WeightsNBits
+
+    _, bundle = lm_bundle
+    blocks = passes.decoder_blocks(bundle / "model.onnx")
+    assert [len(b) for b in blocks] == [7, 7]  # q, k, v, o, gate, up, down per LLaMA block; the head apart
+    assert passes.lm_head(bundle / "model.onnx") not in blocks[0] + blocks[1]
+    (tmp_path / "edges").mkdir()
+    WeightsNBits(4, 32, False, head_bits=8, edge_bits=8).build(
+        bundle / "model.onnx", tmp_path / "edges" / "model.onnx", Context()
+    )
+    graph = onnx.load(str(tmp_path / "edges" / "model.onnx"), load_external_data=False).graph
+    bits = [a.i for n in graph.node if n.op_type == "MatMulNBits" for a in n.attribute if a.name == "bits"]
+    assert bits == [8] * 15  # two blocks: both are edges, and the head
+
+
+@pytest.mark.slow
+@pytest.mark.hf
+@pytest.mark.openvino
+def test_openvino_bf16_and_int4_candidates_are_measured_and_reported(lm_bundle, tmp_path):
+    pytest.importorskip("openvino")
+    from modelport.runtime.openvino import cpu_has_bf16
+
+    _, bundle = lm_bundle
+    names = ["openvino-bf16", "openvino-int4-sym-128", "int4-asym-32-edges-int8"]
+    result = modelport.optimize(bundle, tmp_path / "ov", budget=LOOSE, data=SENTENCES, candidates=names)
+    found = {c["name"]: c for c in result.to_json()["candidates"]}
+    assert set(found) == {"fp32", *names}  # in the plan's order
+    bf16 = found["openvino-bf16"]
+    if cpu_has_bf16():  # OpenVINO really computes in bf16 (AVX512-BF16 is enough, AMX is not needed)
+        assert bf16["runs_as"] == "bf16" and bf16["verdict"] == "within" and bf16["decode_tokens_per_s"] > 0
+    else:
+        assert bf16["verdict"].startswith("skipped: this CPU has no bf16 instructions")
+    int4 = found["openvino-int4-sym-128"]  # OpenVINO reads ONNX Runtime's MatMulNBits as u4 weights
+    assert int4["runs_as"] == "f32" and int4["search"]["top1"] >= 0.8 and int4["decode_tokens_per_s"] > 0
+    edges = found["int4-asym-32-edges-int8"]
+    assert edges["verdict"] == "within" and edges["search"]["kl"] < found["openvino-int4-sym-128"]["search"]["kl"]
+
+
+@pytest.mark.slow
+@pytest.mark.hf
+def test_nncf_int4_of_several_groups_per_row_loads_and_stays_close(lm_bundle, tmp_path):
+    """NNCF 3.4 writes one zero point per byte; ONNX Runtime refuses that once a row has more than one
+    group (groups of 32 here: 2 to 4 per row), so the pass packs them two to a byte."""
+    pytest.importorskip("nncf")
+    import onnxruntime as ort
+
+    from modelport.generation.layout import DecoderLayout
+    from modelport.optimization import passes
+    from modelport.optimization.text_candidates import calibration_feeds
+
+    _, bundle = lm_bundle
+    layout = DecoderLayout.from_json(json.loads((bundle / "modelport.json").read_text())["generation"]["layout"])
+    feeds = calibration_feeds(layout, [list(range(2, 66)), list(range(70, 134))], 1)
+    passes.nncf_weights_nbits(bundle / "model.onnx", tmp_path / "model.onnx", feeds, symmetric=False,
+                              group_size=32, awq=True)  # fmt: skip
+    ours = ort.InferenceSession(str(tmp_path / "model.onnx"), providers=["CPUExecutionProvider"])
+    theirs = ort.InferenceSession(str(bundle / "model.onnx"), providers=["CPUExecutionProvider"])
+    a, b = (s.run(["logits"], feeds[0])[0][0] for s in (ours, theirs))
+    assert (a.argmax(-1) == b.argmax(-1)).mean() > 0.8

@@ -17,7 +17,7 @@ import numpy as np
 
 from modelport.optimization import passes
 
-__all__ = ["Context", "Recipe", "RECIPES", "WeightsNBits"]
+__all__ = ["Context", "Recipe", "RECIPES", "WeightsNBits", "NncfWeightsNBits"]
 
 
 @dataclass(frozen=True)
@@ -84,24 +84,36 @@ class NncfInt8(Recipe):
 class WeightsNBits(Recipe):
     """Weight-only ``MatMulNBits`` (``passes.weights_nbits``), for decoders: every MatMul with a constant
     weight at ``bits``, except the LM head when ``head_bits`` says otherwise (8: int8, 32: kept float) —
-    the layer whose error every token's choice sees."""
+    the layer whose error every token's choice sees — and, with ``edge_bits`` 8, the first and last
+    decoder blocks' MatMuls at int8 (the first feeds every later block its error, the last writes what
+    the head reads)."""
 
     name = "weights-nbits"
 
     def __init__(
-        self, bits: int, block_size: int, symmetric: bool, accuracy_level: int = 4, head_bits: int | None = None
+        self,
+        bits: int,
+        block_size: int,
+        symmetric: bool,
+        accuracy_level: int = 4,
+        head_bits: int | None = None,
+        edge_bits: int | None = None,
     ) -> None:
         self.bits, self.block_size, self.symmetric = bits, block_size, symmetric
-        self.accuracy_level, self.head_bits = accuracy_level, head_bits
+        self.accuracy_level, self.head_bits, self.edge_bits = accuracy_level, head_bits, edge_bits
 
     def build(self, src: Path, dst: Path, context: Context) -> None:
         options = {"block_size": self.block_size, "symmetric": self.symmetric, "accuracy_level": self.accuracy_level}
         head = passes.lm_head(src) if self.head_bits not in (None, self.bits) else None
-        exclude = [*context.exclude, *([head] if head else [])]
-        if head and self.head_bits == 8:
+        eight = [head] if head and self.head_bits == 8 else []
+        if self.edge_bits == 8:
+            blocks = passes.decoder_blocks(src)
+            eight += blocks[0] + (blocks[-1] if len(blocks) > 1 else [])
+        exclude = [*context.exclude, *([head] if head else []), *eight]
+        if eight:
             staged = dst.with_name(f".{dst.stem}-body.onnx")
             passes.weights_nbits(src, staged, exclude, bits=self.bits, **options)
-            passes.weights_nbits(staged, dst, bits=8, only=[head], **options)
+            passes.weights_nbits(staged, dst, bits=8, only=eight, **options)
             for stale in (staged, staged.with_name(staged.name + ".data")):
                 stale.unlink(missing_ok=True)
         else:
@@ -111,7 +123,39 @@ class WeightsNBits(Recipe):
         kind = "symmetric" if self.symmetric else "asymmetric"
         compute = "int8 compute (accuracy_level 4)" if self.accuracy_level == 4 else "float compute"
         head = {None: "", 8: ", LM head int8", 32: ", LM head float"}.get(self.head_bits, "")
-        return f"int{self.bits} weights (MatMulNBits, blocks of {self.block_size}, {kind}), {compute}{head}"
+        edges = ", first and last blocks int8" if self.edge_bits == 8 else ""
+        return f"int{self.bits} weights (MatMulNBits, blocks of {self.block_size}, {kind}), {compute}{head}{edges}"
+
+    def __repr__(self) -> str:
+        return f"<recipe {self.words()}>"
+
+
+class NncfWeightsNBits(Recipe):
+    """NNCF's data-aware int4 weight compression (``passes.nncf_weights_nbits``), calibrated on token
+    chunks of the user's text: AWQ and/or scale estimation, ``ratio`` of the layers int4 and the rest int8."""
+
+    name = "nncf-weights-nbits"
+    calibrated = True
+
+    def __init__(
+        self, symmetric: bool, group_size: int, ratio: float = 1.0, awq: bool = False, scale_estimation: bool = False
+    ) -> None:
+        self.symmetric, self.group_size, self.ratio = symmetric, group_size, ratio
+        self.awq, self.scale_estimation = awq, scale_estimation
+
+    def build(self, src: Path, dst: Path, context: Context) -> None:
+        if not context.calibration:
+            raise ValueError("NNCF's data-aware int4 needs calibration feeds (token chunks of the text)")
+        passes.nncf_weights_nbits(src, dst, context.calibration, symmetric=self.symmetric, group_size=self.group_size,
+                                  ratio=self.ratio, awq=self.awq, scale_estimation=self.scale_estimation)  # fmt: skip
+
+    def words(self) -> str:
+        kind = "symmetric" if self.symmetric else "asymmetric"
+        methods = [m for m, on in (("AWQ", self.awq), ("scale estimation", self.scale_estimation)) if on]
+        share = f"{self.ratio:.0%} of the layers int4, the rest int8" if self.ratio < 1 else "every block int4"
+        how = f", {' + '.join(methods)} on the text" if methods else ""
+        return (f"NNCF int4 weights (MatMulNBits, groups of {self.group_size}, {kind}){how}; {share}, "
+                "embedding and LM head int8, int8 compute")  # fmt: skip
 
     def __repr__(self) -> str:
         return f"<recipe {self.words()}>"

@@ -1,4 +1,4 @@
-"""``modelport.optimize`` on a generation bundle: the fastest weight-only int8/int4 candidate (or runtime)
+"""``modelport.optimize`` on a generation bundle: the fastest weight-only int8/int4 candidate (or runtime, bf16)
 whose next-token distributions stay within a ``TextBudget`` of fp32 PyTorch on the user's text.
 
 The written bundle is the chosen candidate's: its ``model.onnx`` (+ external data), the source bundle's
@@ -27,13 +27,14 @@ from modelport.machine import physical_cores
 from modelport.optimization.text_data import load_text_data, pytorch_reference
 from modelport.optimization.text_search import TextSearch, search_text, text_plan
 from modelport.options import check_threads
+from modelport.runtime.openvino import cpu_has_bf16
 from modelport.verification.generation import reference_model
 from modelport.verification.text_quality import TextBudget
 from modelport.verification.text_verify import HELD_OUT_TOKENS
 
 __all__ = ["optimize_text", "TextOptimizeResult", "TEXT_PRECISIONS"]
 
-TEXT_PRECISIONS = ("auto", "fp32", "int8", "int4")
+TEXT_PRECISIONS = ("auto", "fp32", "bf16", "int8", "int4")
 
 
 @dataclass
@@ -77,7 +78,8 @@ def optimize_text(
     bundles.check_replaceable(target)
     threads = threads or physical_cores()
     say = progress or (lambda _text, _done: None)
-    plan = text_plan(candidates, precision=precision, openvino=_has_openvino())
+    openvino = _has_openvino()
+    plan = text_plan(candidates, precision=precision, openvino=openvino, bf16=openvino and cpu_has_bf16())
     if not any(c.eligible for c in plan):
         raise UsageError(f"no candidate has precision {precision}", f"choose one of: {', '.join(TEXT_PRECISIONS)}")
     torch_model = reference_model(source, model, lambda msg: say(msg, 0.0))

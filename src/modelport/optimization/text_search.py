@@ -1,6 +1,6 @@
-"""``optimize`` for a generation bundle: weight-only int8/int4 candidates and runtimes, each judged on text
-against fp32 PyTorch (``verification.text_quality``) and timed decoding; the fastest within the budget is
-written as a generation bundle.
+"""``optimize`` for a generation bundle: weight-only int8/int4 candidates and runtimes (the table and the
+builds in ``text_candidates``), each judged on text against fp32 PyTorch (``verification.text_quality``)
+and timed decoding; the fastest within the budget is written as a generation bundle.
 
 Each candidate is built into a bundle folder of its own (the source bundle's tokenizer and manifest, its
 own ``model.onnx`` with external data), loaded as a ``LanguageModel`` on its backend, scored on the search
@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import shutil
 import statistics
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,12 +22,11 @@ from typing import Any
 
 import numpy as np
 
-from modelport import bundle as bundles
-from modelport.bundle import MODEL_FILE, Bundle
+from modelport.bundle import Bundle
 from modelport.errors import ModelportError, UsageError, first_line
 from modelport.generation.api import load_generator
 from modelport.generation.model import LanguageModel
-from modelport.optimization.recipes import Context, WeightsNBits
+from modelport.optimization.text_candidates import PLAN, TEXT_CANDIDATES, TextRecipe, build_candidate
 from modelport.optimization.text_data import GREEDY_NEW, Reference, TextData
 from modelport.verification.text_quality import TextBudget, TextScore, score_texts
 
@@ -38,21 +36,6 @@ TIMING_PROMPT = 64
 TIMING_NEW = 32
 ROUNDS = 3
 
-# name -> (backend, recipe or None for the exported graph, precision)
-_PLAN: dict[str, tuple[str, WeightsNBits | None, str]] = {
-    "fp32": ("ort:cpu", None, "fp32"),
-    "openvino-fp32": ("openvino:f32", None, "fp32"),
-    "int8-weights": ("ort:cpu", WeightsNBits(8, 32, True), "int8"),
-    "int4-asym-32": ("ort:cpu", WeightsNBits(4, 32, False), "int4"),
-    "int4-sym-32": ("ort:cpu", WeightsNBits(4, 32, True), "int4"),
-    "int4-asym-128": ("ort:cpu", WeightsNBits(4, 128, False), "int4"),
-    "int4-sym-128": ("ort:cpu", WeightsNBits(4, 128, True), "int4"),
-    "int4-asym-32-float-compute": ("ort:cpu", WeightsNBits(4, 32, False, accuracy_level=0), "int4"),
-    "int4-asym-32-head-int8": ("ort:cpu", WeightsNBits(4, 32, False, head_bits=8), "int4"),
-    "int4-asym-32-head-fp32": ("ort:cpu", WeightsNBits(4, 32, False, head_bits=32), "int4"),
-}
-TEXT_CANDIDATES = tuple(_PLAN)
-
 
 @dataclass
 class TextCandidate:
@@ -60,7 +43,7 @@ class TextCandidate:
     backend: str
     precision: str
     steps: list[str]
-    recipe: WeightsNBits | None = None
+    recipe: TextRecipe | None = None
     skipped: str = ""
     folder: Path | None = None  # its bundle, once built
     build_s: float = 0.0
@@ -70,6 +53,7 @@ class TextCandidate:
     greedy: float | None = None
     tokens_per_s: float | None = None
     ttft_ms: float | None = None
+    runs_as: str | None = None  # what the runtime says it computes in (OpenVINO's inference precision)
     error: str = ""
     eligible: bool = True  # False: measured as the baseline only (not among the candidates asked for)
 
@@ -100,6 +84,7 @@ class TextCandidate:
             "greedy": self.greedy,
             "decode_tokens_per_s": _round(self.tokens_per_s),
             "ttft_ms": _round(self.ttft_ms),
+            "runs_as": self.runs_as,
             "weight_bytes": self.weight_bytes,
             "build_s": round(self.build_s, 2),
         }
@@ -125,16 +110,23 @@ class TextSearch:
         return candidate.tokens_per_s / base.tokens_per_s
 
 
-def text_plan(only: list[str] | None = None, *, precision: str = "auto", openvino: bool = True) -> list[TextCandidate]:
+def text_plan(
+    only: list[str] | None = None, *, precision: str = "auto", openvino: bool = True, bf16: bool = True
+) -> list[TextCandidate]:
     """The candidates ``only`` names (default: all) of ``precision`` ("auto": any); fp32 on ONNX Runtime is
-    always measured, as the baseline the speed-ups are against, and chosen only if it was asked for."""
-    unknown = [n for n in only or [] if n not in _PLAN]
+    always measured, as the baseline the speed-ups are against, and chosen only if it was asked for.
+    ``openvino``/``bf16``: whether OpenVINO is installed and this CPU computes in bf16 (else skipped)."""
+    unknown = [n for n in only or [] if n not in PLAN]
     if unknown:
         raise UsageError(f"no generation candidate {', '.join(unknown)}", f"choose from: {', '.join(TEXT_CANDIDATES)}")
     out = []
-    for name, (backend, recipe, kind) in _PLAN.items():
+    for name, (backend, recipe, kind) in PLAN.items():
         steps = ["as exported"] + ([recipe.words()] if recipe else []) + (["on OpenVINO"] if "openvino" in name else [])
-        skipped = "" if openvino or not backend.startswith("openvino") else "OpenVINO is not installed"
+        skipped = ""
+        if backend.startswith("openvino") and not openvino:
+            skipped = "OpenVINO is not installed"
+        elif backend == "openvino:bf16" and not bf16:
+            skipped = "this CPU has no bf16 instructions (AVX512-BF16 or AMX): OpenVINO would compute in fp32"
         asked = (only is None or name in only) and precision in ("auto", kind)
         if asked or name == "fp32":
             out.append(TextCandidate(name, backend, kind, steps, recipe, skipped=skipped, eligible=asked))
@@ -158,7 +150,7 @@ def search_text(
             continue
         say(f"{c.name}: building", index / len(candidates))
         try:
-            _build(c, source, work)
+            build_candidate(c, source, work, data)
             say(f"{c.name}: measuring", (index + 0.5) / len(candidates))
             _measure(c, reference, data, threads)
         except ModelportError as exc:
@@ -184,26 +176,6 @@ def _best(candidates: list[TextCandidate], budget: TextBudget) -> TextCandidate 
     return max(within, key=lambda c: c.tokens_per_s or 0.0, default=None)
 
 
-def _build(c: TextCandidate, source: Bundle, work: Path) -> None:
-    if c.recipe is None:
-        c.folder = source.path
-        c.weight_bytes = _weight_bytes(source.path)
-        return
-    start = time.perf_counter()
-    folder = work / c.name
-    folder.mkdir(parents=True)
-    for file in source.path.iterdir():  # the tokenizer, generation_config.json: everything but the graph
-        if file.is_file() and file.name != bundles.MANIFEST and not file.name.startswith(MODEL_FILE):
-            shutil.copyfile(file, folder / file.name)
-    c.recipe.build(source.model_path, folder / MODEL_FILE, Context())
-    manifest = dict(source.manifest)
-    manifest["files"] = bundles.file_table(folder)
-    bundles.write_manifest(folder, manifest)
-    c.folder = folder
-    c.build_s = time.perf_counter() - start
-    c.weight_bytes = _weight_bytes(folder)
-
-
 def _measure(c: TextCandidate, reference: Reference, data: TextData, threads: int) -> None:
     assert c.folder is not None
     with load_generator(c.folder, c.backend, threads=threads) as lm:
@@ -213,6 +185,7 @@ def _measure(c: TextCandidate, reference: Reference, data: TextData, threads: in
         c.greedy = _agreement(ours, reference.greedy)
         c.held_out.greedy = c.greedy
         c.tokens_per_s, c.ttft_ms = _time(lm, data)
+        c.runs_as = lm.describe().get("inference_precision")
 
 
 def _time(lm: LanguageModel, data: TextData) -> tuple[float, float]:
@@ -234,10 +207,6 @@ def _agreement(ours: list[list[int]], theirs: list[list[int]]) -> float:
         same = next((i for i, (x, y) in enumerate(zip(a, b, strict=False)) if x != y), min(len(a), len(b)))
         fractions.append(same / max(len(b), 1))
     return float(np.mean(fractions)) if fractions else 1.0
-
-
-def _weight_bytes(folder: Path) -> int:
-    return sum(f.stat().st_size for f in folder.iterdir() if f.name.startswith(MODEL_FILE))
 
 
 def _round(value: float | None) -> float | None:

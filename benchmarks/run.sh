@@ -79,6 +79,8 @@ for peer in optimum genai; do benchmarks/generate/peers/setup.sh $peer > /dev/nu
 # optimize on generation bundles: quality on a model trained here on the standard library (~20 min the
 # first time), speed of every int8/int4 candidate on the 0.5 B model
 .venv/bin/python benchmarks/generate/optimize.py --out $OUT
+# a 1.1 B model (4.4 GB) export -> verify -> optimize int4 -> generate: wall time and peak RSS per step
+.venv/bin/python benchmarks/generate/big.py --out $OUT
 fi
 
 .venv/bin/python benchmarks/summarize.py $OUT > $OUT/SUMMARY.md

@@ -39,6 +39,7 @@ STEPS = ("build", "export", "verify", "optimize", "generate")
 CANDIDATES = "int4-sym-128,int4-asym-128"  # the fastest int4 layouts on the 0.5 B model (generate-optimize.md)
 LOOSE = "top1>=0.000001,ppl<=1000000,kl<=1000000"  # random weights: speed decides, quality is noise
 LIMIT_GIB = 16
+GENERATED = ("finish_reason", "time_to_first_token_s", "decode_tokens_per_s")
 CONFIG = dict(
     hidden_size=2048, intermediate_size=5632, num_hidden_layers=22, num_attention_heads=32, num_key_value_heads=4,
     vocab_size=32000, max_position_embeddings=2048, rms_norm_eps=1e-5, tie_word_embeddings=False,
@@ -149,7 +150,7 @@ def summary(records: list[dict]) -> dict:
         if r["step"] == "generate" and out:
             first = out["results"][0]
             facts["generate"] = {"backend": out.get("backend"), "new_tokens": len(first["token_ids"]),
-                                 **{k: first.get(k) for k in ("finish_reason", "timings")}}  # fmt: skip
+                                 **{k: first.get(k) for k in GENERATED}}  # fmt: skip
     return facts
 
 
@@ -193,6 +194,7 @@ def markdown(records: list[dict], facts: dict, machine: dict) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--steps", default=",".join(STEPS))
+    parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args()
     steps = [s for s in args.steps.split(",") if s]
     if not (TRAINED / "held-out.txt").is_file():
@@ -218,10 +220,10 @@ def main() -> None:
 
     machine = fingerprint(physical_cores())
     facts = summary(records)
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "generate-big.json").write_text(json.dumps({"machine": machine, "steps": records, **facts}, indent=1))
-    (RESULTS / "generate-big.md").write_text(markdown(records, facts, machine))
-    print((RESULTS / "generate-big.md").read_text())
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "generate-big.json").write_text(json.dumps({"machine": machine, "steps": records, **facts}, indent=1))
+    (args.out / "generate-big.md").write_text(markdown(records, facts, machine))
+    print((args.out / "generate-big.md").read_text())
 
 
 if __name__ == "__main__":

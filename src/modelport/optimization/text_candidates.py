@@ -11,24 +11,16 @@ OpenVINO's ONNX reader turns into its own u4 compressed weights, so the same fil
 
 from __future__ import annotations
 
-import shutil
-import time
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 
-from modelport import bundle as bundles
-from modelport.bundle import MODEL_FILE, Bundle
+from modelport.bundle import MODEL_FILE
 from modelport.generation.layout import DecoderLayout
 from modelport.generation.loop import batch_feed
-from modelport.optimization.recipes import Context, NncfWeightsNBits, WeightsNBits
-from modelport.optimization.text_data import TextData
+from modelport.optimization.recipes import NncfWeightsNBits, WeightsNBits
 
-if TYPE_CHECKING:
-    from modelport.optimization.text_search import TextCandidate
-
-__all__ = ["PLAN", "TEXT_CANDIDATES", "TextRecipe", "build_candidate", "calibration_feeds", "weight_bytes"]
+__all__ = ["PLAN", "TEXT_CANDIDATES", "TextRecipe", "calibration_feeds", "weight_bytes"]
 
 CALIBRATION_CHUNKS = 4  # search chunks NNCF calibrates on: 512 tokens, enough for AWQ's channel statistics
 
@@ -66,34 +58,6 @@ def calibration_feeds(layout: DecoderLayout, chunks: list[list[int]], pad_id: in
         {**batch_feed([chunk], pad_id, layout.position_ids), **{name: empty for name in layout.past_names}}
         for chunk in chunks
     ]
-
-
-def build_candidate(c: TextCandidate, source: Bundle, work: Path, data: TextData) -> None:
-    """``c``'s bundle folder under ``work`` (the source's own for the exported graph): the source's
-    tokenizer and generation config, its model file built by the recipe, and a manifest listing them."""
-    if c.recipe is None:
-        c.folder = source.path
-        c.weight_bytes = weight_bytes(source.path)
-        return
-    start = time.perf_counter()
-    folder = work / c.name
-    folder.mkdir(parents=True)
-    for file in source.path.iterdir():  # the tokenizer, generation_config.json: everything but the graph
-        if file.is_file() and file.name != bundles.MANIFEST and not file.name.startswith(MODEL_FILE):
-            shutil.copyfile(file, folder / file.name)
-    context = Context()
-    if c.recipe.calibrated:
-        info = source.manifest["generation"]
-        pad = info.get("pad_token_id") if info.get("pad_token_id") is not None else 0
-        feeds = calibration_feeds(DecoderLayout.from_json(info["layout"]), data.search[:CALIBRATION_CHUNKS], pad)
-        context = Context(calibration=feeds)
-    c.recipe.build(source.model_path, folder / MODEL_FILE, context)
-    manifest = dict(source.manifest)
-    manifest["files"] = bundles.file_table(folder)
-    bundles.write_manifest(folder, manifest)
-    c.folder = folder
-    c.build_s = time.perf_counter() - start
-    c.weight_bytes = weight_bytes(folder)
 
 
 def weight_bytes(folder: Path) -> int:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import shutil
 import statistics
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,11 +23,21 @@ from typing import Any
 
 import numpy as np
 
-from modelport.bundle import Bundle
+from modelport import bundle as bundles
+from modelport.bundle import MODEL_FILE, Bundle
 from modelport.errors import ModelportError, UsageError, first_line
 from modelport.generation.api import load_generator
+from modelport.generation.layout import DecoderLayout
 from modelport.generation.model import LanguageModel
-from modelport.optimization.text_candidates import PLAN, TEXT_CANDIDATES, TextRecipe, build_candidate
+from modelport.optimization.recipes import Context
+from modelport.optimization.text_candidates import (
+    CALIBRATION_CHUNKS,
+    PLAN,
+    TEXT_CANDIDATES,
+    TextRecipe,
+    calibration_feeds,
+    weight_bytes,
+)
 from modelport.optimization.text_data import GREEDY_NEW, Reference, TextData
 from modelport.verification.text_quality import TextBudget, TextScore, score_texts
 
@@ -211,3 +222,31 @@ def _agreement(ours: list[list[int]], theirs: list[list[int]]) -> float:
 
 def _round(value: float | None) -> float | None:
     return round(value, 2) if value is not None else None
+
+
+def build_candidate(c: TextCandidate, source: Bundle, work: Path, data: TextData) -> None:
+    """``c``'s bundle folder under ``work`` (the source's own for the exported graph): the source's
+    tokenizer and generation config, its model file built by the recipe, and a manifest listing them."""
+    if c.recipe is None:
+        c.folder = source.path
+        c.weight_bytes = weight_bytes(source.path)
+        return
+    start = time.perf_counter()
+    folder = work / c.name
+    folder.mkdir(parents=True)
+    for file in source.path.iterdir():  # the tokenizer, generation_config.json: everything but the graph
+        if file.is_file() and file.name != bundles.MANIFEST and not file.name.startswith(MODEL_FILE):
+            shutil.copyfile(file, folder / file.name)
+    context = Context()
+    if c.recipe.calibrated:
+        info = source.manifest["generation"]
+        pad = info.get("pad_token_id") if info.get("pad_token_id") is not None else 0
+        feeds = calibration_feeds(DecoderLayout.from_json(info["layout"]), data.search[:CALIBRATION_CHUNKS], pad)
+        context = Context(calibration=feeds)
+    c.recipe.build(source.model_path, folder / MODEL_FILE, context)
+    manifest = dict(source.manifest)
+    manifest["files"] = bundles.file_table(folder)
+    bundles.write_manifest(folder, manifest)
+    c.folder = folder
+    c.build_s = time.perf_counter() - start
+    c.weight_bytes = weight_bytes(folder)

@@ -248,13 +248,13 @@ def test_nncf_int4_of_several_groups_per_row_loads_and_stays_close(lm_bundle, tm
     import onnxruntime as ort
 
     from modelport.generation.layout import DecoderLayout
-    from modelport.optimization import passes
+    from modelport.optimization.nncf_nbits import nncf_weights_nbits
     from modelport.optimization.text_candidates import calibration_feeds
 
     _, bundle = lm_bundle
     layout = DecoderLayout.from_json(json.loads((bundle / "modelport.json").read_text())["generation"]["layout"])
     feeds = calibration_feeds(layout, [list(range(2, 66)), list(range(70, 134))], 1)
-    passes.nncf_weights_nbits(bundle / "model.onnx", tmp_path / "model.onnx", feeds, symmetric=False,
+    nncf_weights_nbits(bundle / "model.onnx", tmp_path / "model.onnx", feeds, symmetric=False,
                               group_size=32, awq=True)  # fmt: skip
     ours = ort.InferenceSession(str(tmp_path / "model.onnx"), providers=["CPUExecutionProvider"])
     theirs = ort.InferenceSession(str(bundle / "model.onnx"), providers=["CPUExecutionProvider"])

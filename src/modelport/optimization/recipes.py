@@ -15,7 +15,7 @@ from typing import ClassVar
 
 import numpy as np
 
-from modelport.optimization import passes
+from modelport.optimization import nncf_nbits, passes
 
 __all__ = ["Context", "Recipe", "RECIPES", "WeightsNBits", "NncfWeightsNBits"]
 
@@ -131,7 +131,7 @@ class WeightsNBits(Recipe):
 
 
 class NncfWeightsNBits(Recipe):
-    """NNCF's data-aware int4 weight compression (``passes.nncf_weights_nbits``), calibrated on token
+    """NNCF's data-aware int4 weight compression (``nncf_nbits.nncf_weights_nbits``), calibrated on token
     chunks of the user's text: AWQ and/or scale estimation, ``ratio`` of the layers int4 and the rest int8."""
 
     name = "nncf-weights-nbits"
@@ -146,8 +146,9 @@ class NncfWeightsNBits(Recipe):
     def build(self, src: Path, dst: Path, context: Context) -> None:
         if not context.calibration:
             raise ValueError("NNCF's data-aware int4 needs calibration feeds (token chunks of the text)")
-        passes.nncf_weights_nbits(src, dst, context.calibration, symmetric=self.symmetric, group_size=self.group_size,
-                                  ratio=self.ratio, awq=self.awq, scale_estimation=self.scale_estimation)  # fmt: skip
+        nncf_nbits.nncf_weights_nbits(src, dst, context.calibration, symmetric=self.symmetric,
+                                      group_size=self.group_size, ratio=self.ratio, awq=self.awq,
+                                      scale_estimation=self.scale_estimation)  # fmt: skip
 
     def words(self) -> str:
         kind = "symmetric" if self.symmetric else "asymmetric"

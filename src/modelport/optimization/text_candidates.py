@@ -1,4 +1,4 @@
-"""The candidates ``optimize`` tries on a generation bundle, and how each one's bundle folder is built.
+"""The candidates ``optimize`` tries on a generation bundle (``text_search`` builds and measures them).
 
 A candidate is a backend (the runtime that generates with it), a recipe (how its ``model.onnx`` is made
 from the exported graph; None: the exported graph as it is) and the precision ``--precision`` selects it

@@ -109,8 +109,9 @@ def call(argv: list[str], timeout: float = 3600) -> dict:
 def quality(args, say) -> dict:
     import optimize as generate_optimize
 
+    from modelport.sources.hf import load_folder
     from modelport.verification.text_quality import TextBudget, score_texts
-    from modelport.verification.text_verify import HELD_OUT_TOKENS
+    from modelport.verification.text_verify import HELD_OUT_TOKENS, pytorch_logits
 
     chosen = generate_optimize.WORK / "stdlib-lm-opt"
     if not (chosen / "modelport.json").is_file():
@@ -121,7 +122,7 @@ def quality(args, say) -> dict:
     budget = TextBudget.parse(entry["budget"])
     chunks_file = chosen / HELD_OUT_TOKENS
     chunks = json.loads(chunks_file.read_text())
-    reference = _pytorch_logits(TRAINED, chunks)
+    reference = pytorch_logits(load_folder(TRAINED, cache=True), chunks)
     rows = []
     for label, argv in commands(TRAINED, chosen, BUILD / "stdlib-lm", bf16=args.bf16).items():
         say(f"quality: {label}")
@@ -149,15 +150,6 @@ def quality(args, say) -> dict:
     }
 
 
-def _pytorch_logits(folder: Path, chunks: list[list[int]]) -> list[np.ndarray]:
-    import torch
-    import transformers as T
-
-    model = T.AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32).eval()
-    with torch.no_grad():
-        return [model(torch.tensor([c])).logits[0].numpy() for c in chunks]
-
-
 # -- part 2: speed on the big models --------------------------------------------------------------------------
 
 
@@ -170,7 +162,7 @@ def prepare(model: str, candidate: str, say) -> tuple[Path, Path]:
         if not (source / "modelport.json").is_file():
             raise SystemExit("run benchmarks/generate/big.py first: it exports the 1.1 B model")
     else:
-        hf, source, _ = generate_run.prepare(model, lambda m: say(m))
+        hf, source, _ = generate_run.prepare(model, say)
     out = BUILD / model / f"modelport-{candidate}"
     if not (out / "modelport.json").is_file():
         say(f"{model}: modelport optimize --candidates {candidate}")
@@ -353,18 +345,16 @@ def worker(args) -> None:
                            first_row_tokens=out[0].token_ids)  # fmt: skip
         else:
             import torch
-            import transformers as T
+
+            from modelport.verification.text_verify import pytorch_logits
 
             torch.set_num_threads(args.threads)
-            model = T.AutoModelForCausalLM.from_pretrained(args.model, dtype=torch.bfloat16).eval()
-            row["weight_bytes"] = sum(p.numel() * p.element_size() for p in model.parameters())
+            runner = generate_run.Transformers(Path(args.model), torch.bfloat16, compiled=False)
+            row["weight_bytes"] = sum(p.numel() * p.element_size() for p in runner.model.parameters())
             if args.score:
                 chunks = json.loads(Path(args.score).read_text())
-                with torch.no_grad():
-                    _save_logits(args.score_out, [model(torch.tensor([c])).logits[0].float().numpy() for c in chunks])
+                _save_logits(args.score_out, pytorch_logits(runner.model, chunks))
             else:
-                runner = generate_run.Transformers.__new__(generate_run.Transformers)
-                runner.model = model
                 ids = np.array(json.loads(Path(args.prompt_ids).read_text()), np.int64)
                 runner.run(ids, 4)
                 ttft, rate, tokens = runner.run(ids, args.new_tokens)

@@ -31,7 +31,7 @@ def nncf_weights_nbits(
     backend): int4 in groups of ``group_size`` along the input axis (a layer whose width it does not divide
     gets the largest power of two that does, at least 32); ``ratio`` of the int4-eligible weights at int4
     and the rest, the most sensitive on ``calibration`` by NNCF's Hessian-based metric, at int8 per output
-    channel; the embedding table and the LM head at int8 too (NNCF's default). ``awq`` rescales channels by
+    channel; the LM head at int8 too (NNCF's default), the embedding table left float. ``awq`` rescales channels by
     the activations seen on ``calibration``; ``scale_estimation`` refits each group's scale to minimise the
     layer's output error on it. On an opset below 21 NNCF writes int4 groups as ``MatMulNBits`` (int8
     per channel as DequantizeLinear + MatMul); ``accuracy_level`` 4 gives them int8 compute, as the

@@ -156,7 +156,7 @@ class NncfWeightsNBits(Recipe):
         share = f"{self.ratio:.0%} of the layers int4, the rest int8" if self.ratio < 1 else "every block int4"
         how = f", {' + '.join(methods)} on the text" if methods else ""
         return (f"NNCF int4 weights (MatMulNBits, groups of {self.group_size}, {kind}){how}; {share}, "
-                "embedding and LM head int8, int8 compute")  # fmt: skip
+                "embedding float, LM head int8, int8 compute")  # fmt: skip
 
     def __repr__(self) -> str:
         return f"<recipe {self.words()}>"

@@ -1,7 +1,7 @@
 """Peer: greedy generation with optimum-onnx's ORTModelForCausalLM (ONNX Runtime, CPU, fp32).
 
-Run with build/gen-optimum-env/bin/python (benchmarks/generate/peers/setup.sh optimum). Prints one JSON
-line per round; on any failure prints {"system": ..., "error": "..."} and exits 0.
+Run with build/gen-optimum-env/bin/python (benchmarks/generate/peers/setup.sh optimum). See protocol.py for
+the arguments and the JSON lines (generate mode only).
 """
 
 import os
@@ -9,35 +9,15 @@ import os
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["TRANSFORMERS_OFFLINE"] = "1"
 
-import argparse
 import json
 import sys
 import time
-from importlib import metadata
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import protocol  # noqa: E402
 
 SYSTEM = "optimum-onnx ORTModelForCausalLM"
 PACKAGES = ("optimum-onnx", "optimum", "onnxruntime", "transformers", "torch")
-
-
-def parse_args():
-    p = argparse.ArgumentParser(description=__doc__)
-    p.add_argument("--model", required=True, help="local transformers folder of a causal LM")
-    p.add_argument("--work", required=True, help="folder for the exported ONNX model (reused when present)")
-    p.add_argument("--batch", type=int, required=True)
-    p.add_argument("--prompt-tokens", type=int, required=True)
-    p.add_argument("--new-tokens", type=int, required=True)
-    p.add_argument("--rounds", type=int, default=3)
-    p.add_argument("--threads", type=int, default=1)
-    p.add_argument("--prompt-ids", required=True, help="JSON list of BATCH lists of PROMPT_TOKENS ids")
-    return p.parse_args()
-
-
-def load_prompts(path, batch, prompt_tokens):
-    with open(path) as f:
-        rows = json.load(f)
-    if len(rows) != batch or any(len(r) != prompt_tokens for r in rows):
-        raise ValueError(f"{path} must hold {batch} rows of {prompt_tokens} ids")
-    return rows
 
 
 def export(model_dir, work_dir):
@@ -70,14 +50,13 @@ class FirstTokenClock:
 
 
 def main():
-    args = parse_args()
+    args = protocol.parse_args(__doc__, ["fp32"])
     import onnxruntime as ort
     import torch
     from optimum.onnxruntime import ORTModelForCausalLM
 
     torch.set_num_threads(args.threads)
-    rows = load_prompts(args.prompt_ids, args.batch, args.prompt_tokens)
-    os.makedirs(args.work, exist_ok=True)
+    rows = protocol.load_prompts(args)
     export(args.model, args.work)
 
     options = ort.SessionOptions()
@@ -98,7 +77,7 @@ def main():
     input_ids = torch.tensor(rows, dtype=torch.long)
     attention_mask = torch.ones_like(input_ids)
     n = args.new_tokens
-    versions = {name: metadata.version(name) for name in PACKAGES}
+    versions = protocol.versions(PACKAGES)
     for r in range(args.rounds):
         clock = FirstTokenClock()
         start = time.perf_counter()
@@ -133,9 +112,4 @@ def main():
 
 
 if __name__ == "__main__":
-    try:
-        main()
-    except Exception as e:  # one JSON error line, exit 0: the caller records it as this peer's result
-        msg = " ".join(f"{type(e).__name__}: {e}".split())[:500]
-        print(json.dumps({"system": SYSTEM, "error": msg}), flush=True)
-    sys.exit(0)
+    protocol.run(SYSTEM, main)

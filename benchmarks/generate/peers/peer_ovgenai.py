@@ -1,0 +1,94 @@
+"""Peer: OpenVINO GenAI's LLMPipeline on an optimum-intel export with NNCF weight compression (int4 or int8).
+
+Run with build/gen-ovgenai-env/bin/python (benchmarks/generate/peers/setup.sh ovgenai). See protocol.py for
+the arguments and the JSON lines.
+
+The model is ``optimum-cli export openvino --task text-generation-with-past --weight-format int4|int8``: the
+stateful IR (cache inside the model) with optimum-intel's own default compression settings for the format.
+Generation feeds token ids (``TokenizedInputs``) with ``ignore_eos``, greedy, exactly N tokens; the first
+token time is the pipeline's own ``perf_metrics`` TTFT. ``--score`` runs the same IR through optimum-intel's
+``OVModelForCausalLM``, which returns every position's logits (the pipeline returns tokens only).
+"""
+
+import os
+
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ["TRANSFORMERS_OFFLINE"] = "1"
+
+import subprocess
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import protocol  # noqa: E402
+
+SYSTEM = "OpenVINO GenAI"
+PACKAGES = ("openvino-genai", "openvino", "optimum-intel", "nncf", "transformers", "torch")
+
+
+def build(args):
+    def export(out):
+        src = protocol.with_tokenizer(args.model, args.work)
+        cmd = [sys.executable, "-m", "optimum.commands.optimum_cli", "export", "openvino", "--model", src,
+               "--task", "text-generation-with-past", "--weight-format", args.precision, out]  # fmt: skip
+        run = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        sys.stderr.write(run.stdout)
+        if run.returncode != 0:
+            lines = [line for line in run.stdout.splitlines() if line.strip()]
+            raise RuntimeError(f"optimum-cli export openvino failed: {lines[-1] if lines else run.returncode}")
+
+    return protocol.once(os.path.join(args.work, f"ov-{args.precision}"), export)
+
+
+def score(args, folder):
+    import numpy as np
+    import torch
+    from optimum.intel import OVModelForCausalLM
+
+    model = OVModelForCausalLM.from_pretrained(folder, ov_config={"INFERENCE_NUM_THREADS": str(args.threads)})
+    logits = []
+    for chunk in protocol.load_chunks(args):
+        ids = torch.tensor([chunk])
+        out = model(input_ids=ids, attention_mask=torch.ones_like(ids))
+        logits.append(np.asarray(out.logits[0], dtype=np.float32))
+    protocol.save_logits(args.score_out, logits)
+
+
+def main():
+    args = protocol.parse_args(__doc__, ["int4", "int8"])
+    folder = build(args)
+    weights = protocol.file_bytes(os.path.join(folder, "openvino_model.bin"))
+    if args.score:
+        score(args, folder)
+        return protocol.emit(SYSTEM, weight_bytes=weights, scored=args.score_out)
+
+    import numpy as np
+    import openvino as ov
+    import openvino_genai as ov_genai
+
+    ids = np.array(protocol.load_prompts(args), np.int64)
+    inputs = ov_genai.TokenizedInputs(ov.Tensor(ids), ov.Tensor(np.ones_like(ids)))
+    pipe = ov_genai.LLMPipeline(folder, "CPU", INFERENCE_NUM_THREADS=args.threads)
+
+    def generate(n):
+        config = ov_genai.GenerationConfig(max_new_tokens=n, min_new_tokens=n, ignore_eos=True, do_sample=False)
+        start = time.perf_counter()
+        result = pipe.generate(inputs, config)
+        end = time.perf_counter()
+        new = list(result.tokens[0])
+        if len(new) != n:
+            raise RuntimeError(f"generated {len(new)} tokens, expected {n}")
+        ttft = result.perf_metrics.get_ttft().mean / 1000
+        first = start + ttft
+        return ttft, (n - 1) * args.batch / (end - first) if n > 1 else None, [int(t) for t in new]
+
+    generate(protocol.WARMUP_TOKENS)
+    versions = protocol.versions(PACKAGES)
+    for r in range(args.rounds):
+        ttft, rate, tokens = generate(args.new_tokens)
+        protocol.emit(SYSTEM, batch=args.batch, round=r, ttft_s=ttft, decode_tokens_per_s=rate,
+                      first_row_tokens=tokens, weight_bytes=weights, versions=versions)  # fmt: skip
+
+
+if __name__ == "__main__":
+    protocol.run(SYSTEM, main)

@@ -66,9 +66,12 @@ PEERS = [
 # -- the systems, each a command that follows the peers' protocol ---------------------------------------------
 
 
-def commands(hf: Path, bundle: Path, work: Path, bf16: bool) -> dict[str, list[str]]:
-    """label -> the command, less the per-run arguments (--batch, --prompt-ids, ... or --score)."""
-    out = {"modelport": [sys.executable, __file__, "--worker", "modelport", "--model", str(bundle)]}
+def commands(hf: Path, bundles: dict[str, Path], work: Path, bf16: bool) -> dict[str, list[str]]:
+    """label -> the command, less the per-run arguments (--batch, --prompt-ids, ... or --score).
+
+    BUNDLES: modelport's, by candidate name."""
+    out = {f"modelport {name}": [sys.executable, __file__, "--worker", "modelport", "--model", str(bundle)]
+           for name, bundle in bundles.items()}  # fmt: skip
     if bf16:
         out["transformers eager bf16"] = [sys.executable, __file__, "--worker", "transformers", "--model", str(hf)]
     for label, venv, script, precision in PEERS:
@@ -123,8 +126,17 @@ def quality(args, say) -> dict:
     chunks_file = chosen / HELD_OUT_TOKENS
     chunks = json.loads(chunks_file.read_text())
     reference = pytorch_logits(load_folder(TRAINED, cache=True), chunks)
+    bundles = {entry["candidate"]: chosen}
+    if args.candidate and args.candidate != entry["candidate"]:  # the speed part's candidate, judged here too
+        bundles[args.candidate] = BUILD / "stdlib-lm" / f"modelport-{args.candidate}"
+        if not (bundles[args.candidate] / "modelport.json").is_file():
+            import modelport
+
+            say(f"quality: modelport optimize --candidates {args.candidate}")
+            modelport.optimize(generate_optimize.WORK / "stdlib-lm-bundle", bundles[args.candidate],
+                               candidates=[args.candidate], data=TRAINED / "held-out.txt")  # fmt: skip
     rows = []
-    for label, argv in commands(TRAINED, chosen, BUILD / "stdlib-lm", bf16=args.bf16).items():
+    for label, argv in commands(TRAINED, bundles, BUILD / "stdlib-lm", bf16=args.bf16).items():
         say(f"quality: {label}")
         out = BUILD / "stdlib-lm" / f"logits-{label.replace(' ', '_')}.npy"
         out.parent.mkdir(parents=True, exist_ok=True)
@@ -184,7 +196,7 @@ def step_bytes(label: str, bundle: Path, weight_bytes: int | None, hf: Path) -> 
     """Bytes one decode step reads (see the module's doc)."""
     config = json.loads((hf / "config.json").read_text())
     embed = config["vocab_size"] * config["hidden_size"]
-    if label == "modelport":
+    if label.startswith("modelport"):
         return _graph_step_bytes(bundle)
     if not weight_bytes:
         return None
@@ -231,7 +243,7 @@ def speed(model: str, candidate: str, args, say) -> dict:
     for b in args.batches:
         prompts[b] = BUILD / model / f"prompts-{b}.json"
         prompts[b].write_text(json.dumps(rng.integers(3, vocab, (b, args.prompt_tokens)).tolist()))
-    systems = commands(hf, bundle, BUILD / model, bf16=args.bf16)
+    systems = commands(hf, {candidate: bundle}, BUILD / model, bf16=args.bf16)
 
     def run_args(b: int, new: int) -> list[str]:
         return ["--batch", str(b), "--prompt-tokens", str(args.prompt_tokens), "--new-tokens", str(new),
@@ -387,6 +399,7 @@ def main() -> None:
     p.add_argument("--prompt-tokens", type=int, default=128)
     p.add_argument("--new-tokens", type=int, default=128)
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--candidate", help="modelport's candidate for the speed part (default: the quality part's choice)")
     p.add_argument("--worker", choices=("modelport", "transformers"), help=argparse.SUPPRESS)
     p.add_argument("--model", help=argparse.SUPPRESS)
     p.add_argument("--batch", type=int, help=argparse.SUPPRESS)
@@ -404,7 +417,7 @@ def main() -> None:
         print(f"[compressed] {msg}", flush=True)
 
     q = quality(args, say) if "quality" in parts else None
-    candidate = (
+    candidate = args.candidate or (
         q["chosen"] if q else json.loads((RESULTS / "generate-compressed.json").read_text())["quality"]["chosen"]
     )
     speeds = [speed(m, candidate, args, say) for m in args.models.split(",")] if "speed" in parts else []

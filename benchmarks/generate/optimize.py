@@ -101,7 +101,8 @@ def markdown(records: dict, machine: dict) -> str:
     if "speed" in records:
         s = records["speed"]
         lines += [f"## Speed: {s['model']}", "",
-                  f"Batch 1, 64-token prompt, 32 new tokens, median of 3 generations each. {s['seconds']:.0f} s.",
+                  f"Batch 1, 64-token prompt, 32 new tokens, median of 3 generations each. {s['seconds']:.0f} s."
+                  + (" Kept from an earlier run (`--parts` left it out)." if s.get("kept_from_an_earlier_run") else ""),
                   "", "| " + " | ".join(s["headers"]) + " |", "|" + "---|" * len(s["headers"])]  # fmt: skip
         lines += ["| " + " | ".join(r) + " |" for r in s["rows"]] + [""]
     return "\n".join(lines)
@@ -116,11 +117,16 @@ def main() -> None:
     def say(text: str) -> None:
         print(text, file=sys.stderr, flush=True)
 
-    records = {}
+    previous = args.out / "generate-optimize.json"
+    records = json.loads(previous.read_text()) if previous.is_file() else {}  # a part not rerun is kept
+    records.pop("machine", None)
     if "quality" in args.parts:
         records["quality"] = quality(say)
     if "speed" in args.parts:
         records["speed"] = speed(say)
+    for part in ("quality", "speed"):
+        if part in records and part not in args.parts:
+            records[part]["kept_from_an_earlier_run"] = True
     from modelport.benchmark.machine import fingerprint
     from modelport.machine import physical_cores
 

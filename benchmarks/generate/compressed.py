@@ -13,8 +13,9 @@ on the big ones, one run.
    then generates), rounds alternate the systems in rotated order, medians are reported.
 
 Systems: modelport (the chosen candidate, on the backend optimize chose), transformers eager bf16 (where the
-CPU has bf16), and the peers of ``peers/`` whose venvs exist (``peers/setup.sh llamacpp|ct2|ovgenai|genai``):
-llama.cpp GGUF Q4_0/Q4_K_M/Q8_0, CTranslate2 int8, OpenVINO GenAI int4/int8 (NNCF), onnxruntime-genai int4.
+CPU has bf16), and the peers of ``peers/`` whose venvs exist (``peers/setup.sh llamacpp|ct2|ovgenai|genai|vllm``):
+llama.cpp GGUF Q4_0/Q4_K_M/Q8_0, CTranslate2 int8, OpenVINO GenAI int4/int8 (NNCF), onnxruntime-genai int4,
+vLLM's CPU build in bf16 (it has no weight-only int4/int8 path for a plain transformers folder on CPU).
 
 The roofline beside each row: tokens/s <= batch x read bandwidth / bytes one step reads (measured as in
 ``run.py``). modelport's bytes are exact: the graph's weights but the input embedding table (a step reads one
@@ -60,6 +61,7 @@ PEERS = [
     ("OpenVINO GenAI int4", "ovgenai", "peer_ovgenai.py", "int4"),
     ("OpenVINO GenAI int8", "ovgenai", "peer_ovgenai.py", "int8"),
     ("onnxruntime-genai int4", "genai", "peer_genai.py", "int4"),
+    ("vLLM CPU bf16", "vllm", "peer_vllm.py", "bf16"),
 ]
 
 

@@ -66,7 +66,8 @@ def score(args, onnx_dir):
             elif inp.name == "position_ids":
                 feeds[inp.name] = np.arange(n, dtype=np.int64 if "int64" in inp.type else np.int32)[None]
             elif inp.name.startswith("past_key_values"):
-                feeds[inp.name] = np.zeros((1, inp.shape[1], 0, head), np.float16 if "float16" in inp.type else np.float32)
+                dtype = np.float16 if "float16" in inp.type else np.float32
+                feeds[inp.name] = np.zeros((1, inp.shape[1], 0, head), dtype)
             else:
                 raise RuntimeError(f"unexpected input {inp.name} in the builder's graph")
         logits.append(session.run(["logits"], feeds)[0][0].astype(np.float32))

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Creates the venv of one generation peer: build/gen-<peer>-env.
-#   benchmarks/generate/peers/setup.sh optimum|genai|llamacpp|ct2|ovgenai
+#   benchmarks/generate/peers/setup.sh optimum|genai|llamacpp|ct2|ovgenai|vllm
 # torch comes first as exactly `torch==2.13.0` (the local CPU wheel); the rest is the full pinned list in
 # <peer>-requirements.txt, installed with --no-deps so nothing can pull another torch (optimum-intel's
 # torchvision would). llamacpp compiles llama-cpp-python from its sdist for this CPU (about 10 minutes) and
@@ -8,8 +8,8 @@
 # Skips a venv whose python and stamp file exist (delete the venv to redo).
 set -euo pipefail
 case "${1:-}" in
-    optimum|genai|llamacpp|ct2|ovgenai) PEER=$1 ;;
-    *) echo "usage: $0 optimum|genai|llamacpp|ct2|ovgenai" >&2; exit 2 ;;
+    optimum|genai|llamacpp|ct2|ovgenai|vllm) PEER=$1 ;;
+    *) echo "usage: $0 optimum|genai|llamacpp|ct2|ovgenai|vllm" >&2; exit 2 ;;
 esac
 HERE=$(cd "$(dirname "$0")" && pwd)
 ROOT=$(cd "$HERE/../../.." && pwd)

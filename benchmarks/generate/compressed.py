@@ -9,7 +9,7 @@ on the big ones, one run.
 2. Speed, on ``llama-0.5b`` (``run.py``) and the 1.1 B TinyLlama-shaped model (``big.py``; run that first):
    modelport's chosen candidate, rebuilt on the big model with the same recipe, and every peer, batch 1 and
    4, a 128-token prompt (random ids, seeded), exactly 128 new tokens greedily. Every system runs in a process
-   of its own per round (its peak RSS from ``os.wait4``; the process loads its model, warms up on 4 tokens,
+   of its own per round (its peak RSS: the process tree's VmHWM; the process loads its model, warms up on 4 tokens,
    then generates), rounds alternate the systems in rotated order, medians are reported.
 
 Systems: modelport (the chosen candidate, on the backend optimize chose), transformers eager bf16 (where the
@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
 import subprocess
 import sys
@@ -85,15 +84,19 @@ def commands(hf: Path, bundles: dict[str, Path], work: Path, bf16: bool) -> dict
 
 
 def call(argv: list[str], timeout: float = 3600) -> dict:
-    """Runs one system's process: its last JSON line, with its peak RSS (``os.wait4``); ``error`` on failure."""
+    """Runs one system's process: its last JSON line, with its peak RSS; ``error`` on failure.
+
+    The peak RSS is the largest sum over the process tree (the system's process and its children: vLLM runs
+    its engine in one) of each process's ``VmHWM``, read every 50 ms. ``ru_maxrss`` from ``wait4`` cannot
+    be used here: a forked child starts from this parent's high-water mark, which is larger than the
+    smaller systems' own.
+    """
     start = time.perf_counter()
+    peak = 0
     with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
         proc = subprocess.Popen(argv, stdout=out, stderr=err, text=True, cwd=ROOT)
-        while True:
-            pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
-            if pid:
-                proc.returncode = os.waitstatus_to_exitcode(status)
-                break
+        while proc.poll() is None:
+            peak = max(peak, _tree_hwm(proc.pid))
             if time.perf_counter() - start > timeout:
                 proc.kill()
                 proc.wait()
@@ -104,8 +107,22 @@ def call(argv: list[str], timeout: float = 3600) -> dict:
     lines = [json.loads(line) for line in stdout.splitlines() if line.startswith("{")]
     row = lines[-1] if lines else {"error": (stderr.strip().splitlines() or ["no output"])[-1][:300]}
     row["wall_s"] = round(time.perf_counter() - start, 1)
-    row["peak_rss_bytes"] = usage.ru_maxrss * 1024
+    row["peak_rss_bytes"] = peak
     return row
+
+
+def _tree_hwm(pid: int) -> int:
+    """Sum of VmHWM (bytes) over PID and its descendants; 0 for a process already gone."""
+    total = 0
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+        total = next(int(line.split()[1]) * 1024 for line in status.splitlines() if line.startswith("VmHWM:"))
+        for task in Path(f"/proc/{pid}/task").iterdir():
+            for child in (task / "children").read_text().split():
+                total += _tree_hwm(int(child))
+    except (OSError, StopIteration, ValueError):
+        pass
+    return total
 
 
 # -- part 1: quality on the trained model ---------------------------------------------------------------------
@@ -309,7 +326,7 @@ def markdown(quality_part: dict | None, speeds: list[dict], machine: dict) -> st
                 continue
             within[r["system"]] = r["within"]
             verdict = "yes" if r["within"] else "no: " + "; ".join(r["misses"])
-            lines.append(f"| {r['system']} | {r['top1']:.4f} | {r['ppl']:.4f} | {r['kl']:.4f} | {verdict} |")
+            lines.append(f"| {r['system']} | {r['top1']:.4f} | {r['ppl_ratio']:.4f} | {r['kl']:.4f} | {verdict} |")
         lines.append("")
     for s in speeds:
         lines += [f"## Speed: {s['model']} (modelport: `{s['candidate']}`)", "",
@@ -418,10 +435,9 @@ def main() -> None:
     def say(msg: str) -> None:
         print(f"[compressed] {msg}", flush=True)
 
-    q = quality(args, say) if "quality" in parts else None
-    candidate = args.candidate or (
-        q["chosen"] if q else json.loads((RESULTS / "generate-compressed.json").read_text())["quality"]["chosen"]
-    )
+    previous = RESULTS / "generate-compressed.json"
+    q = quality(args, say) if "quality" in parts else json.loads(previous.read_text())["quality"]  # kept
+    candidate = args.candidate or q["chosen"]
     speeds = [speed(m, candidate, args, say) for m in args.models.split(",")] if "speed" in parts else []
     machine = fingerprint(args.threads)
     RESULTS.mkdir(parents=True, exist_ok=True)

@@ -69,12 +69,7 @@ def main():
             raise RuntimeError(f"generated {len(new)} tokens, expected {n}")
         return first[0] - start, (n - 1) * args.batch / (end - first[0]) if n > 1 else None, new
 
-    generate(protocol.WARMUP_TOKENS)
-    versions = protocol.versions(PACKAGES)
-    for r in range(args.rounds):
-        ttft, rate, tokens = generate(args.new_tokens)
-        protocol.emit(SYSTEM, batch=args.batch, round=r, ttft_s=ttft, decode_tokens_per_s=rate,
-                      first_row_tokens=tokens, weight_bytes=weights, versions=versions)  # fmt: skip
+    protocol.rounds(SYSTEM, args, generate, weights, PACKAGES)
 
 
 if __name__ == "__main__":

@@ -110,12 +110,7 @@ def main():
             raise RuntimeError(f"sequence has {len(seq)} tokens, expected {total}")
         return first - start, (n - 1) * args.batch / (end - first) if n > 1 else None, [int(t) for t in seq[-n:]]
 
-    generate(protocol.WARMUP_TOKENS)
-    versions = protocol.versions(PACKAGES)
-    for r in range(args.rounds):
-        ttft, rate, tokens = generate(args.new_tokens)
-        protocol.emit(SYSTEM, batch=args.batch, round=r, ttft_s=ttft, decode_tokens_per_s=rate,
-                      first_row_tokens=tokens, weight_bytes=weights, versions=versions)  # fmt: skip
+    protocol.rounds(SYSTEM, args, generate, weights, PACKAGES)
 
 
 if __name__ == "__main__":

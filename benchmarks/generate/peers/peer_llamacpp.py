@@ -157,12 +157,7 @@ def main():
         end = time.perf_counter()
         return first - start, (n - 1) * b / (end - first) if n > 1 else None, out
 
-    generate(protocol.WARMUP_TOKENS)
-    versions = protocol.versions(PACKAGES)
-    for r in range(args.rounds):
-        ttft, rate, tokens = generate(args.new_tokens)
-        protocol.emit(SYSTEM, batch=b, round=r, ttft_s=ttft, decode_tokens_per_s=rate,
-                      first_row_tokens=tokens, weight_bytes=weights, versions=versions)  # fmt: skip
+    protocol.rounds(SYSTEM, args, generate, weights, PACKAGES)
 
 
 if __name__ == "__main__":

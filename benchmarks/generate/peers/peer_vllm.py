@@ -56,22 +56,13 @@ def main():
 
     prompts = [{"prompt_token_ids": row} for row in rows]
 
-    def generate(n):
+    def run(n):
         params = SamplingParams(max_tokens=n, min_tokens=n, ignore_eos=True, temperature=0, detokenize=False)
         start = time.perf_counter()
         outs = llm.generate(prompts, params, use_tqdm=False)
         return time.perf_counter() - start, list(outs[0].outputs[0].token_ids)
 
-    generate(protocol.WARMUP_TOKENS)
-    versions = protocol.versions(PACKAGES)
-    for r in range(args.rounds):
-        ttft, _ = generate(1)
-        total, tokens = generate(args.new_tokens)
-        if len(tokens) != args.new_tokens:
-            raise RuntimeError(f"generated {len(tokens)} tokens, expected {args.new_tokens}")
-        rate = (args.new_tokens - 1) * args.batch / (total - ttft)
-        protocol.emit(SYSTEM, batch=args.batch, round=r, ttft_s=ttft, decode_tokens_per_s=rate,
-                      first_row_tokens=tokens, weight_bytes=weights, versions=versions)  # fmt: skip
+    protocol.rounds(SYSTEM, args, lambda n: protocol.by_one_token(run, n, args.batch), weights, PACKAGES)
 
 
 def _parameters(model_dir):

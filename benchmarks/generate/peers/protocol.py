@@ -116,6 +116,29 @@ def once(folder, build):
     return folder
 
 
+def rounds(system, args, generate, weights, packages):
+    """A warm-up, then ``args.rounds`` timed generations, one JSON line each.
+
+    GENERATE(n) -> (ttft_s, decode_tokens_per_s, first row's new tokens)."""
+    generate(WARMUP_TOKENS)
+    found = versions(packages)
+    for r in range(args.rounds):
+        ttft, rate, tokens = generate(args.new_tokens)
+        if len(tokens) != args.new_tokens:
+            raise RuntimeError(f"generated {len(tokens)} tokens, expected {args.new_tokens}")
+        emit(system, batch=args.batch, round=r, ttft_s=ttft, decode_tokens_per_s=rate, first_row_tokens=tokens,
+             weight_bytes=weights, versions=found)  # fmt: skip
+
+
+def by_one_token(run, n, batch):
+    """For a system that times only whole generations, RUN(n) -> (seconds, tokens): the first-token time is a
+    one-token run of the same prompts (the prompt's pass and one step), the decode rate the N-token run less
+    that."""
+    ttft, _ = run(1)
+    total, tokens = run(n)
+    return ttft, (n - 1) * batch / (total - ttft) if n > 1 else None, tokens
+
+
 def run(system, main):
     """Calls ``main()``; any failure becomes the peer's one error line (exit 0)."""
     try:

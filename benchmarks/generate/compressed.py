@@ -211,12 +211,16 @@ def _ids(hf: Path) -> list[list[int]]:
     return [[t % vocab for t in tok(line)["input_ids"]] for line in lines]
 
 
-def step_bytes(label: str, bundle: Path, weight_bytes: int | None, hf: Path) -> int | None:
-    """Bytes one decode step reads (see the module's doc)."""
+def step_bytes(label: str, bundle: Path, weight_bytes: int | None, hf: Path, work: Path) -> int | None:
+    """Bytes one decode step reads (see the module's doc). ONNX graphs (modelport's, onnxruntime-genai's) are
+    counted exactly: their weights but the embedding table a Gather reads one row of."""
     config = json.loads((hf / "config.json").read_text())
     embed = config["vocab_size"] * config["hidden_size"]
     if label.startswith("modelport"):
         return _graph_step_bytes(bundle)
+    genai = work / "peer-genai" / "onnx-int4"
+    if label == "onnxruntime-genai int4" and (genai / "model.onnx").is_file():
+        return _graph_step_bytes(genai)
     if not weight_bytes:
         return None
     params = _parameters(hf)
@@ -291,7 +295,7 @@ def speed(model: str, candidate: str, args, say) -> dict:
     rows = []
     for (label, b), runs in samples.items():
         weights = runs[0].get("weight_bytes")
-        step = step_bytes(label, bundle, weights, hf)
+        step = step_bytes(label, bundle, weights, hf, BUILD / model)
         rate = statistics.median(r["decode_tokens_per_s"] for r in runs)
         rows.append({
             "system": label, "batch": b, "rounds": len(runs),
@@ -344,6 +348,8 @@ def markdown(quality_part: dict | None, speeds: list[dict], machine: dict) -> st
         for label, why in s["errors"].items():
             lines.append(f"| {label} | | not run: {why} | | | | | |")
         lines.append("")
+        if s.get("notes"):  # written into the JSON by hand after a run, when a figure needs a caveat
+            lines += ["Notes:", *[f"- {n}" for n in s["notes"]], ""]
     return "\n".join(lines) + "\n"
 
 

@@ -8,6 +8,7 @@ runs in bf16, its CPU default.
 Prompts go in as token ids (``skip_tokenizer_init``), greedy, ``ignore_eos`` and ``min_tokens`` = N, so
 every row decodes exactly N steps. The first-token time is a one-token generation of the same prompts (the
 prefill and the first step); decode tokens/s is (N - 1) x batch over the N-token run less that time.
+Prefix caching is off: every run repeats the same prompts, and a cached prompt would time no prefill.
 ``--score`` asks for every position's log-probabilities over the whole vocabulary (``prompt_logprobs``).
 """
 
@@ -38,7 +39,8 @@ def main():
     rows = None if args.score else protocol.load_prompts(args)
     length = max(len(c) for c in chunks) if chunks else args.prompt_tokens + args.new_tokens
     llm = LLM(model=args.model, dtype="bfloat16", skip_tokenizer_init=True, max_model_len=length + 8,
-              max_num_seqs=max(1, args.batch or 1), max_logprobs=vocab, seed=0)  # fmt: skip
+              max_num_seqs=max(1, args.batch or 1), max_logprobs=vocab, seed=0,
+              enable_prefix_caching=False)  # fmt: skip
     weights = 2 * sum(int(np.prod(shape)) for shape in _parameters(args.model))  # bf16
     if args.score:
         logits = []

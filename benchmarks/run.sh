@@ -81,6 +81,9 @@ for peer in optimum genai; do benchmarks/generate/peers/setup.sh $peer > /dev/nu
 .venv/bin/python benchmarks/generate/optimize.py --out $OUT
 # a 1.1 B model (4.4 GB) export -> verify -> optimize int4 -> generate: wall time and peak RSS per step
 .venv/bin/python benchmarks/generate/big.py --out $OUT
+# compressed against the peers at their own int4/int8: quality on the trained model, speed on the 1.1 B one
+for peer in llamacpp ct2 ovgenai genai vllm; do benchmarks/generate/peers/setup.sh $peer > /dev/null || true; done
+.venv/bin/python benchmarks/generate/compressed.py --models tinyllama-1.1b --rounds 2 --candidate int4-sym-128 --out $OUT
 fi
 
 .venv/bin/python benchmarks/summarize.py $OUT > $OUT/SUMMARY.md

@@ -424,6 +424,7 @@ def main() -> None:
     p.add_argument("--prompt-tokens", type=int, default=128)
     p.add_argument("--new-tokens", type=int, default=128)
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--out", type=Path, default=RESULTS, help="folder for generate-compressed.md and .json")
     p.add_argument("--candidate", help="modelport's candidate for the speed part (default: the quality part's choice)")
     p.add_argument("--worker", choices=("modelport", "transformers"), help=argparse.SUPPRESS)
     p.add_argument("--model", help=argparse.SUPPRESS)
@@ -441,17 +442,17 @@ def main() -> None:
     def say(msg: str) -> None:
         print(f"[compressed] {msg}", flush=True)
 
-    previous = RESULTS / "generate-compressed.json"
+    previous = args.out / "generate-compressed.json"
     q = quality(args, say) if "quality" in parts else json.loads(previous.read_text())["quality"]  # kept
     candidate = args.candidate or q["chosen"]
     speeds = [speed(m, candidate, args, say) for m in args.models.split(",")] if "speed" in parts else []
     machine = fingerprint(args.threads)
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "generate-compressed.json").write_text(
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "generate-compressed.json").write_text(
         json.dumps({"machine": machine, "quality": q, "speed": speeds}, indent=1)
     )
-    (RESULTS / "generate-compressed.md").write_text(markdown(q, speeds, machine))
-    print((RESULTS / "generate-compressed.md").read_text())
+    (args.out / "generate-compressed.md").write_text(markdown(q, speeds, machine))
+    print((args.out / "generate-compressed.md").read_text())
 
 
 if __name__ == "__main__":

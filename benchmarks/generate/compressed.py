@@ -44,6 +44,9 @@ sys.path.insert(0, str(HERE))
 
 import run as generate_run  # noqa: E402  (models, bandwidth)
 
+sys.path.insert(0, str(HERE / "peers"))
+import protocol as peer_protocol  # noqa: E402  (the peers' logits file, which the workers write too)
+
 ROOT = HERE.parents[1]
 BUILD = ROOT / "build" / "generate-compressed"
 TRAINED = ROOT / "build" / "models" / "stdlib-lm"
@@ -211,20 +214,15 @@ def _ids(hf: Path) -> list[list[int]]:
     return [[t % vocab for t in tok(line)["input_ids"]] for line in lines]
 
 
-def step_bytes(label: str, bundle: Path, weight_bytes: int | None, hf: Path, work: Path) -> int | None:
-    """Bytes one decode step reads (see the module's doc). ONNX graphs (modelport's, onnxruntime-genai's) are
-    counted exactly: their weights but the embedding table a Gather reads one row of."""
-    config = json.loads((hf / "config.json").read_text())
-    embed = config["vocab_size"] * config["hidden_size"]
-    if label.startswith("modelport"):
-        return _graph_step_bytes(bundle)
-    genai = work / "peer-genai" / "onnx-int4"
-    if label == "onnxruntime-genai int4" and (genai / "model.onnx").is_file():
-        return _graph_step_bytes(genai)
-    if not weight_bytes:
+def step_bytes(row: dict, hf: Path) -> int | None:
+    """Bytes one decode step reads (see the module's doc): counted from the graph when the system's row names
+    one (``graph``: modelport's bundle, onnxruntime-genai's model), else estimated from its weight files."""
+    if row.get("graph"):
+        return _graph_step_bytes(Path(row["graph"]))
+    if not row.get("weight_bytes"):
         return None
-    params = _parameters(hf)
-    return int(weight_bytes * (1 - embed / params))
+    config = json.loads((hf / "config.json").read_text())
+    return int(row["weight_bytes"] * (1 - config["vocab_size"] * config["hidden_size"] / _parameters(hf)))
 
 
 def _graph_step_bytes(bundle: Path) -> int:
@@ -295,7 +293,7 @@ def speed(model: str, candidate: str, args, say) -> dict:
     rows = []
     for (label, b), runs in samples.items():
         weights = runs[0].get("weight_bytes")
-        step = step_bytes(label, bundle, weights, hf, BUILD / model)
+        step = step_bytes(runs[0], hf)
         rate = statistics.median(r["decode_tokens_per_s"] for r in runs)
         rows.append({
             "system": label, "batch": b, "rounds": len(runs),
@@ -370,9 +368,10 @@ def worker(args) -> None:
             lm.load()
             row["system"] = f"modelport {bundle.optimization.get('candidate') if bundle.optimization else 'fp32'}"
             row["weight_bytes"] = sum(f.stat().st_size for f in Path(args.model).glob("model.onnx*"))
+            row["graph"] = args.model
             if args.score:
                 chunks = json.loads(Path(args.score).read_text())
-                _save_logits(args.score_out, [lm.logits(c) for c in chunks])
+                peer_protocol.save_logits(args.score_out, [lm.logits(c) for c in chunks])
             else:
                 ids = json.loads(Path(args.prompt_ids).read_text())
                 lm.generate(ids, max_new_tokens=4, ignore_eos=True)
@@ -390,7 +389,7 @@ def worker(args) -> None:
             row["weight_bytes"] = sum(p.numel() * p.element_size() for p in runner.model.parameters())
             if args.score:
                 chunks = json.loads(Path(args.score).read_text())
-                _save_logits(args.score_out, pytorch_logits(runner.model, chunks))
+                peer_protocol.save_logits(args.score_out, pytorch_logits(runner.model, chunks))
             else:
                 ids = np.array(json.loads(Path(args.prompt_ids).read_text()), np.int64)
                 runner.run(ids, 4)
@@ -402,14 +401,6 @@ def worker(args) -> None:
     except Exception as exc:  # the row says why, as a peer's does
         row["error"] = f"{type(exc).__name__}: {(str(exc).splitlines() or [''])[0][:200]}"
     print(json.dumps(row), flush=True)
-
-
-def _save_logits(path: str, logits: list[np.ndarray]) -> None:
-    length = max(x.shape[0] for x in logits)
-    out = np.zeros((len(logits), length, logits[0].shape[-1]), np.float32)
-    for i, x in enumerate(logits):
-        out[i, : x.shape[0]] = x
-    np.save(path, out)
 
 
 def main() -> None:

@@ -47,8 +47,7 @@ def main():
         for chunk in protocol.load_chunks(args):
             out = generator.forward_batch([[vocab[t] for t in chunk]])
             logits.append(np.asarray(out, dtype=np.float32)[0])
-        protocol.save_logits(args.score_out, logits)
-        return protocol.emit(SYSTEM, weight_bytes=weights, scored=args.score_out)
+        return protocol.scored(SYSTEM, args, logits, weights)
 
     prompts = [[vocab[t] for t in row] for row in protocol.load_prompts(args)]
 

@@ -8,13 +8,8 @@ model has none. ``--score`` runs the builder's ``model.onnx`` in ONNX Runtime wi
 returns the last position's logits only, and teacher-forced scoring needs every position's.
 """
 
-import os
-
-os.environ["HF_HUB_OFFLINE"] = "1"
-os.environ["TRANSFORMERS_OFFLINE"] = "1"
-
 import json
-import subprocess
+import os
 import sys
 import time
 
@@ -32,11 +27,7 @@ def build(args):
         src = protocol.with_tokenizer(args.model, args.work)
         cmd = [sys.executable, "-m", "onnxruntime_genai.models.builder", "-i", src, "-o", out,
                "-p", args.precision, "-e", "cpu", "-c", os.path.join(args.work, "cache")]  # fmt: skip
-        run = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-        sys.stderr.write(run.stdout)
-        if run.returncode != 0:
-            lines = [line for line in run.stdout.splitlines() if line.strip()]
-            raise RuntimeError(f"model builder failed: {lines[-1] if lines else run.returncode}")
+        protocol.run_tool(cmd, "model builder")
 
     # the fp32 build keeps run.py's folder name
     name = "onnx" if args.precision == "fp32" else f"onnx-{args.precision}"
@@ -71,7 +62,7 @@ def score(args, onnx_dir):
             else:
                 raise RuntimeError(f"unexpected input {inp.name} in the builder's graph")
         logits.append(session.run(["logits"], feeds)[0][0].astype(np.float32))
-    protocol.save_logits(args.score_out, logits)
+    return logits
 
 
 def main():
@@ -82,8 +73,7 @@ def main():
     onnx_dir = build(args)
     weights = protocol.file_bytes(*[os.path.join(onnx_dir, f) for f in os.listdir(onnx_dir) if "model.onnx" in f])
     if args.score:
-        score(args, onnx_dir)
-        return protocol.emit(SYSTEM, weight_bytes=weights, scored=args.score_out)
+        return protocol.scored(SYSTEM, args, score(args, onnx_dir), weights, graph=onnx_dir)
     rows = protocol.load_prompts(args)
     config = og.Config(onnx_dir)
     config.clear_providers()  # CPU
@@ -110,7 +100,7 @@ def main():
             raise RuntimeError(f"sequence has {len(seq)} tokens, expected {total}")
         return first - start, (n - 1) * args.batch / (end - first) if n > 1 else None, [int(t) for t in seq[-n:]]
 
-    protocol.rounds(SYSTEM, args, generate, weights, PACKAGES)
+    protocol.rounds(SYSTEM, args, generate, weights, PACKAGES, graph=onnx_dir)
 
 
 if __name__ == "__main__":

@@ -137,8 +137,7 @@ def main():
         for chunk in chunks:
             decoder.clear()
             logits.append(decoder.decode([(t, i, 0, True) for i, t in enumerate(chunk)]).copy())
-        protocol.save_logits(args.score_out, logits)
-        return protocol.emit(SYSTEM, weight_bytes=weights, scored=args.score_out)
+        return protocol.scored(SYSTEM, args, logits, weights)
 
     rows = protocol.load_prompts(args)
     p, b = args.prompt_tokens, args.batch

@@ -4,12 +4,8 @@ Run with build/gen-optimum-env/bin/python (benchmarks/generate/peers/setup.sh op
 the arguments and the JSON lines (generate mode only).
 """
 
-import os
-
-os.environ["HF_HUB_OFFLINE"] = "1"
-os.environ["TRANSFORMERS_OFFLINE"] = "1"
-
 import json
+import os
 import sys
 import time
 

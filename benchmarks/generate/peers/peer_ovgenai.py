@@ -14,11 +14,6 @@ tokens only).
 """
 
 import os
-
-os.environ["HF_HUB_OFFLINE"] = "1"
-os.environ["TRANSFORMERS_OFFLINE"] = "1"
-
-import subprocess
 import sys
 import time
 
@@ -34,11 +29,7 @@ def build(args):
         src = protocol.with_tokenizer(args.model, args.work)
         cmd = [sys.executable, "-m", "optimum.commands.optimum_cli", "export", "openvino", "--model", src,
                "--task", "text-generation-with-past", "--weight-format", args.precision, out]  # fmt: skip
-        run = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-        sys.stderr.write(run.stdout)
-        if run.returncode != 0:
-            lines = [line for line in run.stdout.splitlines() if line.strip()]
-            raise RuntimeError(f"optimum-cli export openvino failed: {lines[-1] if lines else run.returncode}")
+        protocol.run_tool(cmd, "optimum-cli export openvino")
 
     return protocol.once(os.path.join(args.work, f"ov-{args.precision}"), export)
 
@@ -54,7 +45,7 @@ def score(args, folder):
         ids = torch.tensor([chunk])
         out = model(input_ids=ids, attention_mask=torch.ones_like(ids))
         logits.append(np.asarray(out.logits[0], dtype=np.float32))
-    protocol.save_logits(args.score_out, logits)
+    return logits
 
 
 def main():
@@ -62,8 +53,7 @@ def main():
     folder = build(args)
     weights = protocol.file_bytes(os.path.join(folder, "openvino_model.bin"))
     if args.score:
-        score(args, folder)
-        return protocol.emit(SYSTEM, weight_bytes=weights, scored=args.score_out)
+        return protocol.scored(SYSTEM, args, score(args, folder), weights)
 
     import numpy as np
     import openvino as ov

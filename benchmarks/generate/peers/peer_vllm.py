@@ -53,8 +53,7 @@ def main():
                     rows_[i, token] = lp.logprob
             rows_[-1] = 0.0  # the last position's distribution is not asked for by prompt_logprobs
             logits.append(rows_)
-        protocol.save_logits(args.score_out, logits)
-        return protocol.emit(SYSTEM, weight_bytes=weights, scored=args.score_out)
+        return protocol.scored(SYSTEM, args, logits, weights)
 
     prompts = [{"prompt_token_ids": row} for row in rows]
 

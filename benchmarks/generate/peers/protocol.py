@@ -9,16 +9,23 @@ Two modes, chosen by the arguments:
 - score: ``--score CHUNKS.json --score-out OUT.npy``; teacher-forced logits of every chunk (a list of token id
   lists), saved as one float32 array [chunks, longest, vocab], zero-padded; one JSON line with ``weight_bytes``.
 
+A peer whose model is an ONNX graph adds ``graph`` (its folder) to its lines, so the caller counts the bytes
+a decode step reads from the graph itself rather than estimating them from the file size.
+
 On any failure a peer prints ``{"system": ..., "error": ...}`` and exits 0: the caller records the reason.
 """
 
 import argparse
 import json
 import os
+import subprocess
 import sys
 from importlib import metadata
 
+os.environ["HF_HUB_OFFLINE"] = "1"  # every peer reads local folders only: no hub here
+os.environ["TRANSFORMERS_OFFLINE"] = "1"
 WARMUP_TOKENS = 4
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer.model", "vocab.json", "tokenizer_config.json")
 
 
 def parse_args(doc, precisions):
@@ -66,6 +73,21 @@ def save_logits(path, logits):
     np.save(path, out)
 
 
+def scored(system, args, logits, weight_bytes, **extra):
+    """Score mode's end: the logits saved to ``--score-out`` and the one JSON line."""
+    save_logits(args.score_out, logits)
+    emit(system, weight_bytes=weight_bytes, scored=args.score_out, **extra)
+
+
+def run_tool(cmd, what):
+    """Runs a peer's own converter or exporter; its output goes to stderr, its last line into the error."""
+    run = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    sys.stderr.write(run.stdout)
+    if run.returncode != 0:
+        lines = [line for line in run.stdout.splitlines() if line.strip()]
+        raise RuntimeError(f"{what} failed: {lines[-1] if lines else run.returncode}")
+
+
 def emit(system, **row):
     print(json.dumps({"system": system, **row}), flush=True)
 
@@ -85,7 +107,7 @@ def with_tokenizer(model_dir, work_dir):
     The peers' converters need a tokenizer to write a vocabulary; the benchmark feeds token ids, so which
     strings the ids carry does not matter.
     """
-    if any(os.path.exists(os.path.join(model_dir, f)) for f in ("tokenizer.json", "tokenizer.model")):
+    if any(os.path.exists(os.path.join(model_dir, f)) for f in TOKENIZER_FILES):
         return model_dir
     copy = os.path.join(work_dir, "hf")
     os.makedirs(copy, exist_ok=True)
@@ -116,8 +138,8 @@ def once(folder, build):
     return folder
 
 
-def rounds(system, args, generate, weights, packages):
-    """A warm-up, then ``args.rounds`` timed generations, one JSON line each.
+def rounds(system, args, generate, weights, packages, **extra):
+    """A warm-up, then ``args.rounds`` timed generations, one JSON line each (EXTRA added to every line).
 
     GENERATE(n) -> (ttft_s, decode_tokens_per_s, first row's new tokens)."""
     generate(WARMUP_TOKENS)
@@ -127,7 +149,7 @@ def rounds(system, args, generate, weights, packages):
         if len(tokens) != args.new_tokens:
             raise RuntimeError(f"generated {len(tokens)} tokens, expected {args.new_tokens}")
         emit(system, batch=args.batch, round=r, ttft_s=ttft, decode_tokens_per_s=rate, first_row_tokens=tokens,
-             weight_bytes=weights, versions=found)  # fmt: skip
+             weight_bytes=weights, versions=found, **extra)  # fmt: skip
 
 
 def by_one_token(run, n, batch):

@@ -38,6 +38,14 @@ class StepCache:
     def step(self, feed: dict[str, np.ndarray]) -> np.ndarray:
         raise NotImplementedError
 
+    def arrays(self) -> list[np.ndarray]:
+        """The cache as numpy arrays, in ``layout.past_names`` order (a copy: the scheduler reshapes it)."""
+        raise NotImplementedError
+
+    def replace(self, arrays: list[np.ndarray]) -> None:
+        """Carry on from ``arrays`` (``arrays()``'s order): rows added, dropped or padded by the scheduler."""
+        raise NotImplementedError
+
     def _empty(self, batch: int) -> np.ndarray:
         shape = (batch, self.layout.kv_heads, 0, self.layout.head_dim)
         return np.zeros(shape, np.dtype(self.layout.kv_dtype))
@@ -54,6 +62,13 @@ class ArrayCache(StepCache):
         self.past = {name: outputs[out] for name, out in zip(self.layout.past_names, presents, strict=True)}
         self.past_length += feed["input_ids"].shape[1]
         return outputs["logits"]
+
+    def arrays(self) -> list[np.ndarray]:
+        return [self.past[name] for name in self.layout.past_names]
+
+    def replace(self, arrays: list[np.ndarray]) -> None:
+        self.past = dict(zip(self.layout.past_names, arrays, strict=True))
+        self.past_length = arrays[0].shape[2]
 
 
 class OrtCache(StepCache):
@@ -79,6 +94,15 @@ class OrtCache(StepCache):
         self.past_values = list(outputs[1:])
         self.past_length += feed["input_ids"].shape[1]
         return outputs[0].numpy()
+
+    def arrays(self) -> list[np.ndarray]:
+        return [value.numpy() for value in self.past_values]
+
+    def replace(self, arrays: list[np.ndarray]) -> None:
+        ort = _onnxruntime()
+        self.session = self.runner.session  # type: ignore[attr-defined]
+        self.past_values = [ort.OrtValue.ortvalue_from_numpy(np.ascontiguousarray(a)) for a in arrays]
+        self.past_length = arrays[0].shape[2]
 
 
 def for_runner(runner: Runner, layout: DecoderLayout) -> StepCache:

@@ -6,6 +6,9 @@ padded: the mask hides the padding and each row's positions count its own tokens
 the tokens it gets alone (``verify`` checks exactly that). A row that finished keeps stepping with a
 pad token until the batch is done; its results stop where it finished.
 
+``Continuation`` is one prompt's side of it (its new tokens, its text, its stop), shared with the
+continuous-batching ``scheduler``, where rows come and go between steps.
+
 Stops: an end-of-sequence id, a stop string (the text ends before it), ``max_new_tokens``, or the
 model's maximum context (``finish_reason`` "length" with a notice).
 """
@@ -22,9 +25,10 @@ import numpy as np
 from modelport import interrupts
 from modelport.errors import UsageError
 from modelport.generation.cache import StepCache
+from modelport.generation.layout import DecoderLayout
 from modelport.generation.sampling import Decoding, next_tokens
 
-__all__ = ["Generation", "TokenEvent", "decode", "batch_feed"]
+__all__ = ["Generation", "TokenEvent", "Continuation", "decode", "batch_feed", "check_prompt"]
 
 Detokenize = Callable[[list[int]], str]
 
@@ -34,7 +38,7 @@ class Generation:
     """What one prompt generated: the new tokens only, never the prompt's."""
 
     token_ids: list[int]
-    finish_reason: str  # "stop" (eos or a stop string) | "length" (max_new_tokens or the context)
+    finish_reason: str  # "stop" (eos or a stop string) | "length" (max_new_tokens or the context) | "abort"
     prompt_tokens: int
     text: str | None = None  # None without a tokenizer
     time_to_first_token_s: float = 0.0
@@ -72,6 +76,87 @@ def batch_feed(prompts: Sequence[Sequence[int]], pad_id: int, position_ids: bool
     return feed
 
 
+def check_prompt(prompt: Sequence[int], layout: DecoderLayout, index: int = 0) -> None:
+    """``UsageError`` for a prompt that leaves no room in the model's context for one new token."""
+    if len(prompt) >= layout.max_context:
+        raise UsageError(
+            f"prompt {index} is {len(prompt)} tokens; the model's maximum context is {layout.max_context}",
+            f"shorten it to at most {layout.max_context - 1} tokens",
+        )
+
+
+class Continuation:
+    """One prompt's new tokens, its text so far and why it stopped (``done``), token by token."""
+
+    def __init__(
+        self,
+        prompt: Sequence[int],
+        decoding: Decoding,
+        layout: DecoderLayout,
+        eos_ids: Sequence[int] = (),
+        detokenize: Detokenize | None = None,
+    ) -> None:
+        self.prompt = list(prompt)
+        self.decoding = decoding
+        # its own room: its positions count its own tokens, whatever the padding of the batch
+        self.limit = min(decoding.max_new_tokens, layout.max_context - len(self.prompt))
+        self.notices = (
+            [
+                f"max_new_tokens {decoding.max_new_tokens} cut to {self.limit}: the prompt ({len(self.prompt)} "
+                f"tokens) and the new tokens must fit the maximum context of {layout.max_context}"
+            ]
+            if self.limit < decoding.max_new_tokens
+            else []
+        )
+        self.eos = set() if decoding.ignore_eos else set(eos_ids)
+        self.detokenize = detokenize
+        self.hold = max((len(s) for s in decoding.stop), default=1) - 1  # a stop string may be starting at the end
+        self.rng = np.random.default_rng(decoding.seed)
+        self.new: list[int] = []
+        self.text = ""
+        self.shown = 0  # characters of text already handed out
+        self.done: str | None = None
+        self.first_at: float | None = None
+
+    @property
+    def history(self) -> list[int]:
+        return self.prompt + self.new
+
+    def add(self, token: int) -> str:
+        """Take the next token; the text it lets out (held back: half a character, a stop string's start)."""
+        if self.first_at is None:
+            self.first_at = time.perf_counter()
+        self.new.append(token)
+        if self.detokenize is not None:
+            self.text = self.detokenize(self.new)
+            cut = _stop_at(self.text, self.decoding.stop, self.shown)
+            if cut is not None:
+                self.text, self.done = self.text[:cut], "stop"
+        if token in self.eos:
+            self.done = "stop"
+        elif self.done is None and len(self.new) == self.limit:
+            self.done = "length"
+        ready = len(self.text) if self.done else _safe_end(self.text, self.hold)
+        piece = self.text[self.shown : ready] if ready > self.shown else ""
+        self.shown = max(self.shown, ready)
+        return piece
+
+    def result(self, started: float, ended: float, reason: str | None = None) -> Generation:
+        """The ``Generation``: first-token time from ``started``, decode rate up to ``ended``."""
+        first = self.first_at if self.first_at is not None else ended
+        count = len(self.new)
+        rate = (count - 1) / (ended - first) if count > 1 and ended > first else None
+        return Generation(
+            list(self.new),
+            reason or self.done or "length",
+            len(self.prompt),
+            self.text if self.detokenize is not None else None,
+            first - started,
+            rate,
+            list(self.notices),
+        )
+
+
 def decode(
     cache: StepCache,
     prompts: Sequence[Sequence[int]],
@@ -83,87 +168,37 @@ def decode(
 ) -> Generator[TokenEvent, None, list[Generation]]:
     layout = cache.layout
     longest = max(range(len(prompts)), key=lambda i: len(prompts[i]))
-    if len(prompts[longest]) >= layout.max_context:
-        raise UsageError(
-            f"prompt {longest} is {len(prompts[longest])} tokens; the model's maximum context is {layout.max_context}",
-            f"shorten it to at most {layout.max_context - 1} tokens",
-        )
-    # each row has its own room: its positions count its own tokens, whatever the padding of the batch
-    limits = [min(decoding.max_new_tokens, layout.max_context - len(p)) for p in prompts]
-    steps = max(limits)
-    notices = [
-        [
-            f"max_new_tokens {decoding.max_new_tokens} cut to {limit}: the prompt ({len(p)} tokens) and the new tokens "
-            f"must fit the maximum context of {layout.max_context}"
-        ]
-        if limit < decoding.max_new_tokens
-        else []
-        for p, limit in zip(prompts, limits, strict=True)
-    ]
-    rng = np.random.default_rng(decoding.seed)
-    rows = len(prompts)
-    new: list[list[int]] = [[] for _ in range(rows)]
-    texts = [""] * rows
-    shown = [0] * rows  # characters of texts already yielded
-    done: list[str | None] = [None] * rows
-    eos = set() if decoding.ignore_eos else set(eos_ids)
-    hold = max((len(s) for s in decoding.stop), default=1) - 1  # a stop string may be starting at the end
+    check_prompt(prompts[longest], layout, longest)
+    rows = [Continuation(p, decoding, layout, eos_ids, detokenize) for p in prompts]
+    steps = max(r.limit for r in rows)
+    rng = np.random.default_rng(decoding.seed)  # one generator for the batch: a seed gives the batch's tokens
 
     start = time.perf_counter()
-    first_at = None
-    cache.start(rows)
+    cache.start(len(rows))
     feed = batch_feed(prompts, pad_id, layout.position_ids)
     mask, positions = feed["attention_mask"], feed["attention_mask"].sum(-1)
     for _ in range(steps):
         interrupts.check()
         logits = cache.step(feed)[:, -1, :]
-        history = [list(p) + n for p, n in zip(prompts, new, strict=True)]
-        chosen = next_tokens(logits, history, decoding, rng)
-        if first_at is None:
-            first_at = time.perf_counter()
-        for row in range(rows):
-            if done[row] is not None:
-                continue
-            token = int(chosen[row])
-            new[row].append(token)
-            if detokenize is not None:
-                texts[row] = detokenize(new[row])
-                cut = _stop_at(texts[row], decoding.stop, shown[row])
-                if cut is not None:
-                    texts[row], done[row] = texts[row][:cut], "stop"
-            if token in eos:
-                done[row] = "stop"
-            elif done[row] is None and len(new[row]) == limits[row]:
-                done[row] = "length"
-            ready = len(texts[row]) if done[row] else _safe_end(texts[row], hold)
-            piece = texts[row][shown[row] : ready] if ready > shown[row] else ""
-            shown[row] = max(shown[row], ready)
-            yield TokenEvent(row, token, piece)
-        if all(d is not None for d in done):
+        chosen = next_tokens(logits, [r.history for r in rows], decoding, rng)
+        for index, row in enumerate(rows):
+            if row.done is None:
+                token = int(chosen[index])
+                yield TokenEvent(index, token, row.add(token))
+        if all(r.done is not None for r in rows):
             break
-        step_ids = np.array([[int(chosen[r]) if done[r] is None else pad_id] for r in range(rows)], np.int64)
-        mask = np.concatenate([mask, np.ones((rows, 1), np.int64)], axis=1)
-        feed = {"input_ids": step_ids, "attention_mask": mask}
+        step_ids = np.array([[int(c) if r.done is None else pad_id] for c, r in zip(chosen, rows, strict=True)])
+        mask = np.concatenate([mask, np.ones((len(rows), 1), np.int64)], axis=1)
+        feed = {"input_ids": step_ids.astype(np.int64), "attention_mask": mask}
         if layout.position_ids:
             feed["position_ids"] = positions[:, None].astype(np.int64)
         positions = positions + 1
     end = time.perf_counter()
-    first = (first_at or end) - start
+    first = min((r.first_at for r in rows if r.first_at is not None), default=end)
     results = []
-    for row in range(rows):
-        count = len(new[row])
-        rate = (count - 1) / (end - (first_at or end)) if count > 1 and end > (first_at or end) else None
-        results.append(
-            Generation(
-                new[row],
-                done[row] or "length",
-                len(prompts[row]),
-                texts[row] if detokenize is not None else None,
-                first,
-                rate,
-                notices[row],
-            )
-        )
+    for row in rows:
+        row.first_at = first  # one batch: its first tokens came in one pass
+        results.append(row.result(start, end))
     return results
 
 

@@ -177,12 +177,13 @@ class LanguageModel:
         stop = options.pop("stop", None) or ()
         decoding = Decoding(stop=(stop,) if isinstance(stop, str) else tuple(stop), **options)
         ids = self.encode(listed, chat)
-        if decoding.stop and not self._has_tokenizer():
+        if decoding.stop and not self.has_tokenizer:
             raise UsageError("stop strings need the bundle's tokenizer, and it has none", "drop --stop")
-        detok = self.detokenize if self._has_tokenizer() else None
+        detok = self.detokenize if self.has_tokenizer else None
         return decode(self._cache, ids, decoding, eos_ids=self.eos_ids, pad_id=self.pad_id, detokenize=detok)
 
-    def _has_tokenizer(self) -> bool:
+    @property
+    def has_tokenizer(self) -> bool:
         try:
             self.tokenizer  # noqa: B018
         except UsageError:

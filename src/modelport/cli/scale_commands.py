@@ -32,6 +32,9 @@ def serve(
     max_batch_size: int = typer.Option(
         None, "--max-batch-size", help="rows one execution merges at most (default: the model's verified bound)"
     ),
+    max_sequences: int = typer.Option(
+        16, "--max-sequences", help="generation: sequences decoded together at most (continuous batching)"
+    ),
     max_request_bytes: int = typer.Option(64 * 2**20, "--max-request-bytes", help="larger requests get 413"),
     token: str = typer.Option(
         None, "--token", help="bearer token every route but health needs (default: $MODELPORT_SERVE_TOKEN)"
@@ -77,7 +80,7 @@ def serve(
         models, engine=engine, backend=backend, threads=threads, host=host, port=port,
         grpc_port=None if no_grpc else grpc_port, batching=not no_batching, max_queue_delay_us=max_queue_delay,
         max_queue_size=max_queue_size, preferred_batch_sizes=preferred_batch_size or (),
-        max_batch_size=max_batch_size, max_request_bytes=max_request_bytes, token=token,
+        max_batch_size=max_batch_size, max_sequences=max_sequences, max_request_bytes=max_request_bytes, token=token,
         check_ranges=not no_range_check, log_level=log_level, triton_python=triton_python,
         metrics_port=metrics_port, replicas=replicas, autoscale=autoscale, address=address, on_ready=say_ready,
     )  # fmt: skip

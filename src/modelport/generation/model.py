@@ -132,18 +132,22 @@ class LanguageModel:
         return out
 
     def _encode_text(self, text: str, chat: bool) -> list[int]:
-        tok = self.tokenizer
         if chat:
-            if not getattr(tok, "chat_template", None):
-                raise UsageError("the bundle's tokenizer has no chat template", "drop --chat and pass the prompt as is")
-            text = tok.apply_chat_template(
-                [{"role": "user", "content": text}], tokenize=False, add_generation_prompt=True
-            )
-            ids = tok(text, add_special_tokens=False)["input_ids"]
-        else:
-            ids = tok(text)["input_ids"]
+            return self.encode_chat([{"role": "user", "content": text}])
+        ids = self.tokenizer(text)["input_ids"]
         if not ids:
             raise UsageError("a prompt is empty after tokenization", "give it some text")
+        return list(ids)
+
+    def encode_chat(self, messages: list[dict[str, str]]) -> list[int]:
+        """Chat messages (``role``, ``content``) through the tokenizer's chat template, ready for the reply."""
+        tok = self.tokenizer
+        if not getattr(tok, "chat_template", None):
+            raise UsageError("the bundle's tokenizer has no chat template", "send a plain prompt (no chat) instead")
+        text = tok.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+        ids = tok(text, add_special_tokens=False)["input_ids"]
+        if not ids:
+            raise UsageError("the chat is empty after tokenization", "give it some text")
         return list(ids)
 
     def detokenize(self, ids: list[int]) -> str:

@@ -24,6 +24,7 @@ _ONLY: dict[str, tuple[Any, tuple[str, ...], str]] = {
     "token": (None, ("modelport", "ray"), "put Triton behind a proxy that checks it"),
     "check_ranges": (True, ("modelport", "ray"), "Triton answers what its config allows"),
     "max_batch_size": (None, ("modelport",), "drop it: the bound the bundle verified applies"),
+    "max_sequences": (16, ("modelport",), "drop it"),
     "preferred_batch_sizes": ((), ("modelport", "triton"), "drop it"),
     "max_queue_size": (256, ("modelport", "ray"), "drop it"),
     "max_request_bytes": (64 * 2**20, ("modelport", "ray"), "drop it"),
@@ -50,6 +51,7 @@ def serve(
     max_queue_size: int = 256,
     preferred_batch_sizes: Sequence[int] = (),
     max_batch_size: int | None = None,
+    max_sequences: int = 16,
     max_request_bytes: int = 64 * 2**20,
     token: str | None = None,
     check_ranges: bool = True,
@@ -84,7 +86,7 @@ def serve(
         return serve_here(
             models, backend=backend, threads=threads, host=host, port=port, grpc_port=grpc_port,
             batching=batching, max_queue_delay_us=max_queue_delay_us, max_queue_size=max_queue_size,
-            preferred_batch_sizes=preferred_batch_sizes, max_batch_size=max_batch_size,
+            preferred_batch_sizes=preferred_batch_sizes, max_batch_size=max_batch_size, max_sequences=max_sequences,
             max_request_bytes=max_request_bytes, token=token, check_ranges=check_ranges, log_level=log_level,
             block=block, on_ready=on_ready,
         )  # fmt: skip

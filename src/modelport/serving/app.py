@@ -4,7 +4,9 @@ stack, endpoint dispatch) cost more per request than decoding, checking and answ
 
 Every error is ``{"error": "..."}`` with the status the protocol gives it: 400 a bad tensor or request
 (whatever decoding it raised), 401 a missing token, 404 an unknown model, route or version, 413 a body
-over the limit, 503 not ready or a full queue; 500 only when the model itself failed.
+over the limit, 503 not ready or a full queue; 500 only when the model itself failed. Under ``/v1/`` (the
+OpenAI-compatible routes of a generation bundle, ``openai_api.py``) errors are OpenAI's body instead.
+Triton's generate extension is ``generate_api.py``.
 
 A request refused before its body was read (401, 413) has the rest of its body read and dropped first, up
 to ``DRAIN_BYTES`` or ``DRAIN_S``: closing a connection with unread data makes the kernel reset it, and
@@ -28,6 +30,8 @@ from starlette.exceptions import HTTPException
 
 from modelport.errors import first_line
 from modelport.serving.core import Core, server_version
+from modelport.serving.generate_api import add_generate_routes
+from modelport.serving.openai_api import add_openai_routes, openai_error
 from modelport.serving.protocol import HEADER_LENGTH, ClientError, decode_http, encode_http
 
 __all__ = ["create_app"]
@@ -44,16 +48,22 @@ def create_app(core: Core) -> Any:
     app = FastAPI(title="modelport", docs_url=None, redoc_url=None, openapi_url=None)
 
     @app.exception_handler(ClientError)
-    async def client_error(_request: Request, exc: ClientError) -> Response:
-        return _error(exc.status, exc.message)
+    async def client_error(request: Request, exc: ClientError) -> Response:
+        return _error(exc.status, exc.message, request.url.path, exc.headers)
 
     @app.exception_handler(HTTPException)
-    async def http_error(_request: Request, exc: HTTPException) -> Response:
-        return _error(exc.status_code, str(exc.detail))
+    async def http_error(request: Request, exc: HTTPException) -> Response:
+        return _error(exc.status_code, str(exc.detail), request.url.path)
+
+    @app.exception_handler(Exception)
+    async def bug(request: Request, exc: Exception) -> Response:  # ours: the protocol's body, the traceback logged
+        log.error("%s %s failed", request.method, request.url.path, exc_info=exc)
+        return _error(500, f"{type(exc).__name__}: {first_line(exc)}", request.url.path)
 
     @app.get("/v2")
     async def server_metadata() -> dict[str, Any]:
-        return {"name": "modelport", "version": server_version(), "extensions": ["binary_tensor_data"]}
+        extensions = ["binary_tensor_data"] + (["generate"] if core.generators else [])
+        return {"name": "modelport", "version": server_version(), "extensions": extensions}
 
     @app.get("/v2/health/live")
     async def live() -> Response:
@@ -80,6 +90,8 @@ def create_app(core: Core) -> Any:
 
         return Response(core.metrics.render(), media_type=CONTENT_TYPE_LATEST)
 
+    add_openai_routes(app, core.generators)
+    add_generate_routes(app, core)
     return _Guard(app, core)
 
 
@@ -110,9 +122,9 @@ class _Guard:
         limit = self.core.limits.max_request_bytes
         refusal = None
         if not path.startswith("/v2/health") and not self.core.authorized(headers.get("authorization")):
-            refusal = _error(401, "missing or wrong bearer token (send Authorization: Bearer TOKEN)")
+            refusal = _error(401, "missing or wrong bearer token (send Authorization: Bearer TOKEN)", path)
         elif length.isdigit() and int(length) > limit:
-            refusal = _error(413, _too_big(int(length), limit))
+            refusal = _error(413, _too_big(int(length), limit), path)
         infer = _INFER.fullmatch(path)
         if refusal is not None:
             announced = int(length) if length.isdigit() else 0
@@ -208,5 +220,7 @@ def _too_big(size: int, limit: int) -> str:
     return f"the request has {size} bytes, over the limit of {limit} (--max-request-bytes)"
 
 
-def _error(status: int, message: str) -> JSONResponse:
-    return JSONResponse({"error": message}, status_code=status)
+def _error(status: int, message: str, path: str = "", headers: dict[str, str] | None = None) -> JSONResponse:
+    if path.startswith("/v1/"):
+        return openai_error(status, message, headers)
+    return JSONResponse({"error": message}, status_code=status, headers=headers)

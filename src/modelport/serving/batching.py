@@ -33,6 +33,7 @@ class BatchConfig:
     max_queue: int = 256  # requests waiting per model; more get 503
     preferred: tuple[int, ...] = ()  # batch sizes worth running at once without waiting out the delay
     max_rows: int | None = None  # rows one execution merges at most (None: the model's verified bound)
+    max_sequences: int = 16  # generation: sequences decoded together at most (continuous batching; 1 when off)
 
 
 def batch_key(feed: dict[str, np.ndarray]) -> tuple[Any, ...]:

@@ -1,5 +1,6 @@
-"""What the HTTP and gRPC front ends share: the models by exact name, their batchers, the metrics, and the
-one path every inference takes (find the model, check the tensors, queue, answer, count)."""
+"""What the HTTP and gRPC front ends share: the models by exact name, their batchers, the metrics, the one
+path every inference takes (find the model, check the tensors, queue, answer, count), and for a generation
+bundle its ``ServedGenerator`` (the continuous-batching scheduler the text routes share)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from modelport.errors import ModelportError, first_line
+from modelport.generation.model import is_generation
 from modelport.serving.batching import BatchConfig, Batcher
+from modelport.serving.generation import ServedGenerator
 from modelport.serving.metrics import Metrics
 from modelport.serving.models import ServedModel
 from modelport.serving.protocol import ClientError, Request, RequestedOutput
@@ -43,6 +46,7 @@ class Core:
         self.limits = limits
         self.metrics = Metrics()
         self.batchers: dict[str, Batcher] = {}
+        self.generators: dict[str, ServedGenerator] = {}  # the generation bundles', by model name
         self.failed: dict[str, str] = {}  # models that could not load, with why
         self.stopping = False
 
@@ -55,9 +59,17 @@ class Core:
             batcher = Batcher(model, self.batching, self.metrics)
             batcher.start()
             self.batchers[model.name] = batcher
+            if model.bundle is not None and is_generation(model.bundle):
+                sequences = self.batching.max_sequences if self.batching.enabled else 1
+                generator = ServedGenerator(model, sequences, self.batching.max_queue, self.metrics.generation)
+                generator.start()
+                self.generators[model.name] = generator
 
     async def close(self) -> None:
         self.stopping = True
+        loop = asyncio.get_running_loop()
+        for generator in self.generators.values():  # what is still running ends (abort) and hears so
+            await loop.run_in_executor(None, generator.stop)
         for batcher in self.batchers.values():
             await batcher.stop()
         for model in self.models.values():

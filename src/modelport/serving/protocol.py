@@ -60,10 +60,11 @@ MAX_RANK = 32  # numpy's limit is 64; no model input has more
 class ClientError(Exception):
     """A request the server cannot answer because of what the client sent (or when it sent it)."""
 
-    def __init__(self, status: int, message: str) -> None:
+    def __init__(self, status: int, message: str, headers: dict[str, str] | None = None) -> None:
         super().__init__(message)
         self.status = status
         self.message = message
+        self.headers = headers or {}  # e.g. Retry-After with a 429
 
 
 @dataclass

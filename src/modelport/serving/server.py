@@ -43,6 +43,7 @@ def serve(
     max_queue_size: int = 256,
     preferred_batch_sizes: Sequence[int] = (),
     max_batch_size: int | None = None,
+    max_sequences: int = 16,
     max_request_bytes: int = 64 * 2**20,
     token: str | None = None,
     check_ranges: bool = True,
@@ -54,7 +55,9 @@ def serve(
     Protocol v2. ``block``: run until SIGTERM/Ctrl-C; otherwise start in a background thread and return
     the running ``Server`` (``with serve(..., block=False) as server: server.url``). ``port``/``grpc_port``
     0 take a free port; ``grpc_port`` None serves HTTP only. ``max_batch_size``: rows one execution merges at
-    most (default: each model's verified bound; a single larger request still runs, alone). ``token`` (or
+    most (default: each model's verified bound; a single larger request still runs, alone). ``max_sequences``:
+    for a generation bundle, the sequences decoded together at most (continuous batching: requests join
+    between decode steps; ``batching=False`` decodes one at a time). ``token`` (or
     ``$MODELPORT_SERVE_TOKEN``): a bearer token every route but health requires. ``check_ranges=False``
     answers requests outside a bundle's declared sizes and value ranges (refused with 400 by default,
     since such an answer may be wrong: a negative token id reads another token's row). ``on_ready`` is called once
@@ -67,7 +70,12 @@ def serve(
         port=port,
         grpc_port=grpc_port,
         batch=BatchConfig(
-            batching, max_queue_delay_us / 1e6, max_queue_size, tuple(preferred_batch_sizes), max_batch_size
+            batching,
+            max_queue_delay_us / 1e6,
+            max_queue_size,
+            tuple(preferred_batch_sizes),
+            max_batch_size,
+            max_sequences,
         ),
         limits=Limits(
             max_request_bytes,
@@ -245,6 +253,8 @@ def check_settings(models: Sequence[Any], port: int, grpc_port: int | None, batc
         raise UsageError(f"--max-queue-delay {batch.max_delay_s * 1e6:.0f} µs is out of range", "use 0..10000000 µs")
     if batch.max_queue < 1:
         raise UsageError("--max-queue-size must be at least 1", "e.g. --max-queue-size 256")
+    if batch.max_sequences < 1:
+        raise UsageError("--max-sequences must be at least 1", "e.g. --max-sequences 16")
     if batch.max_rows is not None and batch.max_rows < 1:
         raise UsageError("--max-batch-size must be at least 1", "e.g. --max-batch-size 8")
     if any(size < 1 for size in batch.preferred):

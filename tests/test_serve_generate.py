@@ -296,3 +296,39 @@ def test_vllm_metrics_count_prompt_and_generated_tokens(server, client):
     assert after[0] - before[0] == 12 and after[1] - before[1] == got.usage.prompt_tokens
     assert metric(server, "vllm:time_to_first_token_seconds_count") >= 1
     assert metric(server, "vllm:e2e_request_latency_seconds_count") >= 1
+
+
+# -- Ray Serve ---------------------------------------------------------------------------------------
+
+
+@pytest.mark.ray
+def test_ray_serve_replicas_stream_generations_like_generate(bundle, lm):
+    pytest.importorskip("ray.serve")
+    lengths = [10 + 4 * i for i in range(6)]
+    want = [lm.generate(p, max_new_tokens=n, ignore_eos=True).text for p, n in zip(PROMPTS, lengths, strict=False)]
+    with modelport.serve([f"lm={bundle}"], engine="ray", port=0, replicas=2, token=TOKEN, block=False) as server:
+
+        async def run():
+            client = openai.AsyncOpenAI(base_url=server.url + "/v1", api_key=TOKEN, max_retries=0)
+
+            async def one(i):
+                stream = await client.completions.create(
+                    model="lm", prompt=PROMPTS[i], max_tokens=lengths[i], temperature=0, stream=True,
+                    extra_body={"ignore_eos": True},
+                )  # fmt: skip
+                return "".join([chunk.choices[0].text async for chunk in stream])
+
+            try:
+                return await asyncio.gather(*(one(i) for i in range(len(lengths))))
+            finally:
+                await client.close()
+
+        assert asyncio.run(run()) == want
+        body = {"text_input": PROMPTS[0], "max_tokens": 10, "temperature": 0, "ignore_eos": True}
+        with httpx.Client(headers=auth(), timeout=60) as http:
+            with httpx_sse.connect_sse(http, "POST", server.url + "/v2/models/lm/generate_stream", json=body) as source:
+                text = "".join(e.json()["text_output"] for e in source.iter_sse())
+        assert text == want[0]
+        too_long = httpx.post(server.url + "/v1/completions", headers=auth(),
+                              json={"model": "lm", "prompt": "hi", "max_tokens": 999})  # fmt: skip
+        assert too_long.status_code == 400 and "over this model's context of 256 tokens" in too_long.text

@@ -24,7 +24,7 @@ _ONLY: dict[str, tuple[Any, tuple[str, ...], str]] = {
     "token": (None, ("modelport", "ray"), "put Triton behind a proxy that checks it"),
     "check_ranges": (True, ("modelport", "ray"), "Triton answers what its config allows"),
     "max_batch_size": (None, ("modelport",), "drop it: the bound the bundle verified applies"),
-    "max_sequences": (16, ("modelport",), "drop it"),
+    "max_sequences": (16, ("modelport", "ray"), "drop it"),
     "preferred_batch_sizes": ((), ("modelport", "triton"), "drop it"),
     "max_queue_size": (256, ("modelport", "ray"), "drop it"),
     "max_request_bytes": (64 * 2**20, ("modelport", "ray"), "drop it"),
@@ -104,7 +104,7 @@ def serve(
         server = serve_ray(
             models, backend=backend, threads=threads, host=host, port=port, replicas=replicas,
             autoscale=parse_autoscale(autoscale), address=address, batching=batching,
-            max_queue_delay_us=max_queue_delay_us, max_queue_size=max_queue_size,
+            max_queue_delay_us=max_queue_delay_us, max_queue_size=max_queue_size, max_sequences=max_sequences,
             max_request_bytes=max_request_bytes, token=token, check_ranges=check_ranges, block=False,
         )  # fmt: skip
     if on_ready is not None:

@@ -64,6 +64,7 @@ def serve_ray(
     batching: bool = True,
     max_queue_delay_us: int = 0,
     max_queue_size: int = 256,
+    max_sequences: int = 16,
     max_request_bytes: int = 64 * 2**20,
     token: str | None = None,
     check_ranges: bool = True,
@@ -84,6 +85,7 @@ def serve_ray(
         batching=batching,
         max_queue_delay_us=max_queue_delay_us,
         max_queue_size=max_queue_size,
+        max_sequences=max_sequences,
         limits=Limits(
             max_request_bytes,
             token if token is not None else os.environ.get(TOKEN_ENV) or None,
@@ -111,6 +113,7 @@ class RayServer:
         batching: bool = True,
         max_queue_delay_us: int = 0,
         max_queue_size: int = 256,
+        max_sequences: int = 16,
         limits: Limits | None = None,
     ) -> None:
         need_ray("serving on Ray")
@@ -131,6 +134,7 @@ class RayServer:
         self.threads = threads or max(1, (os.cpu_count() or 1) // most)
         self.wait_s = max_queue_delay_us / 1e6 if batching else None
         self.max_queue = max_queue_size
+        self.max_sequences = max_sequences
         self._started_ray = False
         self._running = False
 
@@ -199,6 +203,7 @@ class RayServer:
                 max_queued_requests=self.max_queue,  # more get 503
                 **scaling,
             )
-            handles.append(deployment.bind(source, self.backend, self.threads, self.wait_s, self.limits.check_ranges))
+            handles.append(deployment.bind(source, self.backend, self.threads, self.wait_s, self.limits.check_ranges,
+                                           self.max_sequences, self.max_queue))  # fmt: skip
         ingress = serve.deployment(Ingress, name="v2", ray_actor_options={"num_cpus": 0}, max_ongoing_requests=1024)
         return ingress.bind(self.sources, self.limits, *handles)

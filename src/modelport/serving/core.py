@@ -61,7 +61,7 @@ class Core:
             self.batchers[model.name] = batcher
             if model.bundle is not None and is_generation(model.bundle):
                 sequences = self.batching.max_sequences if self.batching.enabled else 1
-                generator = ServedGenerator(model, sequences, self.batching.max_queue, self.metrics.generation)
+                generator = ServedGenerator(model, self.metrics.generation, sequences, self.batching.max_queue)
                 generator.start()
                 self.generators[model.name] = generator
 

@@ -63,7 +63,7 @@ async def _start(core: Core, request: Request, name: str, version: str | None) -
     if not isinstance(asked, int) or isinstance(asked, bool) or asked < 1:
         raise ClientError(400, f"max_tokens must be an integer >= 1, not {asked!r}")
     decoding = decoding_from(options, gen.max_new_tokens(ids, asked))
-    return gen, model.version, gen.submit(ids, decoding)
+    return gen, model.version, await gen.submit(ids, decoding)
 
 
 async def _events(name: str, version: str, stream: Stream) -> AsyncIterator[bytes]:

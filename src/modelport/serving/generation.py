@@ -94,13 +94,15 @@ class Stream:
 class ServedGenerator:
     """A served generation bundle's text side: tokenizer, context checks and the scheduler."""
 
-    def __init__(self, model: ServedModel, max_sequences: int, max_waiting: int, metrics: GenerationMetrics) -> None:
+    def __init__(
+        self, model: ServedModel, metrics: GenerationMetrics, max_sequences: int = 16, max_waiting: int = 256
+    ) -> None:
         assert model.bundle is not None
         self.name = model.name
         self.lm = LanguageModel(model.bundle, model.runner)
         self.context = self.lm.layout.max_context
-        self.scheduler = Scheduler(self.lm, max_running=max_sequences, max_waiting=max_waiting)
         self.metrics = metrics
+        self.scheduler = Scheduler(self.lm, max_running=max_sequences, max_waiting=max_waiting)
         metrics.watch(self.name, lambda: self.scheduler.running, lambda: self.scheduler.waiting)
 
     def start(self) -> None:
@@ -154,7 +156,7 @@ class ServedGenerator:
             )
         return asked
 
-    def submit(self, prompt: Sequence[int], decoding: Decoding) -> Stream:
+    async def submit(self, prompt: Sequence[int], decoding: Decoding) -> Stream:
         """Queue a checked prompt: a ``Stream`` of its updates (429 when the queue is full)."""
         stream = Stream(self.name, self.metrics)
         try:

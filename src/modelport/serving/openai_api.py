@@ -101,7 +101,7 @@ async def _respond(
     options = body.get("stream_options") or {}
     if not isinstance(options, dict):
         raise ClientError(400, "stream_options must be an object")
-    stream = gen.submit(ids, decoding)
+    stream = await gen.submit(ids, decoding)
     answer = _Answer(gen.name, chat)
     if streaming:
         return EventStream(answer.chunks(stream, _flag(options, "include_usage")), stream.cancel)

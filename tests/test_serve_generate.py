@@ -332,3 +332,48 @@ def test_ray_serve_replicas_stream_generations_like_generate(bundle, lm):
         too_long = httpx.post(server.url + "/v1/completions", headers=auth(),
                               json={"model": "lm", "prompt": "hi", "max_tokens": 999})  # fmt: skip
         assert too_long.status_code == 400 and "over this model's context of 256 tokens" in too_long.text
+
+
+# -- Triton's Python backend, decoupled --------------------------------------------------------------
+
+
+def test_a_real_triton_streams_the_decoupled_generation_model(bundle, lm, tmp_path):
+    """The generation flavour of the repository writer: a decoupled Python-backend model running modelport's
+    scheduler inside the real tritonserver (nvidia-pytriton's 2.51), answering generate and generate_stream."""
+    from google.protobuf import text_format
+    from tritonclient.grpc import model_config_pb2
+
+    from modelport.scale.triton import triton_repository
+    from tests.test_triton import TRITON_PYTHON
+
+    if not TRITON_PYTHON.exists():
+        pytest.skip("no Triton environment here: make triton-env")
+    [written] = triton_repository([f"lm={bundle}"], tmp_path / "repo", platform="python", max_sequences=4)
+    config = text_format.Parse((written.folder / "config.pbtxt").read_text(), model_config_pb2.ModelConfig())
+    assert config.model_transaction_policy.decoupled and config.parameters["max_sequences"].string_value == "4"
+    assert [i.name for i in config.input][:3] == ["text_input", "max_tokens", "temperature"]
+    assert all(i.optional for i in config.input[1:]) and [o.name for o in config.output] == ["text_output",
+                                                                                             "finish_reason"]  # fmt: skip
+    want = [lm.generate(p, max_new_tokens=12 + 4 * i, ignore_eos=True) for i, p in enumerate(PROMPTS[:4])]
+    with modelport.serve([tmp_path / "repo"], engine="triton", triton_python=TRITON_PYTHON, port=0, grpc_port=0,
+                         block=False) as server:  # fmt: skip
+        url = f"http://127.0.0.1:{server.port}/v2/models/lm"
+
+        def stream(i):
+            body = {"text_input": PROMPTS[i], "max_tokens": 12 + 4 * i, "temperature": 0, "ignore_eos": True,
+                    "stream": True}  # fmt: skip
+            with httpx.Client(timeout=120) as http:
+                with httpx_sse.connect_sse(http, "POST", url + "/generate_stream", json=body) as source:
+                    return [e.json() for e in source.iter_sse()]
+
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(4) as pool:
+            streams = list(pool.map(stream, range(4)))
+        assert ["".join(e["text_output"] for e in s) for s in streams] == [w.text for w in want]
+        assert all(s[-1]["finish_reason"] == "length" and len(s) > 3 for s in streams)
+        whole = httpx.post(url + "/generate", json={"text_input": PROMPTS[0], "parameters": {"max_tokens": 12,
+                           "temperature": 0, "ignore_eos": True}}, timeout=120).json()  # fmt: skip
+        assert whole["text_output"] == want[0].text and whole["finish_reason"] == "length"
+        refused = httpx.post(url + "/generate", json={"text_input": "hi", "max_tokens": 999}, timeout=120)
+        assert refused.status_code == 400 and "over this model's context of 256 tokens" in refused.json()["error"]

@@ -28,7 +28,7 @@ from modelport.generation.cache import StepCache
 from modelport.generation.layout import DecoderLayout
 from modelport.generation.sampling import Decoding, next_tokens
 
-__all__ = ["Generation", "TokenEvent", "Continuation", "decode", "batch_feed", "check_prompt"]
+__all__ = ["Generation", "TokenEvent", "Continuation", "decode", "batch_feed", "check_prompt", "room_for"]
 
 Detokenize = Callable[[list[int]], str]
 
@@ -83,6 +83,26 @@ def check_prompt(prompt: Sequence[int], layout: DecoderLayout, index: int = 0) -
             f"prompt {index} is {len(prompt)} tokens; the model's maximum context is {layout.max_context}",
             f"shorten it to at most {layout.max_context - 1} tokens",
         )
+
+
+def room_for(prompt: Sequence[int], asked: int | None, layout: DecoderLayout) -> int:
+    """The new tokens a server grants: ``asked``, or (None) what the context leaves; ``UsageError`` naming both
+    numbers when the prompt and ``asked`` do not fit (a server refuses rather than cutting silently)."""
+    room = layout.max_context - len(prompt)
+    if asked is None:
+        if room < 1:
+            raise UsageError(
+                f"the prompt is {len(prompt)} tokens; this model's context is {layout.max_context}",
+                "shorten the prompt",
+            )
+        return room
+    if len(prompt) + asked > layout.max_context:
+        raise UsageError(
+            f"the prompt ({len(prompt)} tokens) and max_tokens ({asked}) add up to {len(prompt) + asked}, over "
+            f"this model's context of {layout.max_context} tokens",
+            "shorten the prompt or lower max_tokens",
+        )
+    return asked
 
 
 class Continuation:

@@ -24,7 +24,7 @@ _ONLY: dict[str, tuple[Any, tuple[str, ...], str]] = {
     "token": (None, ("modelport", "ray"), "put Triton behind a proxy that checks it"),
     "check_ranges": (True, ("modelport", "ray"), "Triton answers what its config allows"),
     "max_batch_size": (None, ("modelport",), "drop it: the bound the bundle verified applies"),
-    "max_sequences": (16, ("modelport", "ray"), "drop it"),
+    "max_sequences": (16, ("modelport", "ray", "triton"), "drop it"),
     "preferred_batch_sizes": ((), ("modelport", "triton"), "drop it"),
     "max_queue_size": (256, ("modelport", "ray"), "drop it"),
     "max_request_bytes": (64 * 2**20, ("modelport", "ray"), "drop it"),
@@ -96,7 +96,8 @@ def serve(
         server = serve_triton(
             models, python=triton_python, host=host, port=port, grpc_port=grpc_port or 8001,
             metrics_port=metrics_port, instances=instances, batching=batching,
-            max_queue_delay_us=max_queue_delay_us, preferred_batch_sizes=preferred_batch_sizes, block=False,
+            max_queue_delay_us=max_queue_delay_us, preferred_batch_sizes=preferred_batch_sizes,
+            max_sequences=max_sequences, block=False,
         )  # fmt: skip
     else:
         from modelport.scale.ray_serve import serve_ray

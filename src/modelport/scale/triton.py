@@ -10,6 +10,9 @@ Two flavours:
 - ``python``: Triton's Python backend running the bundle through modelport's runner (any backend
   modelport has, an optimized bundle's included): the bundle is copied to ``1/bundle`` and
   ``1/model.py`` loads it. The Python environment Triton starts must have modelport installed.
+  A generation bundle becomes a **decoupled** model instead (``triton_generate_model.py``): text in
+  (``text_input`` and sampling options), text out (``text_output``, ``finish_reason``), decoded by
+  modelport's continuous-batching scheduler, so Triton's ``generate`` and ``generate_stream`` answer it.
 
 Dims come from the bundle's signature: ``-1`` for a symbolic size; when every input and output starts
 with the same symbol, that is the batch dimension, ``max_batch_size`` is its verified bound and the dims
@@ -28,6 +31,7 @@ from typing import Any
 
 from modelport.bundle import Bundle
 from modelport.errors import MissingExtraError, UsageError
+from modelport.generation.model import is_generation
 from modelport.runtime.base import TensorInfo, infos_from_manifest, infos_from_signature
 from modelport.serving.models import batch_axis, parse_sources
 from modelport.serving.protocol import to_datatype
@@ -38,6 +42,10 @@ CONFIG = "config.pbtxt"  # each model's configuration in a repository
 
 PLATFORMS = ("onnxruntime", "python")
 _PYTHON_MODEL = Path(__file__).with_name("triton_python_model.py")
+_GENERATE_MODEL = Path(__file__).with_name("triton_generate_model.py")
+# the decoupled generation model's inputs beyond text_input: name -> Triton type (each optional, [1])
+_GENERATE_INPUTS = {"max_tokens": "INT32", "temperature": "FP32", "top_p": "FP32", "top_k": "INT32",
+                    "seed": "INT64", "ignore_eos": "BOOL", "stream": "BOOL"}  # fmt: skip
 
 
 @dataclass
@@ -56,9 +64,11 @@ def triton_repository(
     batching: bool = True,
     max_queue_delay_us: int = 0,
     preferred_batch_sizes: Sequence[int] = (),
+    max_sequences: int = 16,
 ) -> list[TritonModel]:
     """Write a Triton model repository at ``output`` (a new folder: an existing one is never touched), one
-    model per bundle (``PATH`` or ``NAME=PATH``). Returns each model's folder and config."""
+    model per bundle (``PATH`` or ``NAME=PATH``). Returns each model's folder and config. ``max_sequences``:
+    what a generation bundle's decoupled model decodes together at most (1 without ``batching``)."""
     if platform not in PLATFORMS:
         raise UsageError(f"unknown Triton platform {platform!r}", f"choose one of: {', '.join(PLATFORMS)}")
     if instances < 1:
@@ -77,10 +87,14 @@ def triton_repository(
         written = []
         for source in sources:
             bundle = _bundle(source.path, imports / source.name)
-            config = _config(pb, source.name, bundle, platform, instances, batching, max_queue_delay_us,
-                             preferred_batch_sizes)  # fmt: skip
+            generating = platform == "python" and is_generation(bundle)
+            if generating:
+                config = _generate_config(pb, source.name, instances, max_sequences if batching else 1)
+            else:
+                config = _config(pb, source.name, bundle, platform, instances, batching, max_queue_delay_us,
+                                 preferred_batch_sizes)  # fmt: skip
             folder = staging / source.name
-            _write_files(bundle, folder / "1", platform)
+            _write_files(bundle, folder / "1", platform, _GENERATE_MODEL if generating else _PYTHON_MODEL)
             (folder / CONFIG).write_text(_text(config))
             written.append(TritonModel(source.name, target / source.name, config))
         shutil.rmtree(imports)
@@ -129,6 +143,20 @@ def _config(
     return config
 
 
+def _generate_config(pb: Any, name: str, instances: int, max_sequences: int) -> Any:
+    """A decoupled Python-backend model: text in, text out, streamed by its response sender."""
+    config = pb.ModelConfig(name=name, backend="python", max_batch_size=0)
+    config.model_transaction_policy.decoupled = True
+    config.input.add(name="text_input", data_type=pb.DataType.Value("TYPE_STRING"), dims=[1])
+    for option, kind in _GENERATE_INPUTS.items():
+        config.input.add(name=option, data_type=pb.DataType.Value(f"TYPE_{kind}"), dims=[1], optional=True)
+    for output in ("text_output", "finish_reason"):
+        config.output.add(name=output, data_type=pb.DataType.Value("TYPE_STRING"), dims=[1])
+    config.parameters["max_sequences"].string_value = str(max_sequences)
+    config.instance_group.add(count=instances, kind=pb.ModelInstanceGroup.KIND_CPU)
+    return config
+
+
 def _accelerators(pb: Any, config: Any, backend: str) -> None:
     """The execution accelerator Triton's onnxruntime backend should use for the bundle's backend."""
     family, _, variant = backend.partition(":")
@@ -149,11 +177,11 @@ def _data_type(pb: Any, info: TensorInfo) -> int:
         raise UsageError(f"tensor {info.name!r} has type {info.dtype}, which Triton has no type for", "") from None
 
 
-def _write_files(bundle: Bundle, version: Path, platform: str) -> None:
+def _write_files(bundle: Bundle, version: Path, platform: str, python_model: Path) -> None:
     version.mkdir(parents=True)
     if platform == "python":
         shutil.copytree(bundle.path, version / "bundle")
-        shutil.copyfile(_PYTHON_MODEL, version / "model.py")
+        shutil.copyfile(python_model, version / "model.py")
         return
     for name in bundle.manifest["files"]:  # the graph and any external data it names, beside it as before
         if not name.endswith(".npz"):  # an optimized bundle's held-out feeds stay with the bundle

@@ -127,6 +127,7 @@ def serve_triton(
     batching: bool = True,
     max_queue_delay_us: int = 0,
     preferred_batch_sizes: Sequence[int] = (),
+    max_sequences: int = 16,
     ready_timeout: float = 300.0,
     block: bool = True,
 ) -> TritonServer:
@@ -145,6 +146,7 @@ def serve_triton(
             "batching": batching,
             "max_queue_delay_us": max_queue_delay_us,
             "preferred_batch_sizes": preferred_batch_sizes,
+            "max_sequences": max_sequences,
         },
     )
     server.start(ready_timeout)

@@ -12,18 +12,19 @@ import asyncio
 import contextlib
 import time
 from collections.abc import Sequence
-from typing import Any
-
-from fastapi import Request
+from typing import TYPE_CHECKING, Any
 
 from modelport.errors import UsageError
-from modelport.generation.loop import Generation
+from modelport.generation.loop import Generation, room_for
 from modelport.generation.model import LanguageModel
 from modelport.generation.sampling import Decoding
 from modelport.generation.scheduler import QueueFull, Scheduler, Ticket, Update
 from modelport.serving.metrics import GenerationMetrics
 from modelport.serving.models import ServedModel
 from modelport.serving.protocol import ClientError
+
+if TYPE_CHECKING:
+    from fastapi import Request
 
 __all__ = ["ServedGenerator", "Stream", "decoding_from", "answer_when_done", "request_json", "RETRY_AFTER_S"]
 
@@ -140,21 +141,7 @@ class ServedGenerator:
     # -- requests ------------------------------------------------------------------------------------
     def max_new_tokens(self, prompt: Sequence[int], asked: int | None) -> int:
         """``asked``, or what the context leaves; 400 naming both numbers when they do not fit."""
-        room = self.context - len(prompt)
-        if asked is None:
-            if room < 1:
-                raise ClientError(
-                    400,
-                    f"the prompt is {len(prompt)} tokens; this model's context is {self.context}: shorten the prompt",
-                )
-            return room
-        if len(prompt) + asked > self.context:
-            raise ClientError(
-                400,
-                f"the prompt ({len(prompt)} tokens) and max_tokens ({asked}) add up to {len(prompt) + asked}, over "
-                f"this model's context of {self.context} tokens: shorten the prompt or lower max_tokens",
-            )
-        return asked
+        return self._checked(lambda: room_for(prompt, asked, self.lm.layout))
 
     async def submit(self, prompt: Sequence[int], decoding: Decoding) -> Stream:
         """Queue a checked prompt: a ``Stream`` of its updates (429 when the queue is full)."""

@@ -352,8 +352,8 @@ def test_a_real_triton_streams_the_decoupled_generation_model(bundle, lm, tmp_pa
     config = text_format.Parse((written.folder / "config.pbtxt").read_text(), model_config_pb2.ModelConfig())
     assert config.model_transaction_policy.decoupled and config.parameters["max_sequences"].string_value == "4"
     assert [i.name for i in config.input][:3] == ["text_input", "max_tokens", "temperature"]
-    assert all(i.optional for i in config.input[1:]) and [o.name for o in config.output] == ["text_output",
-                                                                                             "finish_reason"]  # fmt: skip
+    assert all(i.optional for i in config.input[1:])
+    assert [o.name for o in config.output] == ["text_output", "finish_reason"]
     want = [lm.generate(p, max_new_tokens=12 + 4 * i, ignore_eos=True) for i, p in enumerate(PROMPTS[:4])]
     with modelport.serve([tmp_path / "repo"], engine="triton", triton_python=TRITON_PYTHON, port=0, grpc_port=0,
                          block=False) as server:  # fmt: skip

@@ -17,6 +17,8 @@ from pathlib import Path
 import numpy as np
 import triton_python_backend_utils as pb_utils  # provided by Triton's Python backend
 
+FINAL = pb_utils.TRITONSERVER_RESPONSE_COMPLETE_FINAL
+FINAL = pb_utils.TRITONSERVER_RESPONSE_COMPLETE_FINAL
 OPTIONS = {"max_tokens": int, "temperature": float, "top_p": float, "top_k": int, "seed": int,
            "ignore_eos": bool, "stream": bool}  # fmt: skip
 
@@ -39,11 +41,8 @@ class TritonPythonModel:
             sender = request.get_response_sender()
             try:
                 self._submit(request, sender)
-            except Exception as exc:  # the client hears why; the model keeps serving
-                error = pb_utils.TritonError(getattr(exc, "one_line", lambda: str(exc))())
-                sender.send(
-                    pb_utils.InferenceResponse(error=error), flags=pb_utils.TRITONSERVER_RESPONSE_COMPLETE_FINAL
-                )
+            except Exception as exc:  # the client hears why (a modelport error's str has the fix); serving goes on
+                _send_error(sender, str(exc))
         return None
 
     def _submit(self, request, sender):
@@ -64,15 +63,10 @@ class TritonPythonModel:
             if ticket is not None and sender.is_cancelled():
                 ticket.cancel()  # the client left: the slot frees at the next step
             if update.error is not None:
-                error = pb_utils.TritonError(f"generation failed: {update.error}")
-                sender.send(
-                    pb_utils.InferenceResponse(error=error), flags=pb_utils.TRITONSERVER_RESPONSE_COMPLETE_FINAL
-                )
+                _send_error(sender, f"generation failed: {update.error}")
             elif update.result is not None:
                 text = update.text if stream else (update.result.text or "")
-                sender.send(
-                    _response(text, update.result.finish_reason), flags=pb_utils.TRITONSERVER_RESPONSE_COMPLETE_FINAL
-                )
+                sender.send(_response(text, update.result.finish_reason), flags=FINAL)
             elif stream and update.text:
                 sender.send(_response(update.text, ""))
 
@@ -93,6 +87,14 @@ class TritonPythonModel:
     def finalize(self):
         self.scheduler.stop()
         self.lm.close()
+
+
+def _send_error(sender, message):
+    sender.send(pb_utils.InferenceResponse(error=pb_utils.TritonError(message)), flags=FINAL)
+
+
+def _send_error(sender, message):
+    sender.send(pb_utils.InferenceResponse(error=pb_utils.TritonError(message)), flags=FINAL)
 
 
 def _response(text, finish_reason):

@@ -75,6 +75,10 @@ def serve(
             f"serving {names} on {server.url}{grpc} (Ctrl-C or SIGTERM: stop after in-flight requests{off})",
             soft_wrap=True,
         )
+        if server.core.generators:
+            gen = ", ".join(server.core.generators)
+            err.print(f"generation ({gen}): OpenAI-compatible API at {server.url}/v1, Triton's generate at "
+                      f"{server.url}/v2/models/NAME/generate[_stream]", soft_wrap=True)  # fmt: skip
 
     start(
         models, engine=engine, backend=backend, threads=threads, host=host, port=port,
@@ -132,14 +136,20 @@ def triton(
     no_batching: bool = typer.Option(False, "--no-batching", help="no dynamic_batching block"),
     max_queue_delay: int = typer.Option(0, "--max-queue-delay", help="dynamic batcher delay, µs"),
     preferred_batch_size: list[int] = typer.Option(None, "--preferred-batch-size", help="repeatable"),
+    max_sequences: int = typer.Option(
+        16, "--max-sequences", help="python: a generation bundle's sequences decoded together at most"
+    ),
 ) -> None:
-    """Write a Triton model repository (config.pbtxt from Triton's model-config protobuf) from bundles."""
+    """Write a Triton model repository (config.pbtxt from Triton's model-config protobuf) from bundles; with
+    --platform python a generation bundle becomes a decoupled model that streams (generate_stream)."""
     from modelport.scale.triton import triton_repository
 
     models = triton_repository(
         bundles, output, platform=platform, instances=instances, batching=not no_batching,
         max_queue_delay_us=max_queue_delay, preferred_batch_sizes=preferred_batch_size or (),
+        max_sequences=max_sequences,
     )  # fmt: skip
     for model in models:
         batch = model.config.max_batch_size
-        out.print(f"{model.folder}: {platform}, max_batch_size {batch}", highlight=False)
+        kind = "decoupled generation, " if model.config.model_transaction_policy.decoupled else ""
+        out.print(f"{model.folder}: {platform}, {kind}max_batch_size {batch}", highlight=False)

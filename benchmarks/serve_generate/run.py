@@ -52,6 +52,7 @@ LLAMACPP_PYTHON = ROOT / "build" / "gen-llamacpp-env" / "bin" / "python"
 VLLM_PYTHON = ROOT / "build" / "gen-vllm-env" / "bin" / "python"
 SYSTEMS = ("in-process", "modelport", "modelport-off", "triton", "llama.cpp", "vllm")
 NAME = "lm"
+LLAMACPP = "lm-gguf"  # the llama.cpp server's model name (its prompts are text: see as_prompt)
 
 
 def prompts(count: int, length: int, vocab: int, seed: int = 0) -> list[list[int]]:
@@ -77,17 +78,17 @@ def start(system: str, variant: str, bundle: Path, hf: Path, work: Path, threads
         return server, target
     if system == "llama.cpp":
         gguf = llamacpp_gguf(hf, work, "q4_0" if variant == "int4" else "f16", threads)
-        argv = [str(LLAMACPP_PYTHON), "-m", "llama_cpp.server", "--model", gguf, "--model_alias", NAME,
+        argv = [str(LLAMACPP_PYTHON), "-m", "llama_cpp.server", "--model", gguf, "--model_alias", LLAMACPP,
                 "--port", str(port), "--n_ctx", "8192", "--n_threads", str(threads),
                 "--n_threads_batch", str(threads)]  # fmt: skip
         server = Server(argv, url + "/v1/models", log)
         server.wait(600)
-        return server, Target(url, NAME)
+        return server, Target(url, LLAMACPP)
     if system == "vllm":
         argv = [str(VLLM_PYTHON), "-m", "vllm.entrypoints.openai.api_server", "--model", str(hf), "--dtype", "bfloat16",
                 "--port", str(port), "--served-model-name", NAME, "--max-num-seqs", "16", "--max-model-len", "512",
                 "--no-enable-prefix-caching"]  # fmt: skip
-        env = {"VLLM_CPU_OMP_THREADS_BIND": "all", "VLLM_CPU_KVCACHE_SPACE": "4", "OMP_NUM_THREADS": str(threads)}
+        env = {"VLLM_CPU_OMP_THREADS_BIND": f"0-{threads - 1}", "VLLM_CPU_KVCACHE_SPACE": "4"}
         server = Server(argv, url + "/v1/models", log, env)
         server.wait(1200)
         return server, Target(url, NAME, extra={"ignore_eos": True})
@@ -127,8 +128,14 @@ print(json.dumps({{"streams": len(ids), "errors": [], "tokens": tokens, "wall_s"
 
 
 def as_prompt(target: Target, ids: list[int]) -> list[int] | str:
-    """Token ids for the OpenAI servers; text for Triton's generate (the stand-in's words, one per id)."""
-    return " ".join(f"t{i}" for i in ids) if target.protocol == "triton" else ids
+    """Token ids for the OpenAI servers that take them; text for Triton's generate (the stand-in's words, one
+    per id) and for llama-cpp-python's server, which takes strings only: there, one letter per id (its GGUF's
+    stand-in vocabulary has a token per byte and no merge of letters), so the prompt is as long, other ids."""
+    if target.protocol == "triton":
+        return " ".join(f"t{i}" for i in ids)
+    if target.model == LLAMACPP:
+        return "".join(chr(ord("a") + i % 26) for i in ids)
+    return ids
 
 
 def weights(system: str, variant: str) -> str:

@@ -172,7 +172,7 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="serve-generate-", dir=models.BUILD))
     rows, skipped = [], {}
     for variant in args.variants.split(","):
-        alone: dict[int, list[str]] = {}
+        alone: dict[tuple[str, int], list[str]] = {}
         for system in args.systems.split(","):
             if system == "vllm" and variant != "fp32":
                 continue  # vLLM runs bf16 only here: listed once
@@ -192,11 +192,12 @@ def main() -> None:
                     else:
                         result = run_streams(target, [as_prompt(target, p) for p in ids[:n]], args.new_tokens)
                     texts = result.pop("texts")
-                    if system == "modelport-off":
-                        alone[n] = texts
                     row = {"system": system, "variant": variant, "weights": weights(system, variant), **result}
-                    if system == "modelport" and n in alone:
-                        row["same_text_as_alone"] = texts == alone[n]
+                    if system in ("modelport", "modelport-off"):  # whichever runs second compares
+                        other = alone.get(("modelport-off" if system == "modelport" else "modelport", n))
+                        if other is not None:
+                            row["same_text_as_alone"] = texts == other
+                        alone[(system, n)] = texts
                     if server is not None:
                         row["peak_rss_gib"] = server.peak_rss_gib()
                     rows.append(row)
@@ -229,8 +230,8 @@ def markdown(report: dict[str, Any]) -> str:
         "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---|",
     ]
     for r in report["rows"]:
-        note = "" if "same_text_as_alone" not in r else ("same text as alone" if r["same_text_as_alone"] else
-                                                          "TEXT DIFFERS from alone")  # fmt: skip
+        note = "" if "same_text_as_alone" not in r else ("same text as batching off" if r["same_text_as_alone"] else
+                                                          "TEXT DIFFERS from batching off")  # fmt: skip
         lines.append(f"| {r['system']} | {r['weights']} | {r['streams']} | {r['tokens_per_s']} | {r['ttft_p50_s']} | "
                      f"{r['ttft_p99_s']} | {r['itl_p50_s']} | {r['itl_p99_s']} | {r.get('peak_rss_gib', '')} | "
                      f"{len(r['errors'])} | {note} |")  # fmt: skip

@@ -84,6 +84,10 @@ for peer in optimum genai; do benchmarks/generate/peers/setup.sh $peer > /dev/nu
 # compressed against the peers at their own int4/int8: quality on the trained model, speed on the 1.1 B one
 for peer in llamacpp ct2 ovgenai genai vllm; do benchmarks/generate/peers/setup.sh $peer > /dev/null || true; done
 .venv/bin/python benchmarks/generate/compressed.py --models tinyllama-1.1b --rounds 2 --candidate int4-sym-128 --out $OUT
+# serving generation at 1, 4 and 16 streams against Triton, llama.cpp's server and vLLM; the 2-minute load test
+make triton-env > /dev/null || true
+.venv/bin/python benchmarks/serve_generate/run.py --out $OUT/serve-generate.json
+.venv/bin/python benchmarks/serve_generate/soak.py --out $OUT/serve-generate-soak.json
 fi
 
 .venv/bin/python benchmarks/summarize.py $OUT > $OUT/SUMMARY.md

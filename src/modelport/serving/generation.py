@@ -115,9 +115,8 @@ class ServedGenerator:
     # -- prompts -------------------------------------------------------------------------------------
     def encode(self, prompt: Any, field: str = "prompt") -> list[int]:
         """A text or a list of token ids, as ids; 400 for anything else."""
-        if isinstance(prompt, list) and all(isinstance(t, int) and not isinstance(t, bool) for t in prompt):
-            return self._checked(lambda: self.lm.encode([prompt]))[0]
-        if not isinstance(prompt, str):
+        ids = isinstance(prompt, list) and all(isinstance(t, int) and not isinstance(t, bool) for t in prompt)
+        if not (ids or isinstance(prompt, str)):
             raise ClientError(400, f"{field} must be a string or a list of token ids")
         return self._checked(lambda: self.lm.encode([prompt]))[0]
 

@@ -39,7 +39,7 @@ class StepCache:
         raise NotImplementedError
 
     def arrays(self) -> list[np.ndarray]:
-        """The cache as numpy arrays, in ``layout.past_names`` order (a copy: the scheduler reshapes it)."""
+        """The cache as numpy arrays, in ``layout.past_names`` order (read only: the scheduler builds new ones)."""
         raise NotImplementedError
 
     def replace(self, arrays: list[np.ndarray]) -> None:

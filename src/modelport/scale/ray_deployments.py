@@ -42,10 +42,11 @@ class ModelDeployment:
         threads: int | None,
         wait_s: float | None,
         check_ranges: bool,
-        max_sequences: int = 16,
+        sequences: int = 16,
         max_waiting: int = 256,
     ) -> None:
-        """``wait_s`` None: no batching (and one sequence at a time for a generation bundle)."""
+        """``wait_s`` None: no batching. ``sequences``: what a generation bundle's scheduler runs at once
+        (``BatchConfig.sequences``)."""
         self.model = ServedModel(source, backend, threads, check_ranges)
         self.model.load()
         bound = self.model.batch.max if self.model.batch and wait_s is not None else 1
@@ -53,7 +54,6 @@ class ModelDeployment:
         self.run_batch.set_batch_wait_timeout_s(wait_s or 0.0)
         self.generator = None
         if self.model.bundle is not None and is_generation(self.model.bundle):
-            sequences = max_sequences if wait_s is not None else 1
             self.generator = ServedGenerator(self.model, Metrics().generation, sequences, max_waiting)
             self.generator.start()
 
@@ -142,10 +142,15 @@ class _RemoteGenerator(ServedGenerator):
     """The ingress's side of a generation model: tokenizer and checks here, the decoding on a replica."""
 
     def __init__(self, model: ServedModel, metrics: GenerationMetrics, handle: Any) -> None:
+        self.flowing = 0  # streams relayed now: what "running" reads here (the replicas queue their own)
         super().__init__(model, metrics)  # (its scheduler is never started: the replicas run theirs)
         self.handle = handle
-        self.flowing = 0
-        metrics.watch(self.name, lambda: self.flowing, lambda: 0)
+
+    def running(self) -> int:
+        return self.flowing
+
+    def waiting(self) -> int:
+        return 0
 
     async def submit(self, prompt: Sequence[int], decoding: Decoding) -> Stream:
         stream = Stream(self.name, self.metrics)

@@ -118,7 +118,8 @@ class RayServer:
     ) -> None:
         need_ray("serving on Ray")
         self.limits = limits or Limits()
-        check_settings(models, port, None, BatchConfig(batching, max_queue_delay_us / 1e6, max_queue_size), self.limits)
+        batch = BatchConfig(batching, max_queue_delay_us / 1e6, max_queue_size, max_sequences=max_sequences)
+        check_settings(models, port, None, batch, self.limits)
         if autoscale is not None and not 1 <= autoscale[0] <= autoscale[1]:
             raise UsageError(f"--autoscale {autoscale[0]}..{autoscale[1]} is not a range", "e.g. --autoscale 1..4")
         if replicas < 1:
@@ -134,7 +135,7 @@ class RayServer:
         self.threads = threads or max(1, (os.cpu_count() or 1) // most)
         self.wait_s = max_queue_delay_us / 1e6 if batching else None
         self.max_queue = max_queue_size
-        self.max_sequences = max_sequences
+        self.sequences = batch.sequences
         self._started_ray = False
         self._running = False
 
@@ -204,6 +205,6 @@ class RayServer:
                 **scaling,
             )
             handles.append(deployment.bind(source, self.backend, self.threads, self.wait_s, self.limits.check_ranges,
-                                           self.max_sequences, self.max_queue))  # fmt: skip
+                                           self.sequences, self.max_queue))  # fmt: skip
         ingress = serve.deployment(Ingress, name="v2", ray_actor_options={"num_cpus": 0}, max_ongoing_requests=1024)
         return ingress.bind(self.sources, self.limits, *handles)

@@ -33,6 +33,7 @@ from modelport.bundle import Bundle
 from modelport.errors import MissingExtraError, UsageError
 from modelport.generation.model import is_generation
 from modelport.runtime.base import TensorInfo, infos_from_manifest, infos_from_signature
+from modelport.serving.batching import BatchConfig
 from modelport.serving.models import batch_axis, parse_sources
 from modelport.serving.protocol import to_datatype
 
@@ -73,6 +74,8 @@ def triton_repository(
         raise UsageError(f"unknown Triton platform {platform!r}", f"choose one of: {', '.join(PLATFORMS)}")
     if instances < 1:
         raise UsageError("--instances must be at least 1", "e.g. --instances 2")
+    if max_sequences < 1:
+        raise UsageError("--max-sequences must be at least 1", "e.g. --max-sequences 16")
     target = Path(output)
     if target.exists():
         raise UsageError(f"{target} already exists", "pass a new folder for the repository (-o)")
@@ -89,7 +92,8 @@ def triton_repository(
             bundle = _bundle(source.path, imports / source.name)
             generating = platform == "python" and is_generation(bundle)
             if generating:
-                config = _generate_config(pb, source.name, instances, max_sequences if batching else 1)
+                sequences = BatchConfig(batching, max_sequences=max_sequences).sequences
+                config = _generate_config(pb, source.name, instances, sequences)
             else:
                 config = _config(pb, source.name, bundle, platform, instances, batching, max_queue_delay_us,
                                  preferred_batch_sizes)  # fmt: skip

@@ -29,12 +29,11 @@ class TritonPythonModel:
         from modelport.generation.scheduler import Scheduler
 
         config = json.loads(args["model_config"])
-        settings = {k: int(v["string_value"]) for k, v in config.get("parameters", {}).items()}
+        written = config.get("parameters", {}).get("max_sequences", {})  # by modelport triton
+        sequences = int(written.get("string_value", 16))
         folder = Path(args["model_repository"]) / args["model_version"] / "bundle"
         self.lm = load_generator(folder)
-        self.scheduler = Scheduler(
-            self.lm, max_running=settings.get("max_sequences", 16), max_waiting=settings.get("max_queue_size", 256)
-        ).start()
+        self.scheduler = Scheduler(self.lm, max_running=sequences).start()
 
     def execute(self, requests):
         for request in requests:

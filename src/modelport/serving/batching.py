@@ -33,7 +33,12 @@ class BatchConfig:
     max_queue: int = 256  # requests waiting per model; more get 503
     preferred: tuple[int, ...] = ()  # batch sizes worth running at once without waiting out the delay
     max_rows: int | None = None  # rows one execution merges at most (None: the model's verified bound)
-    max_sequences: int = 16  # generation: sequences decoded together at most (continuous batching; 1 when off)
+    max_sequences: int = 16  # generation: sequences decoded together at most (continuous batching)
+
+    @property
+    def sequences(self) -> int:
+        """The sequences a generation scheduler runs at once: ``max_sequences``, or one with batching off."""
+        return self.max_sequences if self.enabled else 1
 
 
 def batch_key(feed: dict[str, np.ndarray]) -> tuple[Any, ...]:

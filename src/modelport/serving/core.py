@@ -60,8 +60,9 @@ class Core:
             batcher.start()
             self.batchers[model.name] = batcher
             if model.bundle is not None and is_generation(model.bundle):
-                sequences = self.batching.max_sequences if self.batching.enabled else 1
-                generator = ServedGenerator(model, self.metrics.generation, sequences, self.batching.max_queue)
+                generator = ServedGenerator(
+                    model, self.metrics.generation, self.batching.sequences, self.batching.max_queue
+                )
                 generator.start()
                 self.generators[model.name] = generator
 

@@ -17,7 +17,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 
 from modelport.serving.core import Core
-from modelport.serving.generation import ServedGenerator, Stream, answer_when_done, decoding_from, request_json
+from modelport.serving.generation import Stream, answer_when_done, decoding_from, request_json
 from modelport.serving.protocol import ClientError
 from modelport.serving.sse import EventStream, event
 
@@ -31,7 +31,7 @@ def add_generate_routes(app: FastAPI, core: Core) -> None:
     @app.post("/v2/models/{name}/generate")
     @app.post("/v2/models/{name}/versions/{version}/generate")
     async def generate(request: Request, name: str, version: str | None = None) -> Response:
-        gen, model_version, stream = await _start(core, request, name, version)
+        model_version, stream = await _start(core, request, name, version)
         result = await answer_when_done(request, stream)
         return JSONResponse({"model_name": name, "model_version": model_version, "text_output": result.text or "",
                              "finish_reason": result.finish_reason})  # fmt: skip
@@ -39,11 +39,11 @@ def add_generate_routes(app: FastAPI, core: Core) -> None:
     @app.post("/v2/models/{name}/generate_stream")
     @app.post("/v2/models/{name}/versions/{version}/generate_stream")
     async def generate_stream(request: Request, name: str, version: str | None = None) -> Response:
-        gen, model_version, stream = await _start(core, request, name, version)
+        model_version, stream = await _start(core, request, name, version)
         return EventStream(_events(name, model_version, stream), stream.cancel)
 
 
-async def _start(core: Core, request: Request, name: str, version: str | None) -> tuple[ServedGenerator, str, Stream]:
+async def _start(core: Core, request: Request, name: str, version: str | None) -> tuple[str, Stream]:
     model = core.ready_model(name, version)
     gen = core.generators.get(model.name)
     if gen is None:
@@ -63,7 +63,7 @@ async def _start(core: Core, request: Request, name: str, version: str | None) -
     if not isinstance(asked, int) or isinstance(asked, bool) or asked < 1:
         raise ClientError(400, f"max_tokens must be an integer >= 1, not {asked!r}")
     decoding = decoding_from(options, gen.max_new_tokens(ids, asked))
-    return gen, model.version, await gen.submit(ids, decoding)
+    return model.version, await gen.submit(ids, decoding)
 
 
 async def _events(name: str, version: str, stream: Stream) -> AsyncIterator[bytes]:

@@ -104,7 +104,13 @@ class ServedGenerator:
         self.context = self.lm.layout.max_context
         self.metrics = metrics
         self.scheduler = Scheduler(self.lm, max_running=max_sequences, max_waiting=max_waiting)
-        metrics.watch(self.name, lambda: self.scheduler.running, lambda: self.scheduler.waiting)
+        metrics.watch(self.name, self.running, self.waiting)
+
+    def running(self) -> int:
+        return self.scheduler.running
+
+    def waiting(self) -> int:
+        return self.scheduler.waiting
 
     def start(self) -> None:
         self.scheduler.start()

@@ -31,6 +31,8 @@ from modelport.feeds import make_feed
 from modelport.forward import plan_call, run_eager
 from modelport.options import check_opset, check_timeout
 from modelport.sources import LoadedModel
+from modelport.sources.hf_tasks import folder_task, task_names
+from modelport.sources.hf_tasks import is_seq2seq as hf_is_seq2seq
 from modelport.sources.objects import IN_MEMORY, as_dims, as_loaded, as_specs
 from modelport.sources.recorded import source_file
 from modelport.spec import Dim, InputSpec, Signature
@@ -99,6 +101,13 @@ def export(
 
         return export_generation(model, output, tokenizer=tokenizer, opset=opset,
                                  exporter=exporter, data=data, keep_failed=keep_failed, progress=progress)  # fmt: skip
+    if task in SEQ2SEQ_TASKS and is_seq2seq(model):
+        from modelport.seq2seq_export import export_seq2seq
+
+        return export_seq2seq(model, output, task=task, tokenizer=tokenizer, opset=opset, exporter=exporter,
+                              data=data, keep_failed=keep_failed, progress=progress)  # fmt: skip
+    if task not in (None, "feature-extraction") and isinstance(model, str) and model.startswith("hf:"):
+        model = f"{model}?task={task}"  # loaded in the class for the task; the bundle records the ref
     if exporter not in EXPORTERS:
         raise UsageError(f"unknown exporter {exporter!r}", f"choose one of: {', '.join(EXPORTERS)}")
     check_tolerances(atol, rtol)
@@ -113,21 +122,34 @@ def export(
                        keep_failed, say, strict_opset, verify_timeout)  # fmt: skip
 
 
-TASKS = ("text-generation", "feature-extraction")
+#: tasks whose bundle generates with an encoder graph and a decoder graph (for an encoder-decoder model)
+SEQ2SEQ_TASKS = ("text2text-generation", "automatic-speech-recognition")
 
 
 def resolve_task(model: Any, task: str | None, inputs: Any) -> str | None:
-    """The task asked for, or text-generation for an ``hf:`` folder saved from a ``...ForCausalLM``."""
-    if task is not None and task not in TASKS:
-        raise UsageError(f"unknown task {task!r}", f"choose one of: {', '.join(TASKS)}")
-    if task == "text-generation" and inputs:
-        raise UsageError("--input does not apply to text-generation (the decoder's inputs are fixed)", "drop --input")
+    """The task asked for, or the one an ``hf:`` folder was saved for when that one generates (a
+    ``...ForCausalLM``: text-generation; T5, BART or Marian ``...ForConditionalGeneration``:
+    text2text-generation; Whisper's: automatic-speech-recognition). None: a fixed graph of the model as it is.
+    ``feature-extraction`` is that too, said out loud: a fixed graph without a cache."""
+    if task is not None and task not in task_names():
+        raise UsageError(f"unknown task {task!r}", f"choose one of: {', '.join(task_names())}")
+    if task in ("text-generation", *SEQ2SEQ_TASKS) and inputs and (task == "text-generation" or is_seq2seq(model)):
+        raise UsageError(f"--input does not apply to {task} (the decoder's inputs are fixed)", "drop --input")
     if task is None and isinstance(model, str) and model.startswith("hf:") and not inputs:
-        from modelport.sources.hf import is_causal_lm_folder
-
-        if is_causal_lm_folder(Path(model.removeprefix("hf:")).expanduser()):
-            return "text-generation"
+        folder = Path(model.removeprefix("hf:")).expanduser()
+        if (folder / "config.json").is_file():
+            own = folder_task(folder)
+            if own == "text-generation" or (own in SEQ2SEQ_TASKS and hf_is_seq2seq(folder)):
+                return own
     return task
+
+
+def is_seq2seq(model: Any) -> bool:
+    """An encoder-decoder: an ``hf:`` folder or a transformers model whose config says so."""
+    if isinstance(model, str):
+        folder = Path(model.removeprefix("hf:")).expanduser()
+        return model.startswith("hf:") and hf_is_seq2seq(folder)
+    return bool(getattr(getattr(model, "config", None), "is_encoder_decoder", False))
 
 
 @contextlib.contextmanager

@@ -52,8 +52,10 @@ def export(
     verify_timeout: float = VerifyTimeout,
     task: str = typer.Option(
         None,
-        help="text-generation (a decoder with a KV cache, checked by generating; the default for a causal LM "
-        "folder) or feature-extraction (a fixed graph without a cache)",
+        help="hf: folders: text-generation (a decoder with a KV cache, checked by generating; the default for a "
+        "causal LM folder), text2text-generation / automatic-speech-recognition (an encoder and a decoder; the "
+        "default for T5, BART, Marian, Whisper), a task head (text-classification, question-answering...: "
+        "`modelport tasks hf:DIR` lists a folder's) or feature-extraction (the folder's own class, a fixed graph)",
     ),
     data: Path = typer.Option(None, "--data", help="text-generation: prompts for the checks, one per line"),
     as_json: bool = typer.Option(False, "--json", help="print the result as JSON"),

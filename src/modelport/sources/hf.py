@@ -1,9 +1,11 @@
 """``hf:DIR``: a local transformers folder (config + weights). Offline: never reaches a hub.
 
 The input specs are inferred from the config and forward's parameters: token ids within the
-vocabulary, an attention mask (fed with padding), token types, pixel values. Caches are turned off
-so no cache object reaches the outputs. The class is the one the folder was saved from
-(``config.architectures``), so a ``T5EncoderModel`` folder loads as an encoder.
+vocabulary, an attention mask (fed with padding), token types, decoder ids, pixel values, audio
+samples, mel features. Caches are turned off so no cache object reaches the outputs. The class is
+the one the folder was saved from (``config.architectures``), so a ``T5EncoderModel`` folder loads as
+an encoder, or the one transformers has for the task asked for (``sources.hf_tasks``). A
+sentence-transformers folder loads with its pooling (``sources.sentence_transformers``).
 """
 
 from __future__ import annotations
@@ -13,7 +15,8 @@ import os
 from pathlib import Path
 from typing import Any
 
-from modelport.errors import MissingExtraError, SourceError, first_line
+from modelport.errors import MissingExtraError, SourceError, UsageError, first_line
+from modelport.sources.hf_tasks import auto_class, is_sentence_transformers
 from modelport.sources.loaded import LoadedModel
 from modelport.spec import Dim, InputSpec, Signature
 
@@ -35,6 +38,9 @@ WEIGHT_FILES = (
 )
 MAX_SEQ = 128
 MAX_BATCH = 8
+SAMPLE_RATE = 16000  # the audio models' (Wav2Vec2, HuBERT, WavLM, Whisper) input rate
+# model types whose position ids start after the padding id, so max_position_embeddings - pad - 1 fit
+PADDED_POSITIONS = ("roberta", "xlm-roberta", "camembert", "longformer", "data2vec-text", "xmod")
 
 
 def require_transformers() -> Any:
@@ -49,8 +55,30 @@ def require_transformers() -> Any:
     return transformers
 
 
-def load(ref: str) -> LoadedModel:
-    folder = Path(ref.removeprefix("hf:")).expanduser()
+def load(ref: str, task: str | None = None) -> LoadedModel:
+    """The folder's model for ``task`` (default: the class it was saved from), with its inputs inferred.
+    The ref a bundle records names a task other than the folder's own: ``hf:DIR?task=NAME``."""
+    text = ref.removeprefix("hf:")
+    if "?task=" in text:
+        text, task = text.rsplit("?task=", 1)
+    folder = Path(text).expanduser()
+    check_folder(folder)
+    if task == "sentence-similarity" or (task is None and is_sentence_transformers(folder)):
+        from modelport.sources.sentence_transformers import load_sentence_transformer
+
+        return load_sentence_transformer(folder)
+    model = load_folder(folder, task=task)
+    own = task is None or task == "feature-extraction"
+    return LoadedModel(
+        model,
+        "hf",
+        f"hf:{folder.resolve()}" + ("" if own else f"?task={task}"),
+        signature=infer_signature(model),
+    )
+
+
+def check_folder(folder: Path) -> None:
+    """A folder with a config and weights, or a SourceError that says which is missing."""
     if not folder.is_dir():
         raise SourceError(
             f"transformers folder {str(folder)!r} does not exist",
@@ -66,8 +94,6 @@ def load(ref: str) -> LoadedModel:
             f"{folder} has a config but no weights ({', '.join(WEIGHT_FILES[::2])})",
             "save the weights too: model.save_pretrained(DIR)",
         )
-    model = load_folder(folder)
-    return LoadedModel(model, "hf", f"hf:{folder.resolve()}", signature=infer_signature(model))
 
 
 def load_tokenizer(folder: Path) -> Any:
@@ -82,9 +108,10 @@ def load_tokenizer(folder: Path) -> Any:
         ) from None
 
 
-def load_folder(folder: Path, cache: bool = False) -> Any:
-    """The folder's model in its own class; ``cache=False`` turns the KV cache off (a fixed graph), ``True``
-    keeps it for generation."""
+def load_folder(folder: Path, cache: bool = False, task: str | None = None) -> Any:
+    """The folder's model in its own class, or in the class transformers has for ``task`` (``feature-extraction``:
+    its own class, one pass); ``cache=False`` turns the KV cache off (a fixed graph), ``True`` keeps it for
+    generation."""
     transformers = require_transformers()
     try:
         # trust_remote_code=False: a folder's auto_map names Python files in it; never run them (and never ask)
@@ -94,13 +121,17 @@ def load_folder(folder: Path, cache: bool = False) -> Any:
         # the class the folder was saved from (T5EncoderModel, BertForMaskedLM...), else the base AutoModel
         architecture = (getattr(config, "architectures", None) or [""])[0]
         model_class = getattr(transformers, architecture, None)
-        if not (isinstance(model_class, type) and issubclass(model_class, transformers.PreTrainedModel)):
+        if task not in (None, "feature-extraction"):
+            model_class = auto_class(task, folder)
+        elif not (isinstance(model_class, type) and issubclass(model_class, transformers.PreTrainedModel)):
             model_class = transformers.AutoModel  # a name that is no model class (a tokenizer, a typo)
         # eager attention: torch 2.13 cannot decompose the SDPA path of some architectures (T5) for ONNX,
         # and the eager one is the same computation
         model = model_class.from_pretrained(
             folder, config=config, local_files_only=True, attn_implementation="eager", trust_remote_code=False
         )
+    except UsageError:
+        raise
     except Exception as exc:
         raise SourceError(
             f"transformers could not load {folder}: {first_line(exc)}",
@@ -110,29 +141,97 @@ def load_folder(folder: Path, cache: bool = False) -> Any:
 
 
 def infer_signature(model: Any) -> Signature:
+    """The inputs forward takes, each with sizes and values the model accepts: token ids within the vocabulary
+    (and decoder ids for an encoder-decoder), images of the configured size, audio samples, mel features.
+    A model with a text and an image tower (CLIP, SigLIP) gets both, with separate batches, as its logits
+    compare every text with every image."""
     config = model.config
     params = inspect.signature(model.forward).parameters
-    batch = Dim("batch", 1, MAX_BATCH)
     inputs: list[InputSpec] = []
-    if "input_ids" in params and getattr(config, "vocab_size", None):
-        max_pos = getattr(config, "max_position_embeddings", None) or getattr(config, "n_positions", None) or MAX_SEQ
-        seq = Dim("seq", 1, min(MAX_SEQ, int(max_pos)))
-        inputs.append(InputSpec("input_ids", ("batch", "seq"), "int64", 0, int(config.vocab_size)))
-        if "attention_mask" in params:
-            inputs.append(InputSpec("attention_mask", ("batch", "seq"), "int64", 0, 2))
-        type_vocab = getattr(config, "type_vocab_size", 0)
-        if "token_type_ids" in params and type_vocab:
-            inputs.append(InputSpec("token_type_ids", ("batch", "seq"), "int64", 0, int(type_vocab)))
-        return Signature.build(inputs, [batch, seq])
+    dims = [Dim("batch", 1, MAX_BATCH)]
+    if "input_ids" in params:
+        inputs += _text_inputs(config, params, dims)
     if "pixel_values" in params:
-        size = getattr(config, "image_size", 224)
-        channels = getattr(config, "num_channels", 3)
-        inputs.append(InputSpec("pixel_values", ("batch", channels, size, size), "float32"))
-        return Signature.build(inputs, [batch])
-    raise SourceError(
-        f"cannot infer the inputs of {type(model).__name__} from its config",
-        "declare them with --input and --dim",
-    )
+        inputs += _image_inputs(config, "batch" if not inputs else "images", dims)
+    if "input_values" in params:
+        inputs += _waveform_inputs(config, dims)
+    if "input_features" in params:
+        inputs += _mel_inputs(config)
+    if "decoder_input_ids" in params and getattr(config, "is_encoder_decoder", False) and inputs:
+        decoder = _first_int(config, "max_target_positions", "max_position_embeddings", "n_positions") or MAX_SEQ
+        dims.append(Dim("decoder_seq", 1, min(MAX_SEQ, decoder)))
+        vocab = _first_int(config, "vocab_size")
+        inputs.append(InputSpec("decoder_input_ids", ("batch", "decoder_seq"), "int64", 0, vocab))
+    if not inputs:
+        raise SourceError(
+            f"cannot infer the inputs of {type(model).__name__} from its config",
+            "declare them with --input and --dim",
+        )
+    used = {s for spec in inputs for s in spec.symbols}
+    return Signature.build(inputs, [d for d in dims if d.name in used])
+
+
+def _first_int(config: Any, *names: str) -> int | None:
+    for name in names:
+        value = getattr(config, name, None)
+        if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+            return value
+    return None
+
+
+def _text_inputs(config: Any, params: Any, dims: list[Dim]) -> list[InputSpec]:
+    text = getattr(config, "text_config", None) or config
+    vocab = _first_int(text, "vocab_size")
+    if not vocab:
+        return []
+    max_pos = _first_int(text, "max_position_embeddings", "n_positions") or MAX_SEQ
+    if getattr(text, "model_type", "") in PADDED_POSITIONS:  # positions count from pad_token_id + 1
+        max_pos -= int(getattr(text, "pad_token_id", None) or 0) + 1
+    dims.append(Dim("seq", 1, min(MAX_SEQ, max_pos)))
+    inputs = [InputSpec("input_ids", ("batch", "seq"), "int64", 0, vocab)]
+    if "attention_mask" in params:
+        inputs.append(InputSpec("attention_mask", ("batch", "seq"), "int64", 0, 2))
+    type_vocab = _first_int(text, "type_vocab_size")
+    if "token_type_ids" in params and type_vocab:
+        inputs.append(InputSpec("token_type_ids", ("batch", "seq"), "int64", 0, type_vocab))
+    return inputs
+
+
+def _image_inputs(config: Any, batch: str, dims: list[Dim]) -> list[InputSpec]:
+    """``pixel_values`` of the configured size (an int, [height, width] or {"height", "width"}), normalized."""
+    vision = getattr(config, "vision_config", None) or config
+    size = getattr(vision, "image_size", None) or 224
+    if isinstance(size, dict):
+        height, width = int(size.get("height", 224)), int(size.get("width", 224))
+    elif isinstance(size, (list, tuple)):
+        height, width = int(size[0]), int(size[-1])
+    else:
+        height = width = int(size)
+    channels = _first_int(vision, "num_channels") or 3
+    if batch != "batch":
+        dims.append(Dim(batch, 1, MAX_BATCH))
+    # what an image processor hands over: pixels scaled to 0..1, then normalized (about -2.2..2.7)
+    return [InputSpec("pixel_values", (batch, channels, height, width), "float32", -2.5, 2.5)]
+
+
+def _waveform_inputs(config: Any, dims: list[Dim]) -> list[InputSpec]:
+    """``input_values`` [batch, samples] of 16 kHz audio, from the conv stack's receptive field to 2 s. Normal
+    data: the feature extractor hands over each clip at zero mean and unit variance (a constant clip, which it
+    never hands over, divides the first GroupNorm by its epsilon)."""
+    receptive, stride = 1, 1
+    for kernel, step in zip(getattr(config, "conv_kernel", ()), getattr(config, "conv_stride", ()), strict=False):
+        receptive += (kernel - 1) * stride
+        stride *= step
+    dims.append(Dim("samples", max(receptive, SAMPLE_RATE // 10), 2 * SAMPLE_RATE, SAMPLE_RATE))
+    return [InputSpec("input_values", ("batch", "samples"), "float32")]
+
+
+def _mel_inputs(config: Any) -> list[InputSpec]:
+    """``input_features`` [batch, mel bins, frames]: Whisper's encoder takes exactly 2 x its positions of
+    frames (30 s of audio, padded), its feature extractor's log-mel scaled to about -1..1."""
+    mel = _first_int(config, "num_mel_bins") or 80
+    frames = 2 * (_first_int(config, "max_source_positions") or 1500)
+    return [InputSpec("input_features", ("batch", mel, frames), "float32", -1.0, 1.0)]
 
 
 def is_causal_lm(model: Any) -> bool:

@@ -288,6 +288,29 @@ def demo(
     show.demo_tables(out, report)
 
 
+@app.command()
+def tasks(
+    model: str = typer.Argument(None, help="hf:DIR (none: every task modelport exports)"),
+    as_json: bool = typer.Option(False, "--json", help="print the tasks as JSON"),
+) -> None:
+    """The tasks a transformers folder supports (its own first: export's default) and the bundle each writes."""
+    errors_as_json(as_json)
+    from dataclasses import asdict
+
+    from rich.table import Table
+
+    from modelport.sources.hf_tasks import tasks as find_tasks
+
+    found = find_tasks(model)
+    if as_json:
+        emit_json({"model": model, "tasks": [asdict(t) for t in found]})
+        return
+    table = Table("task", "class", "bundle", title=f"tasks of {model}" if model else "tasks")
+    for task in found:
+        table.add_row(task.name + (" (default)" if task.own else ""), task.model_class or "-", task.bundle)
+    out.print(table)
+
+
 app.command("import")(onnx_commands.import_)
 app.command()(onnx_commands.doctor)
 app.command()(onnx_commands.graph)

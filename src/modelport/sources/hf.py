@@ -127,8 +127,13 @@ def load_folder(folder: Path, cache: bool = False, task: str | None = None) -> A
             model_class = transformers.AutoModel  # a name that is no model class (a tokenizer, a typo)
         # eager attention: torch 2.13 cannot decompose the SDPA path of some architectures (T5) for ONNX,
         # and the eager one is the same computation
-        model = model_class.from_pretrained(
-            folder, config=config, local_files_only=True, attn_implementation="eager", trust_remote_code=False
+        model, info = model_class.from_pretrained(
+            folder,
+            config=config,
+            local_files_only=True,
+            attn_implementation="eager",
+            trust_remote_code=False,
+            output_loading_info=True,
         )
     except UsageError:
         raise
@@ -137,6 +142,15 @@ def load_folder(folder: Path, cache: bool = False, task: str | None = None) -> A
             f"transformers could not load {folder}: {first_line(exc)}",
             "check that the folder was written by save_pretrained with a compatible transformers",
         ) from exc
+    missing = sorted(info.get("missing_keys") or [])
+    if missing and model_class.__name__ != architecture:
+        # a head the folder has no weights for is drawn at random on every load: an export of it would
+        # answer noise, and differently each time it is loaded
+        raise SourceError(
+            f"{folder} has no weights for {type(model).__name__}'s {', '.join(missing[:3])}"
+            f"{'...' if len(missing) > 3 else ''} (it was saved as {architecture or 'another class'})",
+            f"train and save the {task} head first, or export the task it was saved for (modelport tasks hf:{folder})",
+        )
     return model
 
 

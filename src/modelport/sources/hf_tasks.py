@@ -15,7 +15,18 @@ from typing import Any
 
 from modelport.errors import UsageError
 
-__all__ = ["Task", "TASKS", "task_names", "folder_tasks", "folder_task", "auto_class", "is_sentence_transformers"]
+__all__ = [
+    "Task",
+    "TASKS",
+    "TaskInfo",
+    "tasks",
+    "task_names",
+    "folder_tasks",
+    "folder_task",
+    "auto_class",
+    "is_seq2seq",
+    "is_sentence_transformers",
+]
 
 
 @dataclass(frozen=True)
@@ -143,3 +154,45 @@ def auto_class(task_name: str, folder: Path) -> Any:
 def is_sentence_transformers(folder: Path) -> bool:
     """A folder ``SentenceTransformer.save`` wrote: its pipeline (transformer, pooling...) in ``modules.json``."""
     return (folder / "modules.json").is_file()
+
+
+@dataclass(frozen=True)
+class TaskInfo:
+    """One task of a folder: the class it loads as and the bundle ``export --task`` writes for it."""
+
+    name: str
+    model_class: str  # "" without a folder
+    bundle: str  # "generation: a decoder with a KV cache", ..., "one graph"
+    own: bool  # the task the folder was saved for: export's default
+
+
+def tasks(model: str | Path | None = None) -> list[TaskInfo]:
+    """The tasks an ``hf:DIR`` folder supports (its own first), or every task modelport exports without one."""
+    if model is None:
+        return [TaskInfo(name, "", _bundle_kind(name, seq2seq=True), False) for name in task_names()]
+    folder = Path(str(model).removeprefix("hf:")).expanduser()
+    from modelport.sources.hf import check_folder
+
+    check_folder(folder)
+    own = folder_task(folder)
+    config = read_config(folder)
+    model_type = str(config.get("model_type") or "")
+    seq2seq = is_seq2seq(folder)
+    found = []
+    for name in folder_tasks(folder):
+        if name == SENTENCE_SIMILARITY:
+            model_class = "SentenceTransformer pipeline"
+        elif name == "feature-extraction":  # export's meaning: the folder's own class, one pass
+            model_class = str((config.get("architectures") or [""])[0])
+        else:
+            model_class = _classes(_BY_NAME[name], model_type)[0]
+        found.append(TaskInfo(name, model_class, _bundle_kind(name, seq2seq), name == own))
+    return found
+
+
+def _bundle_kind(name: str, seq2seq: bool) -> str:
+    if name == "text-generation":
+        return "generation: a decoder with a KV cache"
+    if name in ("text2text-generation", "automatic-speech-recognition") and seq2seq:
+        return "generation: an encoder and a decoder with a KV cache"
+    return "one graph"

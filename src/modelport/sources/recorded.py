@@ -36,7 +36,7 @@ def source_file(ref: str) -> Path | None:
 def _path_part(ref: str) -> str | None:
     """The path a MODEL names (``hf:DIR``, ``model.pt2``, ``file.py`` of ``file.py:factory``); None for a module."""
     if ref.startswith("hf:"):
-        return ref.removeprefix("hf:")
+        return ref.removeprefix("hf:").rpartition("?task=")[0] or ref.removeprefix("hf:")  # hf:DIR?task=NAME
     if ref.endswith((".pt2", ".pt", ".pth", ".ts")):
         return ref
     target = ref.rpartition(":")[0]

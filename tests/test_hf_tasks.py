@@ -15,7 +15,7 @@ from modelport.exporting import export
 from modelport.sources import load_model
 from modelport.sources.hf_tasks import folder_task, tasks
 from tests.conftest import cli
-from tests.models.hf_tasks import ROWS, build, model_class
+from tests.models.hf_tasks import ROWS, build, model_class, sentence_transformers_folder
 
 pytestmark = [pytest.mark.slow, pytest.mark.hf]
 
@@ -127,26 +127,7 @@ def test_tasks_command_lists_a_folders_tasks(tmp_path, capsys):
 
 def sentence_folder(tmp_path, pooling: str, dense: bool):
     pytest.importorskip("sentence_transformers")
-    import sentence_transformers as st
-    import sentence_transformers.models  # noqa: F401  (the modules live there in every version)
-    import transformers
-    from tokenizers import Tokenizer, models, pre_tokenizers
-
-    base = build(("bert", "feature-extraction"), tmp_path / "bert")
-    vocab = {"[PAD]": 0, "[UNK]": 1, "[CLS]": 2, "[SEP]": 3, **{f"w{i}": i + 4 for i in range(100)}}
-    tok = Tokenizer(models.WordLevel(vocab, unk_token="[UNK]"))
-    tok.pre_tokenizer = pre_tokenizers.Whitespace()
-    transformers.PreTrainedTokenizerFast(
-        tokenizer_object=tok, unk_token="[UNK]", pad_token="[PAD]", cls_token="[CLS]", sep_token="[SEP]"
-    ).save_pretrained(base)
-    transformer = st.models.Transformer(str(base))
-    modules = [transformer, st.models.Pooling(32, pooling_mode=pooling)]
-    if dense:
-        modules.append(st.models.Dense(32, 16))
-    modules.append(st.models.Normalize())
-    model = st.SentenceTransformer(modules=modules, device="cpu")
-    model.save(str(tmp_path / "st"))
-    return tmp_path / "st", model
+    return sentence_transformers_folder(tmp_path / "st", pooling, dense)
 
 
 @pytest.mark.parametrize(("pooling", "dense"), [("mean", False), ("cls", True), ("lasttoken", False)])
@@ -176,3 +157,16 @@ def test_sentence_transformers_module_it_cannot_export_is_refused(tmp_path):
     (folder / "modules.json").write_text(json.dumps(modules))
     with pytest.raises(SourceError, match="module path '../../elsewhere' points outside the folder"):
         export(f"hf:{folder}", tmp_path / "out")
+
+
+def test_non_square_images_keep_their_shape(tmp_path):
+    import transformers
+
+    from tests.models.hf_tasks import VISION
+
+    folder = tmp_path / "wide"
+    torch.manual_seed(0)
+    config = transformers.ViTConfig(**{**VISION, "image_size": [32, 48]}, num_labels=2)
+    transformers.ViTForImageClassification(config).save_pretrained(folder)
+    result = export(f"hf:{folder}", tmp_path / "out")
+    assert result.parity.passed and result.bundle.manifest["inputs"][0]["dims"][1:] == [3, 32, 48]

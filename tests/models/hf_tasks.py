@@ -93,6 +93,23 @@ _ROWS: dict[tuple[str, str], tuple[str, dict[str, Any], str]] = {
         ),
         "BartModel",
     ),
+    ("marian", "feature-extraction"): (
+        "MarianConfig",
+        dict(
+            vocab_size=120,
+            d_model=32,
+            encoder_layers=2,
+            decoder_layers=2,
+            encoder_attention_heads=4,
+            decoder_attention_heads=4,
+            encoder_ffn_dim=64,
+            decoder_ffn_dim=64,
+            max_position_embeddings=64,
+            pad_token_id=119,
+            decoder_start_token_id=119,
+        ),
+        "MarianModel",
+    ),
     ("whisper", "feature-extraction"): (
         "WhisperConfig",
         dict(
@@ -115,7 +132,8 @@ _ROWS: dict[tuple[str, str], tuple[str, dict[str, Any], str]] = {
         "WhisperModel",
     ),
 }
-ROWS = tuple(_ROWS)
+SENTENCE_ROW = ("bert", "sentence-similarity")
+ROWS = (*_ROWS, SENTENCE_ROW)
 
 
 def build(row: tuple[str, str], folder: Path) -> Path:
@@ -123,6 +141,8 @@ def build(row: tuple[str, str], folder: Path) -> Path:
     import torch
     import transformers
 
+    if row == SENTENCE_ROW:
+        return sentence_transformers_folder(folder)[0]
     config_class, keywords, model_class = _ROWS[row]
     torch.manual_seed(0)
     config = getattr(transformers, config_class)(**keywords)
@@ -131,4 +151,27 @@ def build(row: tuple[str, str], folder: Path) -> Path:
 
 
 def model_class(row: tuple[str, str]) -> str:
-    return _ROWS[row][2]
+    return "SentenceEmbedder" if row == SENTENCE_ROW else _ROWS[row][2]
+
+
+def sentence_transformers_folder(folder: Path, pooling: str = "mean", dense: bool = False) -> tuple[Path, Any]:
+    """A sentence-transformers folder over the tiny BERT (a word-level tokenizer of w0..w99): the transformer,
+    ``pooling``, a Dense layer to 16 when ``dense``, Normalize; returns the folder and the SentenceTransformer."""
+    import sentence_transformers
+    import sentence_transformers.models  # the modules' home in every version
+    import transformers
+    from tokenizers import Tokenizer, models, pre_tokenizers
+
+    base = build(("bert", "feature-extraction"), folder.with_name(folder.name + "-bert"))
+    vocab = {"[PAD]": 0, "[UNK]": 1, "[CLS]": 2, "[SEP]": 3, **{f"w{i}": i + 4 for i in range(100)}}
+    tok = Tokenizer(models.WordLevel(vocab, unk_token="[UNK]"))
+    tok.pre_tokenizer = pre_tokenizers.Whitespace()
+    transformers.PreTrainedTokenizerFast(
+        tokenizer_object=tok, unk_token="[UNK]", pad_token="[PAD]", cls_token="[CLS]", sep_token="[SEP]"
+    ).save_pretrained(base)
+    st = sentence_transformers.models
+    modules = [st.Transformer(str(base)), st.Pooling(32, pooling_mode=pooling)]
+    modules += [st.Dense(32, 16)] if dense else []
+    model = sentence_transformers.SentenceTransformer(modules=[*modules, st.Normalize()], device="cpu")
+    model.save(str(folder))
+    return folder, model

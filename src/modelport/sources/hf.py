@@ -27,7 +27,6 @@ __all__ = [
     "require_transformers",
     "load_tokenizer",
     "is_causal_lm",
-    "is_causal_lm_folder",
 ]
 
 WEIGHT_FILES = (
@@ -254,18 +253,6 @@ def is_causal_lm(model: Any) -> bool:
     can = getattr(model, "can_generate", None)
     is_encoder_decoder = getattr(getattr(model, "config", None), "is_encoder_decoder", False)
     return bool(callable(can) and can() and not is_encoder_decoder and ("CausalLM" in name or "LMHead" in name))
-
-
-def is_causal_lm_folder(folder: Path) -> bool:
-    """Saved from a class transformers lists as a causal LM (``GPT2LMHeadModel``, ``LlamaForCausalLM``...)."""
-    name = architecture(folder)
-    if not name:
-        return False
-    require_transformers()
-    from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
-
-    names = {n for v in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES.values() for n in ([v] if isinstance(v, str) else v)}
-    return name in names or name.endswith("ForCausalLM")
 
 
 def architecture(folder: Path) -> str:

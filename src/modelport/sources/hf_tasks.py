@@ -114,13 +114,12 @@ def folder_task(folder: Path) -> str | None:
     first task whose class is the one in ``config.json``'s ``architectures``; None when none is."""
     if is_sentence_transformers(folder):
         return SENTENCE_SIMILARITY
+    from modelport.sources.hf import architecture as saved_as
     from modelport.sources.hf import require_transformers
 
     require_transformers()
-    config = read_config(folder)
-    names = config.get("architectures") or []
-    architecture = str(names[0]) if isinstance(names, list) and names else ""
-    model_type = str(config.get("model_type") or "")
+    architecture = saved_as(folder)
+    model_type = str(read_config(folder).get("model_type") or "")
     for task in TASKS:
         if architecture and architecture in _classes(task, model_type):
             return task.name
@@ -171,19 +170,19 @@ def tasks(model: str | Path | None = None) -> list[TaskInfo]:
     if model is None:
         return [TaskInfo(name, "", _bundle_kind(name, seq2seq=True), False) for name in task_names()]
     folder = Path(str(model).removeprefix("hf:")).expanduser()
+    from modelport.sources.hf import architecture as saved_as
     from modelport.sources.hf import check_folder
 
     check_folder(folder)
     own = folder_task(folder)
-    config = read_config(folder)
-    model_type = str(config.get("model_type") or "")
+    model_type = str(read_config(folder).get("model_type") or "")
     seq2seq = is_seq2seq(folder)
     found = []
     for name in folder_tasks(folder):
         if name == SENTENCE_SIMILARITY:
             model_class = "SentenceTransformer pipeline"
         elif name == "feature-extraction":  # export's meaning: the folder's own class, one pass
-            model_class = str((config.get("architectures") or [""])[0])
+            model_class = saved_as(folder)
         else:
             model_class = _classes(_BY_NAME[name], model_type)[0]
         found.append(TaskInfo(name, model_class, _bundle_kind(name, seq2seq), name == own))

@@ -41,6 +41,7 @@ LAYERS: list[tuple[str, ...]] = [
     (
         "modelport.exporting",
         "modelport.generation_export",
+        "modelport.seq2seq_export",
         "modelport.benchmark",
         "modelport.optimization",
         "modelport.demo_job",

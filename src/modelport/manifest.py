@@ -94,7 +94,8 @@ _LAYOUT_INTS = ("layers", "kv_heads", "head_dim", "vocab_size", "max_context")
 
 def _check_generation(gen: Any) -> None:
     """What the decode loop reads: the cache geometry and the special token ids, all small integers."""
-    _expect(isinstance(gen, dict) and gen.get("task") == "text-generation", "'generation' is no text-generation entry")
+    tasks = ("text-generation", "text2text-generation", "automatic-speech-recognition")
+    _expect(isinstance(gen, dict) and gen.get("task") in tasks, "'generation' is no text-generation entry")
     layout = gen.get("layout")
     _expect(isinstance(layout, dict), "'generation' has no 'layout' object")
     for key in _LAYOUT_INTS:
@@ -114,6 +115,23 @@ def _check_generation(gen: Any) -> None:
         _expect(value is None or (_int(value) and 0 <= value < vocab), f"generation {key!r} is not a token id")
     for key in ("tokenizer", "chat_template"):
         _expect(isinstance(gen.get(key, False), bool), f"generation {key!r} is not true/false")
+    if gen["task"] != "text-generation":  # an encoder-decoder: where its decoder starts, which ids it forces
+        prompt = gen.get("decoder_prompt")
+        _expect(
+            isinstance(prompt, list)
+            and 0 < len(prompt) < layout["max_context"]
+            and all(_int(i) and 0 <= i < vocab for i in prompt),
+            "generation 'decoder_prompt' is not a list of token ids",
+        )
+        forcing = gen.get("forcing")
+        _expect(isinstance(forcing, dict), "generation 'forcing' is not an object")
+        for key, value in forcing.items():
+            ids = value if isinstance(value, list) else [value]
+            _expect(
+                key in ("suppress", "begin_suppress", "forced_bos", "forced_eos")
+                and all(v is None or (_int(v) and 0 <= v < vocab) for v in ids),
+                f"generation forcing {key!r} is not token ids",
+            )
 
 
 def _check_optimization(entry: Any) -> None:

@@ -1,5 +1,5 @@
-"""``modelport generate``: prompts from flags, a file or stdin; tokens streamed to the terminal as they come,
-or one JSON object per prompt."""
+"""``modelport generate``: prompts from flags, a file or stdin (or, for a speech bundle, ``--audio`` WAV files);
+tokens streamed to the terminal as they come, or one JSON object per prompt."""
 
 from __future__ import annotations
 
@@ -52,48 +52,80 @@ def generate_command(
     as_json: bool,
     chat: bool,
     options: dict[str, Any],
+    audio: list[str] | None = None,
 ) -> None:
-    from modelport.generation.api import load_generator
+    """``audio``: WAV paths for a speech bundle (``prompts`` then empty)."""
+    from modelport.bundle import Bundle
+    from modelport.generation.api import load_generator, load_seq2seq
+    from modelport.generation.seq2seq import is_seq2seq
 
-    with load_generator(bundle, backend, threads=threads) as lm:
-        if as_json:
-            results = lm.generate(prompts, chat=chat, **options)
-            emit_json({"backend": lm.name, "results": [r.to_json() for r in results]})
-            return
-        if len(prompts) == 1:
-            stream = lm.stream(prompts, chat=chat, **options)
-            for event in stream:  # Ctrl-C here leaves what was printed on the screen (exit 130)
-                if event.text:
-                    out.print(event.text, end="", highlight=False, soft_wrap=True)
-            out.print()
-            results = stream.results or []
-        else:
-            results = lm.generate(prompts, chat=chat, **options)
-            for index, result in enumerate(results):
-                out.print(
-                    f"[{index}] {result.text if result.text is not None else result.token_ids}",
-                    highlight=False,
-                    soft_wrap=True,
-                )
-        for index, result in enumerate(results):
-            rate = f", {result.decode_tokens_per_s:.1f} tokens/s" if result.decode_tokens_per_s else ""
-            tag = f"[{index}] " if len(results) > 1 else ""
-            err.print(
-                f"{tag}{len(result.token_ids)} tokens, finish: {result.finish_reason}, first token "
-                f"{result.time_to_first_token_s * 1000:.1f} ms{rate}",
-                highlight=False,
+    opened = Bundle.open(bundle)
+    if is_seq2seq(opened):
+        if chat:
+            raise UsageError("--chat applies to chat models, not to an encoder-decoder", "drop --chat")
+        with load_seq2seq(opened, backend, threads=threads) as model:
+            if model.speech and not audio:
+                raise UsageError(f"{bundle} transcribes speech: it reads audio, not text", "pass --audio FILE.wav")
+            if audio and not model.speech:
+                raise UsageError(f"{bundle} is a text-to-text model: it reads text, not audio", "pass --prompt TEXT")
+            _emit(
+                out, err, model, None if audio else prompts, as_json, {**options, "audio": audio} if audio else options
             )
-            for notice in result.notices:
-                err.print(f"notice: {notice}", highlight=False, soft_wrap=True)
+        return
+    if audio:
+        raise UsageError(f"{bundle} is a text generation model: it reads text, not audio", "pass --prompt TEXT")
+    with load_generator(opened, backend, threads=threads) as lm:
+        _emit(out, err, lm, prompts, as_json, {**options, "chat": chat})
+
+
+def _emit(out: Console, err: Console, lm: Any, prompts: Any, as_json: bool, options: dict[str, Any]) -> None:
+    """Generate, then print: JSON, one streamed text, or one line per prompt; a summary per prompt on stderr."""
+    count = len(prompts if prompts is not None else options["audio"])
+    if as_json:
+        results = lm.generate(prompts, **options)
+        emit_json({"backend": lm.name, "results": [r.to_json() for r in results]})
+        return
+    if count == 1:
+        stream = lm.stream(prompts, **options)
+        for event in stream:  # Ctrl-C here leaves what was printed on the screen (exit 130)
+            if event.text:
+                out.print(event.text, end="", highlight=False, soft_wrap=True)
+        out.print()
+        results = stream.results or []
+    else:
+        results = lm.generate(prompts, **options)
+        for index, result in enumerate(results):
+            out.print(
+                f"[{index}] {result.text if result.text is not None else result.token_ids}",
+                highlight=False,
+                soft_wrap=True,
+            )
+    for index, result in enumerate(results):
+        rate = f", {result.decode_tokens_per_s:.1f} tokens/s" if result.decode_tokens_per_s else ""
+        tag = f"[{index}] " if len(results) > 1 else ""
+        err.print(
+            f"{tag}{len(result.token_ids)} tokens, finish: {result.finish_reason}, first token "
+            f"{result.time_to_first_token_s * 1000:.1f} ms{rate}",
+            highlight=False,
+        )
+        for notice in result.notices:
+            err.print(f"notice: {notice}", highlight=False, soft_wrap=True)
 
 
 def generate(
-    bundle: Path = typer.Argument(..., help="a generation bundle (export hf:DIR --task text-generation)"),
+    bundle: Path = typer.Argument(
+        ...,
+        help="a generation bundle (export hf:DIR: --task text-generation, text2text-generation or "
+        "automatic-speech-recognition)",
+    ),
     prompt: list[str] = typer.Option(
         None, "--prompt", "-p", help="a prompt (repeatable: one left-padded batch); - reads stdin"
     ),
     prompt_file: Path = typer.Option(None, "--prompt-file", help="prompts, one per line"),
     input_ids: list[str] = typer.Option(None, "--input-ids", help="a prompt as token ids: 15496,11,995 (repeatable)"),
+    audio: list[Path] = typer.Option(
+        None, "--audio", help="speech bundles (Whisper): a 16 kHz WAV file to transcribe (repeatable: one batch)"
+    ),
     max_new_tokens: int = typer.Option(32, "--max-new-tokens", help="new tokens per prompt at most"),
     temperature: float = typer.Option(0.0, help="0 (default): greedy; above 0: sampling at this temperature"),
     top_k: int = typer.Option(0, "--top-k", help="sampling: keep the k most likely tokens (0: all)"),
@@ -112,10 +144,13 @@ def generate(
     threads: int = typer.Option(None, "--threads", help="intra-op threads (default: physical cores)"),
     as_json: bool = typer.Option(False, "--json", help="per prompt: text, token_ids, finish_reason, timings"),
 ) -> None:
-    """Generate text with a generation bundle: greedy by default, tokens streamed as they come."""
+    """Generate text with a generation bundle: greedy by default, tokens streamed as they come. An encoder-decoder
+    bundle reads --prompt (T5, BART, Marian: text to text) or --audio (Whisper: speech to text)."""
     errors_as_json(as_json)
-    prompts = read_prompts(prompt or [], prompt_file, input_ids or [])
+    if audio and (prompt or prompt_file or input_ids):
+        raise UsageError("--audio and text prompts were both given", "a speech bundle reads --audio; drop the others")
+    prompts = [] if audio else read_prompts(prompt or [], prompt_file, input_ids or [])
     options = dict(max_new_tokens=max_new_tokens, temperature=temperature, top_k=top_k, top_p=top_p, seed=seed,
                    repetition_penalty=repetition_penalty, stop=stop or (), ignore_eos=ignore_eos)  # fmt: skip
     generate_command(out, err, bundle, prompts, backend=backend, threads=threads, as_json=as_json, chat=chat,
-                     options=options)  # fmt: skip
+                     options=options, audio=[str(a) for a in audio] if audio else None)  # fmt: skip

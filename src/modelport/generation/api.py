@@ -1,4 +1,5 @@
-"""``modelport.load``: a ``LanguageModel`` for a generation bundle, a plain ``Runner`` for anything else."""
+"""``modelport.load``: a ``LanguageModel`` for a generation bundle, a ``Seq2SeqModel`` for an encoder-decoder
+one, a plain ``Runner`` for anything else."""
 
 from __future__ import annotations
 
@@ -7,13 +8,16 @@ from typing import Any
 
 from modelport.bundle import MANIFEST, Bundle
 from modelport.generation.model import LanguageModel, is_generation
+from modelport.generation.seq2seq import ENCODER_FILE, Seq2SeqModel, is_seq2seq
 from modelport.runtime.base import Runner
 from modelport.runtime.registry import create
 
-__all__ = ["load", "load_generator"]
+__all__ = ["load", "load_generator", "load_seq2seq"]
 
 
-def load(model: Bundle | str | Path, backend: str | None = None, **options: Any) -> Runner | LanguageModel:
+def load(
+    model: Bundle | str | Path, backend: str | None = None, **options: Any
+) -> Runner | LanguageModel | Seq2SeqModel:
     """A loaded runner for a bundle (or any ``.onnx`` file) on ``backend`` (default: the bundle's own, ort:cpu
     unless ``modelport optimize`` chose another): call it with numpy arrays or torch tensors
     (``runner(x=array)``) and close it, or use it as ``with modelport.load(path) as runner:``. A generation
@@ -22,6 +26,8 @@ def load(model: Bundle | str | Path, backend: str | None = None, **options: Any)
     bundle = _bundle_of(model)
     if bundle is not None and is_generation(bundle):
         return load_generator(bundle, backend, **options)
+    if bundle is not None and is_seq2seq(bundle):
+        return load_seq2seq(bundle, backend, **options)
     return create(backend, bundle or model, **options).load()
 
 
@@ -29,6 +35,14 @@ def load_generator(model: Bundle | str | Path, backend: str | None = None, **opt
     """A loaded ``LanguageModel``; ``UsageError`` with the fix for a bundle exported without a cache."""
     bundle = model if isinstance(model, Bundle) else Bundle.open(model)
     return LanguageModel(bundle, create(backend, bundle, **options)).load()
+
+
+def load_seq2seq(model: Bundle | str | Path, backend: str | None = None, **options: Any) -> Seq2SeqModel:
+    """A loaded ``Seq2SeqModel``: the decoder graph (``model.onnx``) and the encoder graph on one backend."""
+    bundle = model if isinstance(model, Bundle) else Bundle.open(model)
+    name = backend or bundle.backend
+    decoder = create(name, bundle, **options)
+    return Seq2SeqModel(bundle, decoder, create(name, bundle.path / ENCODER_FILE, **options)).load()
 
 
 def _bundle_of(model: Any) -> Bundle | None:

@@ -9,6 +9,11 @@ and the cost per token grows with the context only by what attention itself read
 
 ``ArrayCache`` is the portable path for any other runner (OpenVINO): the cache goes out and back in as
 numpy arrays. Both start with an empty past (``past_sequence_length`` 0) for the prompt pass.
+
+An encoder-decoder's decoder also reads inputs that stay the same for every step of a request (the
+cross-attention keys/values the encoder wrote, the encoder's mask): ``hold`` takes them once per
+batch (ONNX Runtime: as ``OrtValue``s, bound again each step without a copy). A feed's names that the
+graph does not take (a seq2seq decoder has no ``attention_mask`` of its own) are left out.
 """
 
 from __future__ import annotations
@@ -31,6 +36,15 @@ class StepCache:
         self.runner = runner
         self.layout = layout
         self.past_length = 0
+        self.fixed: dict[str, Any] = {}
+        self._takes = set(layout.input_names)
+
+    def hold(self, arrays: dict[str, np.ndarray]) -> None:
+        """Inputs every step of the next batch reads unchanged (set after ``start``; ``start`` clears them)."""
+        self.fixed = dict(arrays)
+
+    def _feed(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        return {name: array for name, array in feed.items() if name in self._takes}
 
     def start(self, batch: int) -> None:
         raise NotImplementedError
@@ -55,9 +69,10 @@ class ArrayCache(StepCache):
     def start(self, batch: int) -> None:
         self.past = {name: self._empty(batch) for name in self.layout.past_names}
         self.past_length = 0
+        self.fixed = {}
 
     def step(self, feed: dict[str, np.ndarray]) -> np.ndarray:
-        outputs = self.runner.infer({**feed, **self.past})
+        outputs = self.runner.infer({**self._feed(feed), **self.fixed, **self.past})
         presents = self.layout.output_names[1:]
         self.past = {name: outputs[out] for name, out in zip(self.layout.past_names, presents, strict=True)}
         self.past_length += feed["input_ids"].shape[1]
@@ -77,11 +92,18 @@ class OrtCache(StepCache):
         self.session = self.runner.session  # type: ignore[attr-defined]
         self.past_values = [ort.OrtValue.ortvalue_from_numpy(self._empty(batch)) for _ in self.layout.past_names]
         self.past_length = 0
+        self.fixed = {}
+
+    def hold(self, arrays: dict[str, np.ndarray]) -> None:
+        ort = _onnxruntime()
+        self.fixed = {name: ort.OrtValue.ortvalue_from_numpy(np.ascontiguousarray(a)) for name, a in arrays.items()}
 
     def step(self, feed: dict[str, np.ndarray]) -> np.ndarray:
         binding = self.session.io_binding()
-        for name, array in feed.items():
+        for name, array in self._feed(feed).items():
             binding.bind_cpu_input(name, np.ascontiguousarray(array))
+        for name, value in self.fixed.items():
+            binding.bind_ortvalue_input(name, value)
         for name, value in zip(self.layout.past_names, self.past_values, strict=True):
             binding.bind_ortvalue_input(name, value)
         for name in self.layout.output_names:

@@ -26,7 +26,7 @@ from modelport import interrupts
 from modelport.errors import UsageError
 from modelport.generation.cache import StepCache
 from modelport.generation.layout import DecoderLayout
-from modelport.generation.sampling import Decoding, next_tokens
+from modelport.generation.sampling import Decoding, Forcing, next_tokens
 
 __all__ = ["Generation", "TokenEvent", "Continuation", "decode", "batch_feed", "check_prompt", "room_for"]
 
@@ -185,7 +185,12 @@ def decode(
     eos_ids: Sequence[int] = (),
     pad_id: int = 0,
     detokenize: Detokenize | None = None,
+    forcing: Forcing | None = None,
+    fixed: dict[str, np.ndarray] | None = None,
 ) -> Generator[TokenEvent, None, list[Generation]]:
+    """``forcing``: the model's own token rules (suppressed or forced ids; an encoder-decoder's generation
+    config), applied to the logits before ``decoding``'s. ``fixed``: inputs every step reads unchanged (an
+    encoder-decoder's cross-attention keys/values and encoder mask), held by the cache for this batch."""
     layout = cache.layout
     longest = max(range(len(prompts)), key=lambda i: len(prompts[i]))
     check_prompt(prompts[longest], layout, longest)
@@ -195,11 +200,15 @@ def decode(
 
     start = time.perf_counter()
     cache.start(len(rows))
+    if fixed:
+        cache.hold(fixed)
     feed = batch_feed(prompts, pad_id, layout.position_ids)
     mask, positions = feed["attention_mask"], feed["attention_mask"].sum(-1)
-    for _ in range(steps):
+    for step in range(steps):
         interrupts.check()
         logits = cache.step(feed)[:, -1, :]
+        if forcing is not None:
+            logits = forcing.apply(logits, step, steps)
         chosen = next_tokens(logits, [r.history for r in rows], decoding, rng)
         for index, row in enumerate(rows):
             if row.done is None:

@@ -16,7 +16,7 @@ import numpy as np
 
 from modelport.errors import UsageError
 
-__all__ = ["Decoding", "next_tokens", "repetition_penalty", "top_k", "top_p"]
+__all__ = ["Decoding", "Forcing", "next_tokens", "repetition_penalty", "top_k", "top_p"]
 
 
 @dataclass(frozen=True)
@@ -56,6 +56,38 @@ class Decoding:
     @property
     def greedy(self) -> bool:
         return self.temperature == 0
+
+
+@dataclass(frozen=True)
+class Forcing:
+    """Token rules a model's generation config sets, whatever the decoding options: transformers'
+    ``SuppressTokens`` (never these ids), ``SuppressTokensAtBegin`` (not these as the first new token),
+    ``ForcedBOS`` (this id first) and ``ForcedEOS`` (end-of-sequence as the last token ``max_new_tokens``
+    allows). -inf hides a token; a forced one scores 0 and every other -inf, as transformers does (of several
+    forced end-of-sequence ids, greedy decoding picks the first)."""
+
+    suppress: tuple[int, ...] = ()
+    begin_suppress: tuple[int, ...] = ()
+    forced_bos: int | None = None
+    forced_eos: tuple[int, ...] = ()
+
+    def __bool__(self) -> bool:
+        return bool(self.suppress or self.begin_suppress or self.forced_bos is not None or self.forced_eos)
+
+    def apply(self, scores: np.ndarray, step: int, steps: int) -> np.ndarray:
+        """``scores`` [batch, vocab] at new token ``step`` (0 first) of ``steps``."""
+        out = np.array(scores, np.float32)
+        if self.suppress:
+            out[:, list(self.suppress)] = -np.inf
+        if step == 0 and self.begin_suppress:
+            out[:, list(self.begin_suppress)] = -np.inf
+        forced = [self.forced_bos] if step == 0 and self.forced_bos is not None else None
+        if step == steps - 1 and self.forced_eos:
+            forced = list(self.forced_eos)
+        if forced is not None:
+            out[:] = -np.inf
+            out[:, forced] = 0.0
+        return out
 
 
 def next_tokens(

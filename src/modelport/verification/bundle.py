@@ -16,6 +16,7 @@ from modelport.errors import UsageError
 from modelport.feeds import make_feeds, read_feed_set
 from modelport.forward import plan_call, run_eager
 from modelport.generation.model import is_generation
+from modelport.generation.seq2seq import is_seq2seq
 from modelport.options import check_timeout
 from modelport.runtime.base import Runner
 from modelport.runtime.ort import OPT_LEVELS
@@ -27,6 +28,7 @@ from modelport.verification.budget import DEFAULT_BUDGET, Budget, BudgetReport, 
 from modelport.verification.generation import verify_generation
 from modelport.verification.generation_report import GenerationReport
 from modelport.verification.parity import ParityReport, Reference, check_runners
+from modelport.verification.seq2seq import verify_seq2seq
 from modelport.verification.text_verify import TextVerifyReport, verify_text
 
 __all__ = ["verify", "check_budget"]
@@ -50,7 +52,8 @@ def verify(
     optimization levels, as at export). Tolerances default to the bundle's; a bundle written by ``optimize``
     is held to its recorded accuracy budget instead (``BudgetReport``); a generation bundle gets its generation
     checks (``GenerationReport``; ``data``: prompts, a text file or a list), and one that ``optimize`` compressed
-    its text budget on the held-out text it carries (``TextVerifyReport``). Raises ``ParityError`` on a mismatch."""
+    its text budget on the held-out text it carries (``TextVerifyReport``); an encoder-decoder bundle its seq2seq
+    checks (``verification.seq2seq``; ``data``: texts, or a folder of WAV files). ``ParityError`` on a mismatch."""
     say = progress or (lambda _msg: None)
     check_tolerances(atol, rtol)
     check_timeout(verify_timeout)
@@ -67,6 +70,10 @@ def verify(
                 )
             return verify_text(bundle, model, backend=backend, threads=threads, progress=say)
         return verify_generation(bundle, model, backend=backend, threads=threads, data=data, progress=say)
+    if is_seq2seq(bundle):  # an encoder-decoder: its generation checks (``data``: texts, or a folder of WAV files)
+        if atol is not None or rtol is not None:
+            raise UsageError("a generation bundle is held to its logits tolerance, not to --atol/--rtol", "drop them")
+        return verify_seq2seq(bundle, model, backend=backend, threads=threads, data=data, progress=say)
     canonical = parse_backend(backend or bundle.backend).canonical
     if bundle.optimization is not None and (atol is not None or rtol is not None):
         raise UsageError(

@@ -30,6 +30,7 @@ class GenerationReport:
     checks: list[Check] = field(default_factory=list)
     seconds: float = 0.0
     data: str | None = None  # where the prompts came from
+    unit: str = "tokens"  # of prompt_lengths ("samples" for a speech model's audio)
 
     @property
     def passed(self) -> bool:
@@ -44,7 +45,7 @@ class GenerationReport:
         if not fails:
             return (
                 f"{len(self.checks)} generation checks passed on {len(self.prompt_lengths)} prompts of "
-                f"{min(self.prompt_lengths)}-{max(self.prompt_lengths)} tokens, {self.new_tokens} new tokens each"
+                f"{min(self.prompt_lengths)}-{max(self.prompt_lengths)} {self.unit}, {self.new_tokens} new tokens each"
             )
         return f"{len(fails)} of {len(self.checks)} generation checks failed; first: {_where(fails[0])}"
 
@@ -67,6 +68,7 @@ class GenerationReport:
             "logits_tolerance": self.logits_tolerance,
             "seconds": round(self.seconds, 3),
             "data": self.data,
+            "unit": self.unit,
             "checks": [asdict(c) for c in self.checks],
         }
 

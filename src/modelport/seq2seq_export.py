@@ -1,0 +1,437 @@
+"""``export(..., task="text2text-generation" | "automatic-speech-recognition")``: an encoder-decoder (T5,
+BART, Marian; Whisper) to a generation bundle of two graphs, proven by generating tokens against PyTorch.
+
+``encoder_model.onnx`` (run once per request; it also writes every decoder layer's cross-attention
+keys/values) and ``model.onnx`` (the decoder with its self-attention cache) are captured with each
+strategy in turn (``capture.seq2seq``), read back, and kept only if the pair passes every check of
+``verification.seq2seq`` (teacher-forced logits, ``generate``'s greedy tokens, batch invariance). The
+bundle carries the tokenizer files, ``generation_config.json`` and, for speech, the feature extractor's
+``preprocessor_config.json``; the manifest's ``generation`` entry says what the loop needs (the layout,
+special ids, the decoder's first tokens, the token rules of the generation config) and holds the report.
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from modelport import bundle as bundles
+from modelport import onnx_graph
+from modelport.bundle import MODEL_FILE, Bundle
+from modelport.capture import Attempt, Outcome
+from modelport.capture.check import check_graph
+from modelport.capture.exporter_log import recording
+from modelport.capture.seq2seq import STRATEGIES, export_encoder, export_seq2seq_decoder, seq2seq_layout_of
+from modelport.errors import CaptureError, GraphCheckError, ParityError, SourceError, UsageError
+from modelport.generation.layout import BATCH, ENCODER_SEQ, PAST, SEQ, Seq2SeqLayout
+from modelport.generation.seq2seq import ENCODER_FILE, FEATURE_FILES, SEQ2SEQ_TASKS, Seq2SeqModel
+from modelport.generation_export import GenerationExport
+from modelport.options import DEFAULT_OPSET, check_opset
+from modelport.runtime.registry import create
+from modelport.sources.hf import load_folder, load_tokenizer
+from modelport.spec import Dim, InputSpec, Signature
+from modelport.verification.generation import DEFAULT_LOGITS_TOLERANCE
+from modelport.verification.generation_report import GenerationReport
+from modelport.verification.seq2seq import NEW_TOKENS, check_seq2seq, default_inputs, read_inputs
+
+__all__ = ["export_seq2seq", "seq2seq_signature", "encoder_signature", "decoder_prompt", "forcing_of"]
+
+MAX_BATCH = 64
+#: generation-config settings the bundle's loop does not apply (it decodes greedily or samples, one beam)
+_NOT_APPLIED = ("num_beams", "no_repeat_ngram_size", "bad_words_ids", "min_length", "min_new_tokens", "length_penalty")
+
+
+@dataclass
+class _Job:
+    model: Any
+    layout: Seq2SeqLayout
+    manifest: dict[str, Any]
+    staging: Path
+    opset: int
+    inputs: list[Any] | None
+    data_name: str | None
+    new_tokens: int
+    tolerance: float
+    say: Callable[[str], None]
+
+
+def export_seq2seq(
+    model: Any,
+    output: str | Path,
+    *,
+    task: str = "text2text-generation",
+    tokenizer: Any = None,
+    opset: int = DEFAULT_OPSET,
+    exporter: str = "auto",
+    data: str | Path | Sequence[Any] | None = None,
+    new_tokens: int = NEW_TOKENS,
+    logits_tolerance: float = DEFAULT_LOGITS_TOLERANCE,
+    keep_failed: bool = False,
+    progress: Callable[[str], None] | None = None,
+) -> GenerationExport:
+    """``model``: ``hf:DIR`` (or a folder path) of a ``...ForConditionalGeneration`` encoder-decoder, or the
+    transformers model object (its ``tokenizer`` alongside; for Whisper a ``WhisperProcessor``, which holds the
+    feature extractor too)."""
+    say = progress or (lambda _msg: None)
+    check_opset(opset)
+    if task not in SEQ2SEQ_TASKS:
+        raise UsageError(f"task {task!r} is not an encoder-decoder task", f"choose one of: {', '.join(SEQ2SEQ_TASKS)}")
+    if exporter not in ("auto", *STRATEGIES):
+        raise UsageError(
+            f"exporter {exporter!r} does not apply to {task}", f"choose one of: auto, {', '.join(STRATEGIES)}"
+        )
+    target = bundles.output_path(output)
+    bundles.check_replaceable(target)
+    say("loading the model")
+    model, tokenizer, features, source = _load(model, tokenizer)
+    layout = seq2seq_layout_of(model)
+    _check_task(model, layout, task, features)
+    inputs, data_name = read_inputs(data, layout.encoder_input == "input_features")
+    kind = "speech-to-text (Whisper)" if task == "automatic-speech-recognition" else "text-to-text"
+    notes = [
+        f"{task}: {kind}, an encoder graph ({ENCODER_FILE}, run once per request, cross-attention keys/values "
+        f"included) and a decoder graph with a KV cache ({MODEL_FILE}: {layout.layers} layers, {layout.kv_heads} "
+        f"heads of {layout.head_dim}); `modelport generate` runs them"
+    ]
+    ignored = _not_applied(model)
+    if ignored:
+        notes.append(
+            f"the generation config's {', '.join(ignored)} are not applied: the bundle decodes greedily (or samples) "
+            "with one beam, and is checked against transformers' generate under the same"
+        )
+    staging = bundles.staging_dir(target)
+    try:
+        _save_side_files(tokenizer, features, model, staging)
+        manifest = _manifest(model, layout, task, tokenizer, features, source, opset, exporter)
+        job = _Job(model, layout, manifest, staging, opset, inputs, data_name, new_tokens, logits_tolerance, say)
+        attempts: list[Attempt] = []
+        report = None
+        for index, strategy in enumerate(STRATEGIES if exporter == "auto" else (exporter,)):
+            attempt, report = _attempt(job, strategy, staging / f".attempt-{index}-{strategy}")
+            attempts.append(attempt)
+            if attempt.outcome == Outcome.EXPORTED:
+                break
+        chosen = attempts[-1] if attempts[-1].outcome == Outcome.EXPORTED else None
+        keep = chosen or (attempts[-1] if keep_failed and attempts[-1].path and attempts[-1].path.exists() else None)
+        if keep is not None and keep.path is not None:
+            for file in keep.path.parent.iterdir():  # the two graphs (and external data), not the side-file links
+                if not file.is_symlink():
+                    file.replace(staging / file.name)
+            manifest["outputs"], manifest["opset"]["actual"] = onnx_graph.summary(staging / MODEL_FILE)
+            manifest["generation"]["encoder"]["outputs"] = onnx_graph.summary(staging / ENCODER_FILE)[0]
+        for leftover in staging.glob(".attempt-*"):
+            shutil.rmtree(leftover)
+        export_s = sum(a.seconds - a.verify_seconds for a in attempts)
+        verify_s = sum(a.verify_seconds for a in attempts)
+        manifest["capture"].update(
+            strategy=chosen.strategy if chosen else None, attempts=[a.to_json() for a in attempts]
+        )
+        manifest.update(
+            parity=report.to_json() if report else None,
+            notes=notes,
+            timings={"export_s": round(export_s, 3), "verify_s": round(verify_s, 3)},
+        )
+        if chosen is None:
+            if keep is not None:
+                manifest["status"] = "failed verification"
+                bundles.commit(staging, target, manifest)
+            raise _failure(attempts)
+        result = bundles.commit(staging, target, manifest)
+    finally:
+        bundles.discard(staging)
+    assert report is not None
+    return GenerationExport(result, report, attempts, notes, export_s, verify_s)
+
+
+_OUTCOMES = (
+    (CaptureError, Outcome.FAILED_CAPTURE),
+    (GraphCheckError, Outcome.FAILED_GRAPH_CHECK),
+    (ParityError, Outcome.FAILED_VERIFICATION),
+)
+
+
+def _attempt(job: _Job, strategy: str, folder: Path) -> tuple[Attempt, GenerationReport | None]:
+    """Capture both graphs with ``strategy`` into ``folder``, read them back, and generate against PyTorch."""
+    folder.mkdir()
+    path = folder / MODEL_FILE
+    result = Attempt(strategy, Outcome.EXPORTED, path=path)
+    start = time.perf_counter()
+    report = None
+    layout = job.layout
+    try:
+        job.say(f"exporting with {strategy} (encoder, then decoder with KV cache)")
+        with recording() as rec:
+            export_encoder(job.model, layout, folder / ENCODER_FILE, strategy, job.opset)
+            export_seq2seq_decoder(job.model, layout, path, strategy, job.opset)
+        result.warnings = rec.summary()
+        check_graph(folder / ENCODER_FILE, encoder_signature(layout), job.opset, len(layout.encoder_output_names))
+        check_graph(path, Signature.from_json(job.manifest["inputs"]), job.opset, len(layout.output_names))
+        for file in job.staging.iterdir():  # the candidate reads the side files (tokenizer, features, config)
+            if file.is_file() and not file.name.startswith("."):
+                (folder / file.name).symlink_to(file)
+        job.say("checking its tokens against transformers' generate")
+        verify_start = time.perf_counter()
+        candidate = Bundle(folder, job.manifest)
+        decoder, encoder = create("ort:cpu", candidate), create("ort:cpu", folder / ENCODER_FILE)
+        with Seq2SeqModel(candidate, decoder, encoder) as s2s:
+            inputs = job.inputs or default_inputs(s2s)
+            report = check_seq2seq(job.model, s2s, inputs, job.new_tokens, job.tolerance, job.data_name)
+        result.verify_seconds = time.perf_counter() - verify_start
+        report.raise_if_failed()
+    except (CaptureError, GraphCheckError, ParityError) as exc:
+        result.outcome = next(outcome for kind, outcome in _OUTCOMES if isinstance(exc, kind))
+        result.reason = exc.one_line()
+        result.error = exc
+    result.seconds = time.perf_counter() - start
+    return result, report
+
+
+def _failure(attempts: list[Attempt]) -> Exception:
+    for kind in (ParityError, GraphCheckError, CaptureError):
+        for attempt in attempts:
+            if isinstance(attempt.error, kind):
+                attempt.error.message = f"{attempt.strategy}: {attempt.error.message}"
+                attempt.error.attempts = attempts  # type: ignore[attr-defined]
+                return attempt.error
+    return CaptureError("no strategy captured the model", "report it")
+
+
+def _load(model: Any, tokenizer: Any) -> tuple[Any, Any, Any, dict[str, Any]]:
+    """(model, tokenizer, feature extractor or None, the manifest's source entry)."""
+    features = getattr(tokenizer, "feature_extractor", None)
+    if features is not None:  # a processor: its tokenizer and its feature extractor
+        tokenizer = getattr(tokenizer, "tokenizer", None)
+    if isinstance(model, (str, Path)):
+        folder = Path(str(model).removeprefix("hf:")).expanduser()
+        if not (folder / "config.json").is_file():
+            raise SourceError(
+                f"{folder} is not a transformers model folder (no config.json)",
+                "pass hf:DIR with a folder written by model.save_pretrained(DIR)",
+            )
+        loaded = load_folder(folder, cache=True)
+        if not getattr(loaded.config, "is_encoder_decoder", False):
+            raise UsageError(
+                f"{folder} holds a {type(loaded).__name__}, not an encoder-decoder",
+                "text2text-generation needs a T5/BART/Marian ...ForConditionalGeneration folder "
+                "(automatic-speech-recognition: Whisper's); a ...ForCausalLM folder: --task text-generation",
+            )
+        if tokenizer is None and (folder / "tokenizer_config.json").is_file():
+            tokenizer = load_tokenizer(folder)
+        if features is None and (folder / FEATURE_FILES[0]).is_file():
+            features = folder / FEATURE_FILES[0]
+        digest = bundles.sha256(folder / "config.json")
+        return loaded, tokenizer, features, {"model": f"hf:{folder.resolve()}", "kind": "hf", "sha256": digest}
+    if not getattr(getattr(model, "config", None), "is_encoder_decoder", False) or not hasattr(model, "generate"):
+        raise UsageError(
+            f"a {type(model).__name__} is not a transformers encoder-decoder",
+            "pass a T5/BART/Marian/Whisper ...ForConditionalGeneration model (or hf:DIR)",
+        )
+    model.eval()
+    model.config.use_cache = True
+    return model, tokenizer, features, {"model": None, "kind": "object", "sha256": None}
+
+
+def _check_task(model: Any, layout: Seq2SeqLayout, task: str, features: Any) -> None:
+    speech = layout.encoder_input == "input_features"
+    if speech != (task == "automatic-speech-recognition"):
+        raise UsageError(
+            f"{type(model).__name__} reads {'audio' if speech else 'text'}, so it does not export as {task}",
+            f"use --task {'automatic-speech-recognition' if speech else 'text2text-generation'}",
+        )
+    if not speech:
+        return
+    if features is None:
+        raise UsageError(
+            f"{type(model).__name__} needs its feature extractor and none was found",
+            "save it beside the model (WhisperFeatureExtractor(...).save_pretrained(DIR), preprocessor_config.json)",
+        )
+    extractor = _extractor(features)
+    frames = int(extractor.nb_max_frames)
+    if frames != layout.frames or int(extractor.feature_size) != layout.mel_bins:
+        raise UsageError(
+            f"the feature extractor writes {extractor.feature_size} mel bins x {frames} frames; the model reads "
+            f"{layout.mel_bins} x {layout.frames} (2 x max_source_positions)",
+            "save the feature extractor made for this model (its chunk_length and feature_size)",
+        )
+
+
+def _extractor(features: Any) -> Any:
+    if isinstance(features, Path):
+        from transformers import WhisperFeatureExtractor
+
+        return WhisperFeatureExtractor.from_pretrained(str(features.parent), local_files_only=True)
+    return features
+
+
+def _save_side_files(tokenizer: Any, features: Any, model: Any, staging: Path) -> None:
+    if tokenizer is not None:
+        tokenizer.save_pretrained(staging)
+        for path in staging.iterdir():  # only plain files the bundle may list
+            if path.is_dir() and not path.name.startswith("."):
+                shutil.rmtree(path)
+    if isinstance(features, Path):
+        shutil.copyfile(features, staging / FEATURE_FILES[0])
+    elif features is not None:
+        features.save_pretrained(staging)
+    config = getattr(model, "generation_config", None)
+    if config is not None:
+        config.save_pretrained(staging)
+
+
+def decoder_prompt(model: Any) -> list[int]:
+    """The decoder's first tokens: ``decoder_start_token_id``; for Whisper also what its ``generate`` puts after
+    it for a plain transcription: the ids of ``forced_decoder_ids`` (when no language/task is set), the
+    language and task tokens when the generation config names them, then ``<|notimestamps|>`` where the config
+    has one. A multilingual Whisper whose config leaves the language open (transformers would detect it) is
+    refused: set ``generation_config.language`` in the folder."""
+    config = model.generation_config
+    start = config.decoder_start_token_id
+    if start is None:
+        start = model.config.decoder_start_token_id
+    if start is None:
+        raise UsageError(
+            f"{type(model).__name__}'s config has no decoder_start_token_id", "set it in the folder's config.json"
+        )
+    prompt = [int(start)]
+    if getattr(model, "main_input_name", "") != "input_features":
+        return prompt
+    language, task = getattr(config, "language", None), getattr(config, "task", None)
+    forced = getattr(config, "forced_decoder_ids", None) or getattr(model.config, "forced_decoder_ids", None)
+    if language is None and task is None and forced:
+        for position, token in sorted(forced):
+            if position != len(prompt):
+                break
+            if token is None:
+                break
+            prompt.append(int(token))
+    lang_ids = getattr(config, "lang_to_id", None) or {}
+    if lang_ids and not any(t in lang_ids.values() for t in prompt):
+        if language is None:
+            raise UsageError(
+                "this Whisper's generation config leaves the language open (transformers would detect it first)",
+                "set the language in the folder: model.generation_config.language = 'en'; save_pretrained(DIR)",
+            )
+        code = language if language.startswith("<|") else f"<|{language}|>"
+        if code not in lang_ids:
+            raise UsageError(f"language {language!r} is not in the generation config's lang_to_id", "choose one of it")
+        prompt.append(int(lang_ids[code]))
+    task_ids = getattr(config, "task_to_id", None) or {}
+    if task_ids and lang_ids and not any(t in task_ids.values() for t in prompt):
+        prompt.append(int(task_ids[task or "transcribe"]))
+    no_timestamps = getattr(config, "no_timestamps_token_id", None)
+    if no_timestamps is not None and not getattr(config, "return_timestamps", False) and prompt[-1] != no_timestamps:
+        prompt.append(int(no_timestamps))
+    return prompt
+
+
+def forcing_of(model: Any) -> dict[str, Any]:
+    """The token rules of the generation config, as ``generation.sampling.Forcing`` takes them."""
+    config = model.generation_config
+
+    def ids(value: Any) -> list[int]:
+        if value is None:
+            return []
+        return [int(value)] if isinstance(value, int) else [int(v) for v in value]
+
+    bos = getattr(config, "forced_bos_token_id", None)
+    return {
+        "suppress": ids(getattr(config, "suppress_tokens", None)),
+        "begin_suppress": ids(getattr(config, "begin_suppress_tokens", None)),
+        "forced_bos": int(bos) if bos is not None else None,
+        "forced_eos": ids(getattr(config, "forced_eos_token_id", None)),
+    }
+
+
+def _not_applied(model: Any) -> list[str]:
+    config = model.generation_config
+    defaults = {"num_beams": 1, "no_repeat_ngram_size": 0, "min_length": 0, "length_penalty": 1.0}
+    found = []
+    for name in _NOT_APPLIED:
+        value = getattr(config, name, None)
+        if value is not None and value != defaults.get(name):
+            found.append(f"{name}={value}")
+    return found
+
+
+def _manifest(
+    model: Any,
+    layout: Seq2SeqLayout,
+    task: str,
+    tokenizer: Any,
+    features: Any,
+    source: dict[str, Any],
+    opset: int,
+    exporter: str,
+) -> dict[str, Any]:
+    config = model.generation_config
+    eos = config.eos_token_id if config.eos_token_id is not None else model.config.eos_token_id
+    eos_ids = [eos] if isinstance(eos, int) else [int(e) for e in (eos or [])]
+    pad = config.pad_token_id if config.pad_token_id is not None else model.config.pad_token_id
+    if pad is None and tokenizer is not None:
+        pad = tokenizer.pad_token_id
+    pad = pad[0] if isinstance(pad, list) else pad
+    bos = getattr(config, "bos_token_id", None)
+    return {
+        "format": "modelport-bundle",
+        "format_version": bundles.FORMAT_VERSION,
+        "status": "verified",
+        "created": datetime.now(UTC).isoformat(timespec="seconds"),
+        "source": source,
+        "inputs": seq2seq_signature(layout).to_json(),
+        "outputs": [],
+        "opset": {"requested": opset, "actual": None},
+        "capture": {"requested": exporter, "strategy": None, "attempts": []},
+        "versions": bundles.package_versions(),
+        "parity": None,
+        "timings": {},
+        "optimizations": [],
+        "notes": [],
+        "generation": {
+            "task": task,
+            "architecture": type(model).__name__,
+            "layout": layout.to_json(),
+            "bos_token_id": bos if isinstance(bos, int) else None,
+            "eos_token_ids": eos_ids,
+            "pad_token_id": int(pad if pad is not None else (eos_ids[0] if eos_ids else 0)),
+            "tokenizer": tokenizer is not None,
+            "chat_template": False,
+            "feature_extractor": features is not None,
+            "decoder_prompt": decoder_prompt(model),
+            "forcing": forcing_of(model),
+            "encoder": {"file": ENCODER_FILE, "inputs": encoder_signature(layout).to_json(), "outputs": []},
+        },
+    }
+
+
+def encoder_signature(layout: Seq2SeqLayout) -> Signature:
+    """``encoder_model.onnx``'s inputs: token ids and mask, or Whisper's fixed-size log-mel features."""
+    batch = Dim(BATCH, 1, MAX_BATCH, 1)
+    if layout.encoder_input == "input_features":
+        features = InputSpec("input_features", (BATCH, layout.mel_bins, layout.frames), "float32")
+        return Signature.build([features], [batch])
+    inputs = [
+        InputSpec("input_ids", (BATCH, ENCODER_SEQ), "int64", 0, layout.vocab_size),
+        InputSpec("attention_mask", (BATCH, ENCODER_SEQ), "int64", 0, 2),
+    ]
+    return Signature.build(inputs, [batch, Dim(ENCODER_SEQ, 1, layout.max_source, 8)])
+
+
+def seq2seq_signature(layout: Seq2SeqLayout) -> Signature:
+    """The decoder graph's inputs (``past_sequence_length`` is 0 at the first step)."""
+    top = layout.max_context
+    inputs = [InputSpec("input_ids", (BATCH, SEQ), "int64", 0, layout.vocab_size)]
+    source: int | str = ENCODER_SEQ if layout.encoder_mask else layout.max_source
+    if layout.encoder_mask:
+        inputs.append(InputSpec("encoder_attention_mask", (BATCH, ENCODER_SEQ), "int64", 0, 2))
+    for name in layout.input_names[len(inputs) :]:
+        length = PAST if ".decoder." in name else source
+        inputs.append(InputSpec(name, (BATCH, layout.kv_heads, length, layout.head_dim), layout.kv_dtype))
+    dims = [Dim(BATCH, 1, MAX_BATCH, 1), Dim(SEQ, 1, top, 1), Dim(PAST, 0, top, 1)]
+    if layout.encoder_mask:
+        dims.append(Dim(ENCODER_SEQ, 1, layout.max_source, 8))
+    return Signature.build(inputs, dims)

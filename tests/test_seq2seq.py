@@ -271,3 +271,36 @@ def test_verify_fails_a_bundle_whose_cross_attention_layers_were_swapped(t5, tmp
     with pytest.raises(ParityError, match="check 'teacher-forced', prompt 0, step 0") as caught:
         modelport.verify(broken, f"hf:{folder}")
     assert "does not generate PyTorch's tokens" in caught.value.message
+
+
+def _multilingual_whisper(folder: Path, language: str | None) -> Path:
+    """The tiny Whisper with a multilingual generation config (language and task tokens, <|notimestamps|> and
+    the timestamp ids above it at the top of the vocabulary, as real checkpoints have them)."""
+    tiny_seq2seq("whisper", folder)
+    model = transformers.WhisperForConditionalGeneration.from_pretrained(folder)
+    config = model.generation_config
+    config.lang_to_id, config.task_to_id = {"<|en|>": 310, "<|fr|>": 311}, {"transcribe": 312, "translate": 313}
+    config.no_timestamps_token_id, config.language, config._from_model_config = 318, language, False
+    model.save_pretrained(folder)
+    return folder
+
+
+@pytest.mark.slow
+@pytest.mark.hf
+def test_whisper_starts_from_the_language_task_and_notimestamps_tokens_of_its_config(tmp_path):
+    folder = _multilingual_whisper(tmp_path / "hf", "fr")
+    task = "automatic-speech-recognition"
+    result = modelport.export(f"hf:{folder}", tmp_path / "bundle", task=task, exporter="trace")
+    assert result.bundle.manifest["generation"]["decoder_prompt"] == [3, 311, 312, 318] and result.parity.passed
+    audio = clip(0.6, 21)
+    with modelport.load(result.bundle.path) as model:
+        assert model.generate(audio=audio, max_new_tokens=NEW).token_ids == hf_generate(folder, "whisper", [audio])[0]
+
+
+@pytest.mark.hf
+def test_a_whisper_that_leaves_the_language_open_is_refused_with_the_fix(tmp_path):
+    folder = _multilingual_whisper(tmp_path / "hf", None)
+    with pytest.raises(UsageError, match="leaves the language open") as caught:
+        modelport.export(f"hf:{folder}", tmp_path / "bundle", task="automatic-speech-recognition")
+    assert "generation_config.language" in caught.value.hint
+    assert not (tmp_path / "bundle").exists()

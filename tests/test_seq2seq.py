@@ -304,3 +304,17 @@ def test_a_whisper_that_leaves_the_language_open_is_refused_with_the_fix(tmp_pat
         modelport.export(f"hf:{folder}", tmp_path / "bundle", task="automatic-speech-recognition")
     assert "generation_config.language" in caught.value.hint
     assert not (tmp_path / "bundle").exists()
+
+
+@pytest.mark.slow
+@pytest.mark.hf
+def test_commands_that_would_see_only_the_decoder_refuse_the_bundle(t5, tmp_path, capsys):
+    bundle = str(t5[2].bundle.path)
+    for args in (
+        ("optimize", bundle, "-o", str(tmp_path / "o")),
+        ("bench", bundle),
+        ("triton", bundle, "-o", str(tmp_path / "t")),
+    ):
+        code, _, err = cli(capsys, *args)
+        assert code == 2 and "is an encoder-decoder bundle" in err and "modelport generate" in err, (args, err)
+    assert not (tmp_path / "o").exists() and not (tmp_path / "t").exists()

@@ -37,6 +37,7 @@ from modelport.bundle import Bundle
 from modelport.compare import cosine
 from modelport.errors import ResourceError, UsageError
 from modelport.feeds import make_feed
+from modelport.generation.seq2seq import refuse_seq2seq
 from modelport.machine import physical_cores
 from modelport.runtime.base import Runner
 from modelport.runtime.ort import OPTIMIZATIONS
@@ -110,6 +111,7 @@ def backend_label(name: str) -> str:
 
 
 def bench(bundle: Bundle, config: BenchConfig, progress: Progress | None = None) -> BenchResult:
+    refuse_seq2seq(bundle, "bench")
     say = progress or (lambda _text, _done: None)
     numbers = (config.min_seconds, config.warmup, config.block_seconds, config.settle_seconds)
     if config.min_runs < 2 or not all(math.isfinite(n) and n >= 0 for n in numbers):

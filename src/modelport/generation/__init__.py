@@ -8,5 +8,8 @@ One stack that ``generate``, ``verify``, serving (HTTP, Triton's Python backend,
                  Continuation: one prompt's tokens, text and stop
     scheduler.py continuous batching: sequences join and leave a running batch between decode steps
     model.py     LanguageModel: a generation bundle + tokenizer; generate(), stream(), score(), raw calls
-    api.py       load(): a LanguageModel for a generation bundle, a plain Runner for any other
+    seq2seq.py   Seq2SeqModel: an encoder-decoder bundle (T5, BART, Marian, Whisper): the encoder once per
+                 request (cross-attention keys/values held by the cache), then the same loop
+    audio.py     16 kHz mono samples from an array or a WAV file (Whisper's input)
+    api.py       load(): a LanguageModel / Seq2SeqModel for a generation bundle, a plain Runner for any other
 """

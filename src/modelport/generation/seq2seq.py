@@ -33,7 +33,7 @@ from modelport.generation.model import GenerationStream
 from modelport.generation.sampling import Decoding, Forcing
 from modelport.runtime.base import Runner
 
-__all__ = ["Seq2SeqModel", "is_seq2seq", "SEQ2SEQ_TASKS", "ENCODER_FILE", "FEATURE_FILES"]
+__all__ = ["Seq2SeqModel", "is_seq2seq", "refuse_seq2seq", "SEQ2SEQ_TASKS", "ENCODER_FILE", "FEATURE_FILES"]
 
 SEQ2SEQ_TASKS = ("text2text-generation", "automatic-speech-recognition")
 ENCODER_FILE = "encoder_model.onnx"
@@ -42,6 +42,16 @@ FEATURE_FILES = ("preprocessor_config.json",)
 
 def is_seq2seq(bundle: Bundle) -> bool:
     return (bundle.manifest.get("generation") or {}).get("task") in SEQ2SEQ_TASKS
+
+
+def refuse_seq2seq(bundle: Bundle | None, doing: str) -> None:
+    """``UsageError`` for a command that would see only the decoder graph of an encoder-decoder bundle."""
+    if bundle is not None and is_seq2seq(bundle):
+        raise UsageError(
+            f"{bundle.path} is an encoder-decoder bundle (two graphs: {ENCODER_FILE} and model.onnx); {doing} does "
+            "not handle it yet",
+            "run it with `modelport generate` (or modelport.load(...).generate()) and check it with `modelport verify`",
+        )
 
 
 class Seq2SeqModel:
@@ -97,6 +107,15 @@ class Seq2SeqModel:
     def __call__(self, feed: dict[str, Any] | None = None, /, **named: Any) -> dict[str, np.ndarray]:
         """The raw decoder graph by feed names (``input_ids=..., past_key_values.0.encoder.key=...``)."""
         return self.runner(feed, **named)
+
+    def infer(self, feed: dict[str, Any], **options: Any) -> dict[str, np.ndarray]:
+        return self.runner.infer(feed, **options)
+
+    def inputs(self) -> Any:
+        return self.runner.inputs()
+
+    def outputs(self) -> Any:
+        return self.runner.outputs()
 
     def describe(self) -> dict[str, Any]:
         info = self.runner.describe()

@@ -92,6 +92,7 @@ def optimize(
     Raises ``ParityError`` when no candidate stays within the budget."""
     only = [n.strip() for n in candidates.split(",")] if isinstance(candidates, str) else candidates
     generation = _generation_bundle(model)
+    _refuse_seq2seq(model)
     if generation is not None:
         from modelport.optimization.text_api import optimize_text
 
@@ -192,6 +193,14 @@ def _generation_bundle(model: Any) -> Bundle | None:
     if isinstance(model, (str, Path)) and Path(model).is_dir() and (Path(model) / bundles.MANIFEST).is_file():
         model = Bundle.open(model)
     return model if isinstance(model, Bundle) and is_generation(model) else None
+
+
+def _refuse_seq2seq(model: Any) -> None:
+    from modelport.generation.seq2seq import refuse_seq2seq
+
+    if isinstance(model, (str, Path)) and Path(model).is_dir() and (Path(model) / bundles.MANIFEST).is_file():
+        model = Bundle.open(model)
+    refuse_seq2seq(model if isinstance(model, Bundle) else None, "optimize")
 
 
 def _fitting(feeds: list[dict[str, np.ndarray]], limit: int) -> list[dict[str, np.ndarray]]:

@@ -32,6 +32,7 @@ from typing import Any
 from modelport.bundle import Bundle
 from modelport.errors import MissingExtraError, UsageError
 from modelport.generation.model import is_generation
+from modelport.generation.seq2seq import refuse_seq2seq
 from modelport.runtime.base import TensorInfo, infos_from_manifest, infos_from_signature
 from modelport.serving.batching import BatchConfig
 from modelport.serving.models import batch_axis, parse_sources
@@ -90,6 +91,7 @@ def triton_repository(
         written = []
         for source in sources:
             bundle = _bundle(source.path, imports / source.name)
+            refuse_seq2seq(bundle, "the Triton writer")
             generating = platform == "python" and is_generation(bundle)
             if generating:
                 sequences = BatchConfig(batching, max_sequences=max_sequences).sequences

@@ -15,6 +15,7 @@ import numpy as np
 from modelport.bundle import Bundle
 from modelport.errors import FeedError, UsageError
 from modelport.feeds import check_feed, check_names
+from modelport.generation.seq2seq import refuse_seq2seq
 from modelport.runtime.base import Runner, TensorInfo, infos_from_manifest, infos_from_signature
 from modelport.runtime.ort import OrtRunner
 from modelport.runtime.registry import create
@@ -103,6 +104,7 @@ class ServedModel:
         if not (source.path.is_file() and source.path.suffix == ".onnx"):
             target = Bundle.open(source.path)
         self.bundle = target if isinstance(target, Bundle) else None
+        refuse_seq2seq(self.bundle, "serving")
         self.signature = self.bundle.signature if self.bundle is not None else None  # parsed once, not per request
         self.runner: Runner = create(backend, target, threads=threads, check_ranges=check_ranges)
         if isinstance(self.runner, OrtRunner):

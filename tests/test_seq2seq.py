@@ -119,6 +119,8 @@ def test_forcing_suppresses_and_forces_as_transformers_does():
     assert rules.apply(scores, 1, 3).argmax(-1).tolist() == [4, 4]  # begin_suppress only at the first token
     assert rules.apply(scores, 2, 3).argmax(-1).tolist() == [1, 1]  # the last token allowed is end-of-sequence
     assert Forcing(forced_bos=2).apply(scores, 0, 3).argmax(-1).tolist() == [2, 2]
+    late = Forcing(eos=(5,), min_eos_step=2)
+    assert [late.apply(scores, step, 9).argmax(-1).tolist() for step in range(3)] == [[4, 4], [4, 4], [5, 5]]
     assert not Forcing()
 
 
@@ -318,3 +320,25 @@ def test_commands_that_would_see_only_the_decoder_refuse_the_bundle(t5, tmp_path
         code, _, err = cli(capsys, *args)
         assert code == 2 and "is an encoder-decoder bundle" in err and "modelport generate" in err, (args, err)
     assert not (tmp_path / "o").exists() and not (tmp_path / "t").exists()
+
+
+@pytest.mark.slow
+@pytest.mark.hf
+def test_the_generation_configs_bad_words_and_minimum_length_hold_as_in_transformers(tmp_path):
+    """A BART that wants to end at once (its final logits bias end-of-sequence) and a config that bans one token
+    and asks for 12 tokens at least: the bundle generates what transformers' generate does."""
+    folder = tiny_seq2seq("bart", tmp_path / "hf")
+    model = transformers.BartForConditionalGeneration.from_pretrained(folder)
+    with torch.no_grad():
+        model.final_logits_bias[0, EOS] = 1e3
+    texts = ["The cat sat on the mat.", "Rain again today."]
+    model.generation_config.update(bad_words_ids=[[95], [96, 97]], min_length=12, _from_model_config=False)
+    model.save_pretrained(folder)
+    result = modelport.export(f"hf:{folder}", tmp_path / "bundle", task="text2text-generation", exporter="trace")
+    forcing = result.bundle.manifest["generation"]["forcing"]
+    assert forcing["suppress"] == [95] and forcing["min_eos_step"] == 11 and forcing["eos"] == [EOS]
+    assert any("bad_words_ids of several tokens" in note for note in result.notes)
+    want = hf_generate(folder, "bart", texts)
+    assert [len(w) for w in want] == [12, 12] and all(w[-1] == EOS for w in want)
+    with modelport.load(result.bundle.path) as bundle:
+        assert [bundle.generate(t, max_new_tokens=NEW).token_ids for t in texts] == want

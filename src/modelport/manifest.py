@@ -126,9 +126,12 @@ def _check_generation(gen: Any) -> None:
         forcing = gen.get("forcing")
         _expect(isinstance(forcing, dict), "generation 'forcing' is not an object")
         for key, value in forcing.items():
+            if key == "min_eos_step":
+                _expect(_int(value) and 0 <= value <= MAX_DIM, "generation forcing 'min_eos_step' is not a count")
+                continue
             ids = value if isinstance(value, list) else [value]
             _expect(
-                key in ("suppress", "begin_suppress", "forced_bos", "forced_eos")
+                key in ("suppress", "begin_suppress", "forced_bos", "forced_eos", "eos")
                 and all(v is None or (_int(v) and 0 <= v < vocab) for v in ids),
                 f"generation forcing {key!r} is not token ids",
             )

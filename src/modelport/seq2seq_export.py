@@ -43,7 +43,7 @@ __all__ = ["export_seq2seq", "seq2seq_signature", "encoder_signature", "decoder_
 
 MAX_BATCH = 64
 #: generation-config settings the bundle's loop does not apply (it decodes greedily or samples, one beam)
-_NOT_APPLIED = ("num_beams", "no_repeat_ngram_size", "bad_words_ids", "min_length", "min_new_tokens", "length_penalty")
+_NOT_APPLIED = ("num_beams", "no_repeat_ngram_size", "length_penalty")
 
 
 @dataclass
@@ -339,11 +339,18 @@ def forcing_of(model: Any) -> dict[str, Any]:
         return [int(value)] if isinstance(value, int) else [int(v) for v in value]
 
     bos = getattr(config, "forced_bos_token_id", None)
+    banned = [int(words[0]) for words in (getattr(config, "bad_words_ids", None) or []) if len(words) == 1]
+    eos = config.eos_token_id if config.eos_token_id is not None else model.config.eos_token_id
+    # transformers counts min_length over the decoder's whole sequence, its first tokens included
+    prompt = len(decoder_prompt(model))
+    min_eos = max(int(getattr(config, "min_new_tokens", None) or 0), int(config.min_length or 0) - prompt)
     return {
-        "suppress": ids(getattr(config, "suppress_tokens", None)),
+        "suppress": sorted(set(ids(getattr(config, "suppress_tokens", None)) + banned)),
         "begin_suppress": ids(getattr(config, "begin_suppress_tokens", None)),
         "forced_bos": int(bos) if bos is not None else None,
         "forced_eos": ids(getattr(config, "forced_eos_token_id", None)),
+        "eos": ids(eos) if min_eos > 0 else [],
+        "min_eos_step": max(min_eos, 0),
     }
 
 
@@ -355,6 +362,9 @@ def _not_applied(model: Any) -> list[str]:
         value = getattr(config, name, None)
         if value is not None and value != defaults.get(name):
             found.append(f"{name}={value}")
+    longer = [words for words in (getattr(config, "bad_words_ids", None) or []) if len(words) > 1]
+    if longer:
+        found.append(f"bad_words_ids of several tokens ({len(longer)})")
     return found
 
 

@@ -61,18 +61,22 @@ class Decoding:
 @dataclass(frozen=True)
 class Forcing:
     """Token rules a model's generation config sets, whatever the decoding options: transformers'
-    ``SuppressTokens`` (never these ids), ``SuppressTokensAtBegin`` (not these as the first new token),
-    ``ForcedBOS`` (this id first) and ``ForcedEOS`` (end-of-sequence as the last token ``max_new_tokens``
-    allows). -inf hides a token; a forced one scores 0 and every other -inf, as transformers does (of several
-    forced end-of-sequence ids, greedy decoding picks the first)."""
+    ``SuppressTokens`` (never these ids; single-token ``bad_words_ids`` join them), ``SuppressTokensAtBegin``
+    (not these as the first new token), ``ForcedBOS`` (this id first), ``ForcedEOS`` (end-of-sequence as the
+    last token ``max_new_tokens`` allows) and ``MinLength`` / ``MinNewTokens`` (no ``eos`` id before new
+    token ``min_eos_step``). -inf hides a token; a forced one scores 0 and every other -inf, as transformers
+    does (of several forced end-of-sequence ids, greedy decoding picks the first)."""
 
     suppress: tuple[int, ...] = ()
     begin_suppress: tuple[int, ...] = ()
     forced_bos: int | None = None
     forced_eos: tuple[int, ...] = ()
+    eos: tuple[int, ...] = ()
+    min_eos_step: int = 0
 
     def __bool__(self) -> bool:
-        return bool(self.suppress or self.begin_suppress or self.forced_bos is not None or self.forced_eos)
+        hide_eos = bool(self.eos) and self.min_eos_step > 0
+        return bool(self.suppress or self.begin_suppress or self.forced_bos is not None or self.forced_eos or hide_eos)
 
     def apply(self, scores: np.ndarray, step: int, steps: int) -> np.ndarray:
         """``scores`` [batch, vocab] at new token ``step`` (0 first) of ``steps``."""
@@ -81,6 +85,8 @@ class Forcing:
             out[:, list(self.suppress)] = -np.inf
         if step == 0 and self.begin_suppress:
             out[:, list(self.begin_suppress)] = -np.inf
+        if step < self.min_eos_step and self.eos:
+            out[:, list(self.eos)] = -np.inf
         forced = [self.forced_bos] if step == 0 and self.forced_bos is not None else None
         if step == steps - 1 and self.forced_eos:
             forced = list(self.forced_eos)

@@ -20,6 +20,7 @@ failed, as for causal models (``verification.generation``); ``GenerationReport.r
 from __future__ import annotations
 
 import copy
+import dataclasses
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -102,8 +103,9 @@ def pytorch_reference(model: Any, s2s: Seq2SeqModel, feed: dict[str, np.ndarray]
 
     config = copy.deepcopy(model.generation_config)
     config.update(
-        max_new_tokens=new_tokens, min_new_tokens=None, do_sample=False, num_beams=1, eos_token_id=[],
-        pad_token_id=s2s.pad_id, no_repeat_ngram_size=0, bad_words_ids=None, repetition_penalty=1.0, min_length=0,
+        max_new_tokens=new_tokens, do_sample=False, num_beams=1, eos_token_id=[], pad_token_id=s2s.pad_id,
+        no_repeat_ngram_size=0, repetition_penalty=1.0,
+        bad_words_ids=[[t] for t in s2s.forcing.suppress if t not in (config.suppress_tokens or [])] or None,
     )  # fmt: skip
     config.max_length = None
     inputs = _torch_feed(feed)
@@ -122,7 +124,9 @@ def _greedy(s2s: Seq2SeqModel, inputs: Sequence[Any], new_tokens: int) -> list[l
     fixed = s2s.encode(s2s.encoder_feed(list(inputs)))
     prompts = [s2s.decoder_prompt] * len(inputs)
     decoding = Decoding(max_new_tokens=new_tokens, ignore_eos=True)
-    run = decode(s2s._cache, prompts, decoding, pad_id=s2s.pad_id, forcing=s2s.forcing or None, fixed=fixed)
+    # end-of-sequence is no stop here, so no minimum length holds it back (transformers' reference likewise)
+    forcing = dataclasses.replace(s2s.forcing, min_eos_step=0)
+    run = decode(s2s._cache, prompts, decoding, pad_id=s2s.pad_id, forcing=forcing or None, fixed=fixed)
     while True:
         try:
             next(run)

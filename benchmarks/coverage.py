@@ -37,6 +37,8 @@ OPTIMUM = {
     "roberta": {"feature-extraction", "fill-mask", "multiple-choice", "question-answering", "text-classification",
                 "token-classification", "sentence-similarity"},
     "vit": {"feature-extraction", "image-classification", "masked-im"},
+    "resnet": {"feature-extraction", "image-classification"},
+    "detr": {"feature-extraction", "object-detection", "image-segmentation"},
     "wav2vec2": {"feature-extraction", "automatic-speech-recognition", "audio-classification",
                  "audio-frame-classification", "audio-xvector"},
     "hubert": {"feature-extraction", "automatic-speech-recognition", "audio-classification"},

@@ -22,7 +22,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.hf]
 
 def unseen_feed(manifest: dict, rng: np.random.Generator) -> dict[str, np.ndarray]:
     """Inputs at sizes the verification feeds did not use (odd, not min/max), a padded text row included."""
-    sizes = {"batch": 3, "images": 2, "seq": 11, "decoder_seq": 7, "samples": 12345}
+    sizes = {"batch": 3, "images": 2, "seq": 11, "decoder_seq": 7, "samples": 12345, "height": 80, "width": 96}
     feed = {}
     for spec in manifest["inputs"]:
         shape = [d if isinstance(d, int) else sizes[d["name"]] for d in spec["dims"]]
@@ -32,6 +32,8 @@ def unseen_feed(manifest: dict, rng: np.random.Generator) -> dict[str, np.ndarra
             feed[name][1, 7:] = 0
         elif name == "token_type_ids":
             feed[name] = np.zeros(shape, np.int64)
+        elif name == "pixel_mask":
+            feed[name] = np.ones(shape, np.int64)
         elif spec["dtype"] == "int64":
             feed[name] = rng.integers(spec["range"][0], spec["range"][1], shape).astype(np.int64)
         else:

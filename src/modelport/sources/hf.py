@@ -165,7 +165,7 @@ def infer_signature(model: Any) -> Signature:
     if "input_ids" in params:
         inputs += _text_inputs(config, params, dims)
     if "pixel_values" in params:
-        inputs += _image_inputs(config, "batch" if not inputs else "images", dims)
+        inputs += _image_inputs(config, "batch" if not inputs else "images", params, dims)
     if "input_values" in params:
         inputs += _waveform_inputs(config, dims)
     if "input_features" in params:
@@ -210,21 +210,32 @@ def _text_inputs(config: Any, params: Any, dims: list[Dim]) -> list[InputSpec]:
     return inputs
 
 
-def _image_inputs(config: Any, batch: str, dims: list[Dim]) -> list[InputSpec]:
-    """``pixel_values`` of the configured size (an int, [height, width] or {"height", "width"}), normalized."""
+def _image_inputs(config: Any, batch: str, params: Any, dims: list[Dim]) -> list[InputSpec]:
+    """``pixel_values`` of the configured size (an int, [height, width] or {"height", "width"}), normalized; a
+    model configured with no size (a detector, a ResNet) takes any, from 64 to 224 pixels a side. A detector's
+    ``pixel_mask`` is fed all ones (no padding): a mask of other shapes than a top-left rectangle is not one
+    its image processor makes."""
     vision = getattr(config, "vision_config", None) or config
-    size = getattr(vision, "image_size", None) or 224
+    size = getattr(vision, "image_size", None)
+    height: int | str
+    width: int | str
     if isinstance(size, dict):
         height, width = int(size.get("height", 224)), int(size.get("width", 224))
     elif isinstance(size, (list, tuple)):
         height, width = int(size[0]), int(size[-1])
+    elif isinstance(size, int):
+        height = width = size
     else:
-        height = width = int(size)
+        height, width = "height", "width"
+        dims += [Dim("height", 64, 224, 224), Dim("width", 64, 224, 224)]
     channels = _first_int(vision, "num_channels") or 3
     if batch != "batch":
         dims.append(Dim(batch, 1, MAX_BATCH))
     # what an image processor hands over: pixels scaled to 0..1, then normalized (about -2.2..2.7)
-    return [InputSpec("pixel_values", (batch, channels, height, width), "float32", -2.5, 2.5)]
+    inputs = [InputSpec("pixel_values", (batch, channels, height, width), "float32", -2.5, 2.5)]
+    if "pixel_mask" in params:
+        inputs.append(InputSpec("pixel_mask", (batch, height, width), "int64", 1, 2))
+    return inputs
 
 
 def _waveform_inputs(config: Any, dims: list[Dim]) -> list[InputSpec]:

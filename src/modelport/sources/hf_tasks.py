@@ -55,6 +55,7 @@ TASKS = (
     _task("token-classification", "AutoModelForTokenClassification", "TOKEN_CLASSIFICATION"),
     _task("question-answering", "AutoModelForQuestionAnswering", "QUESTION_ANSWERING"),
     _task("image-classification", "AutoModelForImageClassification", "IMAGE_CLASSIFICATION"),
+    _task("object-detection", "AutoModelForObjectDetection", "OBJECT_DETECTION"),
     _task("audio-classification", "AutoModelForAudioClassification", "AUDIO_CLASSIFICATION"),
     _task(
         "zero-shot-image-classification", "AutoModelForZeroShotImageClassification", "ZERO_SHOT_IMAGE_CLASSIFICATION"

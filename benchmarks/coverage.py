@@ -23,6 +23,7 @@ sys.path.insert(0, str(ROOT))
 
 from tests.models import hf_tasks  # noqa: E402
 from tests.models.lm import tiny_lm  # noqa: E402
+from tests.models.seq2seq import tiny_seq2seq  # noqa: E402
 
 from modelport.errors import ModelportError  # noqa: E402
 from modelport.exporting import export  # noqa: E402
@@ -60,6 +61,18 @@ OPTIMUM = {
 GENERATING = {
     ("gpt2", "text-generation"): ("GPT2LMHeadModel", lambda folder: tiny_lm("gpt2", folder), "test_generate.py"),
     ("llama", "text-generation"): ("LlamaForCausalLM", lambda folder: tiny_lm("llama", folder), "test_generate.py"),
+    ("t5", "text2text-generation"): ("T5ForConditionalGeneration", lambda f: tiny_seq2seq("t5", f), "test_seq2seq.py"),
+    ("bart", "text2text-generation"): (
+        "BartForConditionalGeneration",
+        lambda folder: tiny_seq2seq("bart", folder),
+        "test_seq2seq.py",
+    ),
+    ("marian", "text2text-generation"): ("MarianMTModel", lambda f: tiny_seq2seq("marian", f), "test_seq2seq.py"),
+    ("whisper", "automatic-speech-recognition"): (
+        "WhisperForConditionalGeneration",
+        lambda folder: tiny_seq2seq("whisper", folder),
+        "test_seq2seq.py",
+    ),
 }
 
 
@@ -79,12 +92,13 @@ def measure(row: tuple[str, str], work: Path) -> dict:
     except ModelportError as exc:
         return {**record, "exported": False, "error": str(exc)}
     manifest = result.bundle.manifest
+    encoder = (manifest.get("generation") or {}).get("encoder") or {}  # an encoder-decoder: show the encoder's inputs
     parity = result.parity
     record.update(
         exported=True,
         verified=bool(parity.passed),
         seconds=round(time.perf_counter() - started, 1),
-        inputs=[i["name"] for i in manifest["inputs"]],
+        inputs=[i["name"] for i in encoder.get("inputs", manifest["inputs"])],
         strategy=manifest["capture"].get("strategy"),
         checks=len(parity.checks) if hasattr(parity, "checks") else None,
         feeds=len(getattr(parity, "results", []) or []),
@@ -114,12 +128,16 @@ def table(records: list[dict]) -> str:
 
 
 def main() -> None:
+    only = set(sys.argv[1:])  # architectures to run (a quick look; the files are written only for all)
     with tempfile.TemporaryDirectory() as tmp:
         records = []
-        for row in [*hf_tasks.ROWS, *GENERATING]:
+        for row in [r for r in [*hf_tasks.ROWS, *GENERATING] if not only or r[0] in only]:
             records.append(measure(row, Path(tmp)))
             print(records[-1], flush=True)
     text = table(records)
+    if only:
+        print(text)
+        return
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "tasks-coverage.json").write_text(json.dumps(records, indent=2) + "\n")
     header = (

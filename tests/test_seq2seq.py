@@ -299,13 +299,23 @@ def test_whisper_starts_from_the_language_task_and_notimestamps_tokens_of_its_co
         assert model.generate(audio=audio, max_new_tokens=NEW).token_ids == hf_generate(folder, "whisper", [audio])[0]
 
 
+@pytest.mark.slow
 @pytest.mark.hf
-def test_a_whisper_that_leaves_the_language_open_is_refused_with_the_fix(tmp_path):
+def test_a_language_the_config_leaves_open_is_detected_per_input_as_transformers_does(tmp_path):
     folder = _multilingual_whisper(tmp_path / "hf", None)
-    with pytest.raises(UsageError, match="leaves the language open") as caught:
-        modelport.export(f"hf:{folder}", tmp_path / "bundle", task="automatic-speech-recognition")
-    assert "generation_config.language" in caught.value.hint
-    assert not (tmp_path / "bundle").exists()
+    model = transformers.WhisperForConditionalGeneration.from_pretrained(folder)
+    model.generation_config.forced_decoder_ids = [[1, None], [2, 312]]  # as real multilingual checkpoints have it
+    model.save_pretrained(folder)
+    task = "automatic-speech-recognition"
+    result = modelport.export(f"hf:{folder}", tmp_path / "bundle", task=task, exporter="trace")
+    gen = result.bundle.manifest["generation"]
+    assert gen["decoder_prompt"] == [3, 312, 318] and gen["detect_language"] == {"at": 1, "ids": [310, 311]}
+    clips = [clip(0.2, 40), clip(0.5, 41), clip(0.9, 42)]
+    with modelport.load(result.bundle.path) as bundle:
+        fixed = bundle.encode(bundle.encoder_feed(clips))
+        assert {p[1] for p in bundle.prompts(fixed, 3)} == {310, 311}  # one batch, two languages
+        got = [g.token_ids for g in bundle.generate(audio=clips, max_new_tokens=NEW)]
+    assert got == hf_generate(folder, "whisper", clips)
 
 
 @pytest.mark.slow

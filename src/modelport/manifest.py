@@ -123,6 +123,19 @@ def _check_generation(gen: Any) -> None:
             and all(_int(i) and 0 <= i < vocab for i in prompt),
             "generation 'decoder_prompt' is not a list of token ids",
         )
+        detect = gen.get("detect_language")
+        _expect(
+            detect is None
+            or (
+                isinstance(detect, dict)
+                and _int(detect.get("at"))
+                and 1 <= detect["at"] <= len(prompt)
+                and isinstance(detect.get("ids"), list)
+                and bool(detect["ids"])
+                and all(_int(i) and 0 <= i < vocab for i in detect["ids"])
+            ),
+            "generation 'detect_language' is not a position and token ids",
+        )
         forcing = gen.get("forcing")
         _expect(isinstance(forcing, dict), "generation 'forcing' is not an object")
         for key, value in forcing.items():

@@ -39,7 +39,14 @@ from modelport.verification.generation import DEFAULT_LOGITS_TOLERANCE
 from modelport.verification.generation_report import GenerationReport
 from modelport.verification.seq2seq import NEW_TOKENS, check_seq2seq, default_inputs, read_inputs
 
-__all__ = ["export_seq2seq", "seq2seq_signature", "encoder_signature", "decoder_prompt", "forcing_of"]
+__all__ = [
+    "export_seq2seq",
+    "seq2seq_signature",
+    "encoder_signature",
+    "decoder_prompt",
+    "language_to_detect",
+    "forcing_of",
+]
 
 MAX_BATCH = 64
 #: generation-config settings the bundle's loop does not apply (it decodes greedily or samples, one beam)
@@ -284,11 +291,22 @@ def _save_side_files(tokenizer: Any, features: Any, model: Any, staging: Path) -
 
 
 def decoder_prompt(model: Any) -> list[int]:
-    """The decoder's first tokens: ``decoder_start_token_id``; for Whisper also what its ``generate`` puts after
-    it for a plain transcription: the ids of ``forced_decoder_ids`` (when no language/task is set), the
-    language and task tokens when the generation config names them, then ``<|notimestamps|>`` where the config
-    has one. A multilingual Whisper whose config leaves the language open (transformers would detect it) is
-    refused: set ``generation_config.language`` in the folder."""
+    """The decoder's first tokens (``language_to_detect`` says where a detected language goes)."""
+    return _prompt_and_language(model)[0]
+
+
+def language_to_detect(model: Any) -> dict[str, Any] | None:
+    """For a multilingual Whisper whose config leaves the language open: where its token goes in the
+    decoder's first tokens and the ids to choose among (``Seq2SeqModel`` picks one per input, as
+    transformers' ``detect_language`` does: the likeliest of them after the start token)."""
+    return _prompt_and_language(model)[1]
+
+
+def _prompt_and_language(model: Any) -> tuple[list[int], dict[str, Any] | None]:
+    """``decoder_start_token_id``; for Whisper also what its ``generate`` puts after it for a plain
+    transcription: the ids of ``forced_decoder_ids`` (when no language/task is set), the language and task
+    tokens when the generation config names them (a language it leaves open is detected per input), then
+    ``<|notimestamps|>`` where the config has one."""
     config = model.generation_config
     start = config.decoder_start_token_id
     if start is None:
@@ -297,36 +315,41 @@ def decoder_prompt(model: Any) -> list[int]:
         raise UsageError(
             f"{type(model).__name__}'s config has no decoder_start_token_id", "set it in the folder's config.json"
         )
-    prompt = [int(start)]
+    prompt: list[int | None] = [int(start)]
     if getattr(model, "main_input_name", "") != "input_features":
-        return prompt
+        return [int(start)], None
     language, task = getattr(config, "language", None), getattr(config, "task", None)
     forced = getattr(config, "forced_decoder_ids", None) or getattr(model.config, "forced_decoder_ids", None)
     if language is None and task is None and forced:
         for position, token in sorted(forced):
             if position != len(prompt):
                 break
-            if token is None:
-                break
-            prompt.append(int(token))
+            prompt.append(None if token is None else int(token))
     lang_ids = getattr(config, "lang_to_id", None) or {}
+    detect = None
     if lang_ids and not any(t in lang_ids.values() for t in prompt):
-        if language is None:
-            raise UsageError(
-                "this Whisper's generation config leaves the language open (transformers would detect it first)",
-                "set the language in the folder: model.generation_config.language = 'en'; save_pretrained(DIR)",
-            )
-        code = language if language.startswith("<|") else f"<|{language}|>"
-        if code not in lang_ids:
-            raise UsageError(f"language {language!r} is not in the generation config's lang_to_id", "choose one of it")
-        prompt.append(int(lang_ids[code]))
+        if language is None:  # transformers detects it: the likeliest language token after the start token
+            if len(prompt) > 1 and prompt[1] is None:
+                prompt = prompt[:1] + prompt[2:]
+            detect = {"at": 1, "ids": sorted(int(i) for i in lang_ids.values())}
+        else:
+            code = language if language.startswith("<|") else f"<|{language}|>"
+            if code not in lang_ids:
+                raise UsageError(
+                    f"language {language!r} is not in the generation config's lang_to_id",
+                    f"choose one of: {', '.join(sorted(lang_ids))}",
+                )
+            prompt.insert(1, int(lang_ids[code]))
+    prompt = [t for t in prompt if t is not None]
     task_ids = getattr(config, "task_to_id", None) or {}
-    if task_ids and lang_ids and not any(t in task_ids.values() for t in prompt):
-        prompt.append(int(task_ids[task or "transcribe"]))
+    if task_ids and task is not None and not any(t in task_ids.values() for t in prompt):
+        prompt.append(int(task_ids[task]))
+    elif task_ids and language is not None and not any(t in task_ids.values() for t in prompt):
+        prompt.append(int(task_ids["transcribe"]))  # a language named, no task: transcribe, as transformers does
     no_timestamps = getattr(config, "no_timestamps_token_id", None)
     if no_timestamps is not None and not getattr(config, "return_timestamps", False) and prompt[-1] != no_timestamps:
         prompt.append(int(no_timestamps))
-    return prompt
+    return [int(t) for t in prompt], detect
 
 
 def forcing_of(model: Any) -> dict[str, Any]:
@@ -342,7 +365,7 @@ def forcing_of(model: Any) -> dict[str, Any]:
     banned = [int(words[0]) for words in (getattr(config, "bad_words_ids", None) or []) if len(words) == 1]
     eos = config.eos_token_id if config.eos_token_id is not None else model.config.eos_token_id
     # transformers counts min_length over the decoder's whole sequence, its first tokens included
-    prompt = len(decoder_prompt(model))
+    prompt = len(decoder_prompt(model)) + (language_to_detect(model) is not None)
     min_eos = max(int(getattr(config, "min_new_tokens", None) or 0), int(config.min_length or 0) - prompt)
     return {
         "suppress": sorted(set(ids(getattr(config, "suppress_tokens", None)) + banned)),
@@ -412,6 +435,7 @@ def _manifest(
             "chat_template": False,
             "feature_extractor": features is not None,
             "decoder_prompt": decoder_prompt(model),
+            "detect_language": language_to_detect(model),
             "forcing": forcing_of(model),
             "encoder": {"file": ENCODER_FILE, "inputs": encoder_signature(layout).to_json(), "outputs": []},
         },

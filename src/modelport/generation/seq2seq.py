@@ -9,7 +9,9 @@ and sampling as a causal ``LanguageModel``, those keys/values held by the cache 
 The decoder starts from the bundle's ``decoder_prompt``, fixed at export from the model's generation
 config: ``decoder_start_token_id``, and for Whisper the ids of its ``forced_decoder_ids`` / language and
 task settings and ``<|notimestamps|>`` where the config has one: a plain transcription without
-timestamps, the tokens transformers' Whisper ``generate`` starts from. The config's token rules
+timestamps, the tokens transformers' Whisper ``generate`` starts from. A language the config leaves open
+(a multilingual checkpoint) is detected per input as transformers does: one decoder step from the start
+token, the likeliest language token. The config's token rules
 (suppressed ids, forced first/last ids) are applied at every step as transformers applies them.
 Several inputs run as one batch: texts right-padded under the encoder's mask, audio padded or cut to
 the feature extractor's window; every row's decoder starts from the same prompt.
@@ -73,6 +75,7 @@ class Seq2SeqModel:
         self.eos_ids: list[int] = list(info.get("eos_token_ids") or [])
         self.pad_id: int = info.get("pad_token_id") if info.get("pad_token_id") is not None else 0
         self.decoder_prompt: list[int] = list(info["decoder_prompt"])
+        self.detect_language: dict[str, Any] | None = info.get("detect_language")
         self.forcing = Forcing(**{k: tuple(v) if isinstance(v, list) else v for k, v in info["forcing"].items()})
         self._tokenizer: Any = None
         self._features: Any = None
@@ -192,6 +195,22 @@ class Seq2SeqModel:
             fixed["encoder_attention_mask"] = feed["attention_mask"]
         return fixed
 
+    def prompts(self, fixed: dict[str, np.ndarray], rows: int) -> list[list[int]]:
+        """Each row's first decoder tokens: the bundle's ``decoder_prompt``, with the language a multilingual
+        Whisper left open detected per row as transformers does (one decoder step from the start token; the
+        likeliest of the language ids)."""
+        if not self.detect_language:
+            return [list(self.decoder_prompt) for _ in range(rows)]
+        assert self._cache is not None
+        ids = np.asarray(self.detect_language["ids"], np.int64)
+        self._cache.start(rows)
+        self._cache.hold(fixed)
+        start = np.full((rows, 1), self.decoder_prompt[0], np.int64)
+        logits = self._cache.step({"input_ids": start})[:, -1, :]
+        chosen = ids[np.asarray(logits, np.float32)[:, ids].argmax(-1)]
+        at = int(self.detect_language["at"])
+        return [self.decoder_prompt[:at] + [int(lang)] + self.decoder_prompt[at:] for lang in chosen]
+
     def detokenize(self, ids: list[int]) -> str:
         return self.tokenizer.decode(ids, skip_special_tokens=True)
 
@@ -223,7 +242,7 @@ class Seq2SeqModel:
             raise UsageError("stop strings need the bundle's tokenizer, and it has none", "drop --stop")
         feed = self.encoder_feed(listed)
         fixed = self.encode(feed)
-        prompts = [self.decoder_prompt] * len(listed)
+        prompts = self.prompts(fixed, len(listed))
         detok = self.detokenize if self.has_tokenizer else None
         results = yield from decode(
             self._cache, prompts, decoding, eos_ids=self.eos_ids, pad_id=self.pad_id, detokenize=detok,
@@ -260,9 +279,11 @@ class Seq2SeqModel:
         if self._cache is None:
             raise RuntimeError("Seq2SeqModel is not loaded; use `with`")
         cache = self._cache
+        fixed = self.encode(self.encoder_feed([item]))
+        prompt = self.prompts(fixed, 1)[0]
         cache.start(1)
-        cache.hold(self.encode(self.encoder_feed([item])))
-        out = [cache.step(batch_feed([self.decoder_prompt], self.pad_id, False))[0, -1]]
+        cache.hold(fixed)
+        out = [cache.step(batch_feed([prompt], self.pad_id, False))[0, -1]]
         for token in list(continuation)[:-1]:
             out.append(cache.step({"input_ids": np.array([[token]], np.int64)})[0, -1])
         return out

@@ -96,7 +96,9 @@ def _torch_feed(feed: dict[str, np.ndarray]) -> dict[str, Any]:
     return {name: torch.from_numpy(np.ascontiguousarray(array)) for name, array in feed.items()}
 
 
-def pytorch_reference(model: Any, s2s: Seq2SeqModel, feed: dict[str, np.ndarray], new_tokens: int) -> _Reference:
+def pytorch_reference(
+    model: Any, s2s: Seq2SeqModel, feed: dict[str, np.ndarray], new_tokens: int, prompt: list[int]
+) -> _Reference:
     """transformers' greedy ``generate`` for exactly ``new_tokens`` (end-of-sequence does not stop it), and
     the logits of every step from one forward pass over the decoder prompt and those tokens."""
     import torch
@@ -113,16 +115,16 @@ def pytorch_reference(model: Any, s2s: Seq2SeqModel, feed: dict[str, np.ndarray]
         out = model.generate(**inputs, generation_config=config)
         sequence = out[0].tolist()
         if not s2s.speech:  # transformers' Whisper returns only the new tokens; the others start with the prompt
-            sequence = sequence[len(s2s.decoder_prompt) :]
-        decoder = torch.tensor([s2s.decoder_prompt + sequence[:-1]], dtype=torch.int64)
-        logits = model(**inputs, decoder_input_ids=decoder).logits[0, len(s2s.decoder_prompt) - 1 :]
+            sequence = sequence[len(prompt) :]
+        decoder = torch.tensor([prompt + sequence[:-1]], dtype=torch.int64)
+        logits = model(**inputs, decoder_input_ids=decoder).logits[0, len(prompt) - 1 :]
     return _Reference(sequence, [row.float().numpy() for row in logits])
 
 
 def _greedy(s2s: Seq2SeqModel, inputs: Sequence[Any], new_tokens: int) -> list[list[int]]:
     assert s2s._cache is not None
     fixed = s2s.encode(s2s.encoder_feed(list(inputs)))
-    prompts = [s2s.decoder_prompt] * len(inputs)
+    prompts = s2s.prompts(fixed, len(inputs))
     decoding = Decoding(max_new_tokens=new_tokens, ignore_eos=True)
     # end-of-sequence is no stop here, so no minimum length holds it back (transformers' reference likewise)
     forcing = dataclasses.replace(s2s.forcing, min_eos_step=0)
@@ -155,9 +157,10 @@ def check_seq2seq(
     unit = "samples" if s2s.speech else "tokens"
     report = GenerationReport(lengths or _lengths(s2s, inputs), new_tokens, logits_tolerance, data=data, unit=unit)
     refs, solo = [], []
-    prompt = s2s.decoder_prompt
     for index, item in enumerate(inputs):
-        ref = pytorch_reference(model, s2s, s2s.encoder_feed([item]), new_tokens)
+        feed = s2s.encoder_feed([item])
+        prompt = s2s.prompts(s2s.encode(feed), 1)[0]  # a language left open: the one the bundle detects
+        ref = pytorch_reference(model, s2s, feed, new_tokens, prompt)
         refs.append(ref)
         forced = s2s.score(item, ref.tokens)
         diffs = [_relative(a, b) for a, b in zip(forced, ref.logits, strict=True)]

@@ -20,8 +20,10 @@ def load_model(ref: str) -> LoadedModel:
         loaded = demo.load(ref)
     elif ref.startswith("hf:"):
         from modelport.sources import hf
+        from modelport.sources.sentence_transformers import load_sentence_transformer, pipeline_folder
 
-        loaded = hf.load(ref)
+        folder = pipeline_folder(ref)
+        loaded = load_sentence_transformer(folder) if folder else hf.load(ref)
     elif ref.endswith(".pt2"):
         from modelport.sources import exported_program
 

@@ -5,18 +5,17 @@ vocabulary, an attention mask (fed with padding), token types, decoder ids, pixe
 samples, mel features. Caches are turned off so no cache object reaches the outputs. The class is
 the one the folder was saved from (``config.architectures``), so a ``T5EncoderModel`` folder loads as
 an encoder, or the one transformers has for the task asked for (``sources.hf_tasks``). A
-sentence-transformers folder loads with its pooling (``sources.sentence_transformers``).
+sentence-transformers folder loads with its pooling instead (``sources.sentence_transformers``).
 """
 
 from __future__ import annotations
 
 import inspect
-import os
 from pathlib import Path
 from typing import Any
 
-from modelport.errors import MissingExtraError, SourceError, UsageError, first_line
-from modelport.sources.hf_tasks import auto_class, is_sentence_transformers
+from modelport.errors import SourceError, UsageError, first_line
+from modelport.sources.hf_tasks import auto_class, check_folder, require_transformers
 from modelport.sources.loaded import LoadedModel
 from modelport.spec import Dim, InputSpec, Signature
 
@@ -29,29 +28,11 @@ __all__ = [
     "is_causal_lm",
 ]
 
-WEIGHT_FILES = (
-    "model.safetensors",
-    "model.safetensors.index.json",
-    "pytorch_model.bin",
-    "pytorch_model.bin.index.json",
-)
 MAX_SEQ = 128
 MAX_BATCH = 8
 SAMPLE_RATE = 16000  # the audio models' (Wav2Vec2, HuBERT, WavLM, Whisper) input rate
 # model types whose position ids start after the padding id, so max_position_embeddings - pad - 1 fit
 PADDED_POSITIONS = ("roberta", "xlm-roberta", "camembert", "longformer", "data2vec-text", "xmod")
-
-
-def require_transformers() -> Any:
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-    try:
-        import transformers
-    except ImportError:
-        raise MissingExtraError("hf: models", "hf") from None
-    transformers.logging.set_verbosity_error()
-    transformers.logging.disable_progress_bar()
-    return transformers
 
 
 def load(ref: str, task: str | None = None) -> LoadedModel:
@@ -62,10 +43,6 @@ def load(ref: str, task: str | None = None) -> LoadedModel:
         text, task = text.rsplit("?task=", 1)
     folder = Path(text).expanduser()
     check_folder(folder)
-    if task == "sentence-similarity" or (task is None and is_sentence_transformers(folder)):
-        from modelport.sources.sentence_transformers import load_sentence_transformer
-
-        return load_sentence_transformer(folder)
     model = load_folder(folder, task=task)
     own = task is None or task == "feature-extraction"
     return LoadedModel(
@@ -74,25 +51,6 @@ def load(ref: str, task: str | None = None) -> LoadedModel:
         f"hf:{folder.resolve()}" + ("" if own else f"?task={task}"),
         signature=infer_signature(model),
     )
-
-
-def check_folder(folder: Path) -> None:
-    """A folder with a config and weights, or a SourceError that says which is missing."""
-    if not folder.is_dir():
-        raise SourceError(
-            f"transformers folder {str(folder)!r} does not exist",
-            "pass hf:DIR with a folder written by model.save_pretrained(DIR)",
-        )
-    if not (folder / "config.json").is_file():
-        raise SourceError(
-            f"{folder} has no config.json, so it is not a transformers model folder",
-            "pass a folder written by model.save_pretrained(DIR)",
-        )
-    if not any((folder / name).is_file() for name in WEIGHT_FILES):
-        raise SourceError(
-            f"{folder} has a config but no weights ({', '.join(WEIGHT_FILES[::2])})",
-            "save the weights too: model.save_pretrained(DIR)",
-        )
 
 
 def load_tokenizer(folder: Path) -> Any:
@@ -264,14 +222,3 @@ def is_causal_lm(model: Any) -> bool:
     can = getattr(model, "can_generate", None)
     is_encoder_decoder = getattr(getattr(model, "config", None), "is_encoder_decoder", False)
     return bool(callable(can) and can() and not is_encoder_decoder and ("CausalLM" in name or "LMHead" in name))
-
-
-def architecture(folder: Path) -> str:
-    """The class name a folder was saved from (``config.json``'s ``architectures``), read as plain JSON."""
-    import json
-
-    try:
-        names = json.loads((folder / "config.json").read_text()).get("architectures") or [""]
-    except (OSError, ValueError, AttributeError):
-        return ""
-    return str(names[0]) if isinstance(names, list) and names else ""

@@ -9,11 +9,12 @@ entry. Everything here reads ``config.json`` as plain JSON; no model is built.
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from modelport.errors import UsageError
+from modelport.errors import MissingExtraError, SourceError, UsageError
 
 __all__ = [
     "Task",
@@ -99,7 +100,6 @@ def _mapped(mapping: str, model_type: str) -> list[str]:
 
 def folder_tasks(folder: Path) -> list[str]:
     """Every task the folder's model type has a transformers class for, the folder's own first."""
-    from modelport.sources.hf import require_transformers
 
     require_transformers()
     model_type = str(read_config(folder).get("model_type") or "")
@@ -115,16 +115,13 @@ def folder_task(folder: Path) -> str | None:
     first task whose class is the one in ``config.json``'s ``architectures``; None when none is."""
     if is_sentence_transformers(folder):
         return SENTENCE_SIMILARITY
-    from modelport.sources.hf import architecture as saved_as
-    from modelport.sources.hf import require_transformers
-
     require_transformers()
-    architecture = saved_as(folder)
+    saved = architecture(folder)
     model_type = str(read_config(folder).get("model_type") or "")
     for task in TASKS:
-        if architecture and architecture in _classes(task, model_type):
+        if saved and saved in _classes(task, model_type):
             return task.name
-    if architecture.endswith("ForCausalLM"):  # a class transformers does not map (remote code's), by its name
+    if saved.endswith("ForCausalLM"):  # a class transformers does not map (remote code's), by its name
         return "text-generation"
     return None
 
@@ -137,7 +134,6 @@ def is_seq2seq(folder: Path) -> bool:
 def auto_class(task_name: str, folder: Path) -> Any:
     """The transformers Auto class that builds the folder's model for ``task_name``; a UsageError naming the
     tasks it does support when there is none."""
-    from modelport.sources.hf import require_transformers
 
     transformers = require_transformers()
     task = get(task_name)
@@ -171,8 +167,6 @@ def tasks(model: str | Path | None = None) -> list[TaskInfo]:
     if model is None:
         return [TaskInfo(name, "", _bundle_kind(name, seq2seq=True), False) for name in task_names()]
     folder = Path(str(model).removeprefix("hf:")).expanduser()
-    from modelport.sources.hf import architecture as saved_as
-    from modelport.sources.hf import check_folder
 
     check_folder(folder)
     own = folder_task(folder)
@@ -183,7 +177,7 @@ def tasks(model: str | Path | None = None) -> list[TaskInfo]:
         if name == SENTENCE_SIMILARITY:
             model_class = "SentenceTransformer pipeline"
         elif name == "feature-extraction":  # export's meaning: the folder's own class, one pass
-            model_class = saved_as(folder)
+            model_class = architecture(folder)
         else:
             model_class = _classes(_BY_NAME[name], model_type)[0]
         found.append(TaskInfo(name, model_class, _bundle_kind(name, seq2seq), name == own))
@@ -196,3 +190,51 @@ def _bundle_kind(name: str, seq2seq: bool) -> str:
     if name in ("text2text-generation", "automatic-speech-recognition") and seq2seq:
         return "generation: an encoder and a decoder with a KV cache"
     return "one graph"
+
+
+WEIGHT_FILES = (
+    "model.safetensors",
+    "model.safetensors.index.json",
+    "pytorch_model.bin",
+    "pytorch_model.bin.index.json",
+)
+
+
+def require_transformers() -> Any:
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    try:
+        import transformers
+    except ImportError:
+        raise MissingExtraError("hf: models", "hf") from None
+    transformers.logging.set_verbosity_error()
+    transformers.logging.disable_progress_bar()
+    return transformers
+
+
+def check_folder(folder: Path) -> None:
+    """A folder with a config and weights, or a SourceError that says which is missing."""
+    if not folder.is_dir():
+        raise SourceError(
+            f"transformers folder {str(folder)!r} does not exist",
+            "pass hf:DIR with a folder written by model.save_pretrained(DIR)",
+        )
+    if not (folder / "config.json").is_file():
+        raise SourceError(
+            f"{folder} has no config.json, so it is not a transformers model folder",
+            "pass a folder written by model.save_pretrained(DIR)",
+        )
+    if not any((folder / name).is_file() for name in WEIGHT_FILES):
+        raise SourceError(
+            f"{folder} has a config but no weights ({', '.join(WEIGHT_FILES[::2])})",
+            "save the weights too: model.save_pretrained(DIR)",
+        )
+
+
+def architecture(folder: Path) -> str:
+    """The class name a folder was saved from (``config.json``'s ``architectures``), read as plain JSON."""
+    try:
+        names = json.loads((folder / "config.json").read_text()).get("architectures") or [""]
+    except (OSError, ValueError, AttributeError):
+        return ""
+    return str(names[0]) if isinstance(names, list) and names else ""

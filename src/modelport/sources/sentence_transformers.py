@@ -16,6 +16,7 @@ from typing import Any
 import torch
 
 from modelport.errors import SourceError, first_line
+from modelport.sources.hf_tasks import SENTENCE_SIMILARITY, check_folder, is_sentence_transformers
 from modelport.sources.loaded import LoadedModel
 
 __all__ = ["SentenceEmbedder", "load_sentence_transformer", "read_pipeline"]
@@ -101,10 +102,20 @@ def read_pipeline(folder: Path) -> tuple[tuple[str, ...], list[torch.nn.Module]]
     return modes, steps
 
 
+def pipeline_folder(ref: str) -> Path | None:
+    """The folder of an ``hf:`` ref that loads as a sentence-transformers pipeline: one with ``modules.json``
+    and no other task asked for (``hf:DIR?task=feature-extraction`` is the transformer alone)."""
+    text, _, task = ref.removeprefix("hf:").partition("?task=")
+    folder = Path(text).expanduser()
+    wanted = task == SENTENCE_SIMILARITY or (not task and is_sentence_transformers(folder))
+    return folder if wanted else None
+
+
 def load_sentence_transformer(folder: Path) -> LoadedModel:
     """The folder's transformer (``sources.hf.load_folder``) with the pooling and what follows it."""
     from modelport.sources.hf import infer_signature, load_folder
 
+    check_folder(folder)
     modes, steps = read_pipeline(folder)
     encoder = load_folder(folder)
     signature = infer_signature(encoder)

@@ -11,6 +11,7 @@ loop needs (layers, KV heads, head dim, KV dtype, special ids, maximum context) 
 
 from __future__ import annotations
 
+import functools
 import shutil
 import time
 from collections.abc import Callable, Sequence
@@ -37,7 +38,7 @@ from modelport.verification.generation import DEFAULT_LOGITS_TOLERANCE, NEW_TOKE
 from modelport.verification.generation_prompts import build_prompts, read_texts
 from modelport.verification.generation_report import GenerationReport
 
-__all__ = ["export_generation", "GenerationExport", "decoder_signature"]
+__all__ = ["export_generation", "GenerationExport", "decoder_signature", "first_verified", "attempted"]
 
 MAX_BATCH = 64
 
@@ -106,42 +107,11 @@ def export_generation(
         _save_tokenizer(tokenizer, model, staging)
         manifest = _manifest(model, layout, tokenizer, source, opset, exporter)
         job = _Job(model, layout, manifest, staging, opset, texts, data_name, new_tokens, logits_tolerance, say)
-        attempts: list[Attempt] = []
-        report = None
-        for index, strategy in enumerate(STRATEGIES if exporter == "auto" else (exporter,)):
-            attempt, report = _attempt(job, strategy, staging / f".attempt-{index}-{strategy}")
-            attempts.append(attempt)
-            if attempt.outcome == Outcome.EXPORTED:
-                break
-        chosen = attempts[-1] if attempts[-1].outcome == Outcome.EXPORTED else None
-        keep = chosen or (attempts[-1] if keep_failed and attempts[-1].path and attempts[-1].path.exists() else None)
-        if keep is not None and keep.path is not None:
-            for file in keep.path.parent.iterdir():  # model.onnx and its external data, not the tokenizer links
-                if not file.is_symlink():
-                    file.replace(staging / file.name)
-            manifest["outputs"], manifest["opset"]["actual"] = onnx_graph.summary(staging / MODEL_FILE)
-        for leftover in staging.glob(".attempt-*"):
-            shutil.rmtree(leftover)
-        export_s = sum(a.seconds - a.verify_seconds for a in attempts)
-        verify_s = sum(a.verify_seconds for a in attempts)
-        manifest["capture"].update(
-            strategy=chosen.strategy if chosen else None, attempts=[a.to_json() for a in attempts]
-        )
-        manifest.update(
-            parity=report.to_json() if report else None,
-            notes=notes,
-            timings={"export_s": round(export_s, 3), "verify_s": round(verify_s, 3)},
-        )
-        if chosen is None:
-            if keep is not None:
-                manifest["status"] = "failed verification"
-                bundles.commit(staging, target, manifest)
-            raise _failure(attempts)
-        result = bundles.commit(staging, target, manifest)
+        strategies = STRATEGIES if exporter == "auto" else (exporter,)
+        attempt = functools.partial(_attempt, job)
+        return first_verified(strategies, attempt, staging, target, manifest, notes, keep_failed)
     finally:
         bundles.discard(staging)
-    assert report is not None
-    return GenerationExport(result, report, attempts, notes, export_s, verify_s)
 
 
 _OUTCOMES = (
@@ -151,14 +121,81 @@ _OUTCOMES = (
 )
 
 
-def _attempt(job: _Job, strategy: str, folder: Path) -> tuple[Attempt, GenerationReport | None]:
-    """Capture with ``strategy`` into ``folder``, read the graph back, and generate against PyTorch."""
+def first_verified(
+    strategies: Sequence[str],
+    attempt: Callable[[str, Path], tuple[Attempt, GenerationReport | None]],
+    staging: Path,
+    target: Path,
+    manifest: dict[str, Any],
+    notes: list[str],
+    keep_failed: bool,
+    kept: Callable[[Path], None] | None = None,
+) -> GenerationExport:
+    """Run ``attempt(strategy, folder)`` for each strategy until one verifies, and commit its bundle: its graphs
+    (not the side-file links) move into ``staging``, the manifest gets the attempts and timings. A failure is
+    raised after committing the last attempt only under ``keep_failed``; ``kept(staging)`` completes the
+    manifest from the kept graphs."""
+    attempts: list[Attempt] = []
+    report = None
+    for index, strategy in enumerate(strategies):
+        result, report = attempt(strategy, staging / f".attempt-{index}-{strategy}")
+        attempts.append(result)
+        if result.outcome == Outcome.EXPORTED:
+            break
+    chosen = attempts[-1] if attempts[-1].outcome == Outcome.EXPORTED else None
+    keep = chosen or (attempts[-1] if keep_failed and attempts[-1].path and attempts[-1].path.exists() else None)
+    if keep is not None and keep.path is not None:
+        for file in keep.path.parent.iterdir():  # the graphs and their external data, not the side-file links
+            if not file.is_symlink():
+                file.replace(staging / file.name)
+        manifest["outputs"], manifest["opset"]["actual"] = onnx_graph.summary(staging / MODEL_FILE)
+        if kept is not None:
+            kept(staging)
+    for leftover in staging.glob(".attempt-*"):
+        shutil.rmtree(leftover)
+    export_s = sum(a.seconds - a.verify_seconds for a in attempts)
+    verify_s = sum(a.verify_seconds for a in attempts)
+    manifest["capture"].update(strategy=chosen.strategy if chosen else None, attempts=[a.to_json() for a in attempts])
+    manifest.update(
+        parity=report.to_json() if report else None,
+        notes=notes,
+        timings={"export_s": round(export_s, 3), "verify_s": round(verify_s, 3)},
+    )
+    if chosen is None:
+        if keep is not None:
+            manifest["status"] = "failed verification"
+            bundles.commit(staging, target, manifest)
+        raise _failure(attempts)
+    bundle = bundles.commit(staging, target, manifest)
+    assert report is not None
+    return GenerationExport(bundle, report, attempts, notes, export_s, verify_s)
+
+
+def attempted(
+    strategy: str, folder: Path, work: Callable[[Attempt, Path], GenerationReport]
+) -> tuple[Attempt, GenerationReport | None]:
+    """One capture attempt: ``work(attempt, folder / model.onnx)`` captures, checks and generates, returning the
+    report; a capture, graph or parity failure becomes the attempt's outcome and reason."""
     folder.mkdir()
     path = folder / MODEL_FILE
     result = Attempt(strategy, Outcome.EXPORTED, path=path)
     start = time.perf_counter()
     report = None
     try:
+        report = work(result, path)
+        report.raise_if_failed()
+    except (CaptureError, GraphCheckError, ParityError) as exc:
+        result.outcome = next(outcome for kind, outcome in _OUTCOMES if isinstance(exc, kind))
+        result.reason = exc.one_line()
+        result.error = exc
+    result.seconds = time.perf_counter() - start
+    return result, report
+
+
+def _attempt(job: _Job, strategy: str, folder: Path) -> tuple[Attempt, GenerationReport | None]:
+    """Capture with ``strategy`` into ``folder``, read the graph back, and generate against PyTorch."""
+
+    def work(result: Attempt, path: Path) -> GenerationReport:
         job.say(f"exporting with {strategy} (decoder with KV cache)")
         with recording() as rec:
             export_decoder(job.model, job.layout, path, strategy, job.opset)
@@ -174,13 +211,9 @@ def _attempt(job: _Job, strategy: str, folder: Path) -> tuple[Attempt, Generatio
             prompts = build_prompts(lm, job.texts, job.new_tokens)
             report = check_generation(job.model, lm, prompts, job.new_tokens, job.tolerance, job.data_name)
         result.verify_seconds = time.perf_counter() - verify_start
-        report.raise_if_failed()
-    except (CaptureError, GraphCheckError, ParityError) as exc:
-        result.outcome = next(outcome for kind, outcome in _OUTCOMES if isinstance(exc, kind))
-        result.reason = exc.one_line()
-        result.error = exc
-    result.seconds = time.perf_counter() - start
-    return result, report
+        return report
+
+    return attempted(strategy, folder, work)
 
 
 def _failure(attempts: list[Attempt]) -> Exception:

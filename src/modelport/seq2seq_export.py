@@ -12,6 +12,7 @@ special ids, the decoder's first tokens, the token rules of the generation confi
 
 from __future__ import annotations
 
+import functools
 import shutil
 import time
 from collections.abc import Callable, Sequence
@@ -23,14 +24,14 @@ from typing import Any
 from modelport import bundle as bundles
 from modelport import onnx_graph
 from modelport.bundle import MODEL_FILE, Bundle
-from modelport.capture import Attempt, Outcome
+from modelport.capture import Attempt
 from modelport.capture.check import check_graph
 from modelport.capture.exporter_log import recording
 from modelport.capture.seq2seq import STRATEGIES, export_encoder, export_seq2seq_decoder, seq2seq_layout_of
-from modelport.errors import CaptureError, GraphCheckError, ParityError, SourceError, UsageError
+from modelport.errors import SourceError, UsageError
 from modelport.generation.layout import BATCH, ENCODER_SEQ, PAST, SEQ, Seq2SeqLayout
 from modelport.generation.seq2seq import ENCODER_FILE, FEATURE_FILES, SEQ2SEQ_TASKS, Seq2SeqModel
-from modelport.generation_export import GenerationExport
+from modelport.generation_export import GenerationExport, attempted, first_verified
 from modelport.options import DEFAULT_OPSET, check_opset
 from modelport.runtime.registry import create
 from modelport.sources.hf import load_folder, load_tokenizer
@@ -116,61 +117,22 @@ def export_seq2seq(
         _save_side_files(tokenizer, features, model, staging)
         manifest = _manifest(model, layout, task, tokenizer, features, source, opset, exporter)
         job = _Job(model, layout, manifest, staging, opset, inputs, data_name, new_tokens, logits_tolerance, say)
-        attempts: list[Attempt] = []
-        report = None
-        for index, strategy in enumerate(STRATEGIES if exporter == "auto" else (exporter,)):
-            attempt, report = _attempt(job, strategy, staging / f".attempt-{index}-{strategy}")
-            attempts.append(attempt)
-            if attempt.outcome == Outcome.EXPORTED:
-                break
-        chosen = attempts[-1] if attempts[-1].outcome == Outcome.EXPORTED else None
-        keep = chosen or (attempts[-1] if keep_failed and attempts[-1].path and attempts[-1].path.exists() else None)
-        if keep is not None and keep.path is not None:
-            for file in keep.path.parent.iterdir():  # the two graphs (and external data), not the side-file links
-                if not file.is_symlink():
-                    file.replace(staging / file.name)
-            manifest["outputs"], manifest["opset"]["actual"] = onnx_graph.summary(staging / MODEL_FILE)
-            manifest["generation"]["encoder"]["outputs"] = onnx_graph.summary(staging / ENCODER_FILE)[0]
-        for leftover in staging.glob(".attempt-*"):
-            shutil.rmtree(leftover)
-        export_s = sum(a.seconds - a.verify_seconds for a in attempts)
-        verify_s = sum(a.verify_seconds for a in attempts)
-        manifest["capture"].update(
-            strategy=chosen.strategy if chosen else None, attempts=[a.to_json() for a in attempts]
-        )
-        manifest.update(
-            parity=report.to_json() if report else None,
-            notes=notes,
-            timings={"export_s": round(export_s, 3), "verify_s": round(verify_s, 3)},
-        )
-        if chosen is None:
-            if keep is not None:
-                manifest["status"] = "failed verification"
-                bundles.commit(staging, target, manifest)
-            raise _failure(attempts)
-        result = bundles.commit(staging, target, manifest)
+        strategies = STRATEGIES if exporter == "auto" else (exporter,)
+
+        def kept(folder: Path) -> None:
+            manifest["generation"]["encoder"]["outputs"] = onnx_graph.summary(folder / ENCODER_FILE)[0]
+
+        attempt = functools.partial(_attempt, job)
+        return first_verified(strategies, attempt, staging, target, manifest, notes, keep_failed, kept)
     finally:
         bundles.discard(staging)
-    assert report is not None
-    return GenerationExport(result, report, attempts, notes, export_s, verify_s)
-
-
-_OUTCOMES = (
-    (CaptureError, Outcome.FAILED_CAPTURE),
-    (GraphCheckError, Outcome.FAILED_GRAPH_CHECK),
-    (ParityError, Outcome.FAILED_VERIFICATION),
-)
 
 
 def _attempt(job: _Job, strategy: str, folder: Path) -> tuple[Attempt, GenerationReport | None]:
     """Capture both graphs with ``strategy`` into ``folder``, read them back, and generate against PyTorch."""
-    folder.mkdir()
-    path = folder / MODEL_FILE
-    result = Attempt(strategy, Outcome.EXPORTED, path=path)
-    start = time.perf_counter()
-    report = None
     layout = job.layout
-    try:
+
+    def work(result: Attempt, path: Path) -> GenerationReport:
         job.say(f"exporting with {strategy} (encoder, then decoder with KV cache)")
         with recording() as rec:
             export_encoder(job.model, layout, folder / ENCODER_FILE, strategy, job.opset)
@@ -189,23 +151,9 @@ def _attempt(job: _Job, strategy: str, folder: Path) -> tuple[Attempt, Generatio
             inputs = job.inputs or default_inputs(s2s)
             report = check_seq2seq(job.model, s2s, inputs, job.new_tokens, job.tolerance, job.data_name)
         result.verify_seconds = time.perf_counter() - verify_start
-        report.raise_if_failed()
-    except (CaptureError, GraphCheckError, ParityError) as exc:
-        result.outcome = next(outcome for kind, outcome in _OUTCOMES if isinstance(exc, kind))
-        result.reason = exc.one_line()
-        result.error = exc
-    result.seconds = time.perf_counter() - start
-    return result, report
+        return report
 
-
-def _failure(attempts: list[Attempt]) -> Exception:
-    for kind in (ParityError, GraphCheckError, CaptureError):
-        for attempt in attempts:
-            if isinstance(attempt.error, kind):
-                attempt.error.message = f"{attempt.strategy}: {attempt.error.message}"
-                attempt.error.attempts = attempts  # type: ignore[attr-defined]
-                return attempt.error
-    return CaptureError("no strategy captured the model", "report it")
+    return attempted(strategy, folder, work)
 
 
 def _load(model: Any, tokenizer: Any) -> tuple[Any, Any, Any, dict[str, Any]]:

@@ -7,10 +7,12 @@ from pathlib import Path
 from typing import Any
 
 from modelport.bundle import MANIFEST, Bundle
+from modelport.errors import UsageError
+from modelport.generation.layout import DecoderLayout
 from modelport.generation.model import LanguageModel, is_generation
 from modelport.generation.seq2seq import ENCODER_FILE, Seq2SeqModel, is_seq2seq
 from modelport.runtime.base import Runner
-from modelport.runtime.registry import create
+from modelport.runtime.registry import create, parse_backend
 
 __all__ = ["load", "load_generator", "load_seq2seq"]
 
@@ -31,9 +33,24 @@ def load(
     return create(backend, bundle or model, **options).load()
 
 
-def load_generator(model: Bundle | str | Path, backend: str | None = None, **options: Any) -> LanguageModel:
-    """A loaded ``LanguageModel``; ``UsageError`` with the fix for a bundle exported without a cache."""
+def load_generator(
+    model: Bundle | str | Path, backend: str | None = None, *, stateful: bool | None = None, **options: Any
+) -> LanguageModel:
+    """A loaded ``LanguageModel``; ``UsageError`` with the fix for a bundle exported without a cache.
+
+    ``stateful=True`` (OpenVINO backends) keeps the KV cache inside the compiled model; the default is
+    what ``optimize`` chose for the bundle's own backend (its ``runner_options``), else explicit tensors."""
     bundle = model if isinstance(model, Bundle) else Bundle.open(model)
+    if backend is None or backend == bundle.backend:
+        recorded = dict((bundle.optimization or {}).get("runner_options") or {})
+        stateful = recorded.pop("stateful", False) if stateful is None else stateful
+        options = {**recorded, **options}
+    if stateful and is_generation(bundle):
+        name = parse_backend(backend or bundle.backend).canonical
+        if not name.startswith("openvino"):
+            raise UsageError(f"stateful decoding runs on OpenVINO, not {name}", "use backend openvino:f32, or drop it")
+        layout = DecoderLayout.from_json(bundle.manifest["generation"]["layout"])
+        options["state"] = dict(zip(layout.past_names, layout.output_names[1:], strict=True))
     return LanguageModel(bundle, create(backend, bundle, **options)).load()
 
 

@@ -7,8 +7,10 @@ and the logits come out). The graph's attention concatenates past and new keys, 
 cache one position longer; ONNX Runtime's arena hands the blocks freed by the previous step back out,
 and the cost per token grows with the context only by what attention itself reads.
 
-``ArrayCache`` is the portable path for any other runner (OpenVINO): the cache goes out and back in as
-numpy arrays. Both start with an empty past (``past_sequence_length`` 0) for the prompt pass.
+``StateCache`` runs a stateful OpenVINO runner (``openvino_state``): the cache stays in the infer
+request's variables, and a step feeds only ids, mask and positions. ``ArrayCache`` is the portable path
+for any other runner (OpenVINO with explicit cache tensors): the cache goes out and back in as numpy
+arrays. All start with an empty past (``past_sequence_length`` 0) for the prompt pass.
 
 An encoder-decoder's decoder also reads inputs that stay the same for every step of a request (the
 cross-attention keys/values the encoder wrote, the encoder's mask): ``hold`` takes them once per
@@ -26,7 +28,7 @@ from modelport.diagnose.translate import ort_run_error
 from modelport.generation.layout import DecoderLayout
 from modelport.runtime.base import Runner
 
-__all__ = ["StepCache", "OrtCache", "ArrayCache", "for_runner"]
+__all__ = ["StepCache", "OrtCache", "ArrayCache", "StateCache", "for_runner"]
 
 
 class StepCache:
@@ -127,8 +129,42 @@ class OrtCache(StepCache):
         self.past_length = arrays[0].shape[2]
 
 
+class StateCache(StepCache):
+    request: Any = None  # the infer request holding this cache, made at first use
+
+    def _request(self) -> Any:
+        if self.request is None:
+            self.request = self.runner.state_request()  # type: ignore[attr-defined]
+        return self.request
+
+    def start(self, batch: int) -> None:
+        self._request().reset()
+        self.past_length = 0
+        self.fixed = {}
+
+    def step(self, feed: dict[str, np.ndarray]) -> np.ndarray:
+        from modelport.runtime.openvino import infer_error
+
+        try:
+            outputs = self._request().infer({**self._feed(feed), **self.fixed})
+        except Exception as exc:
+            raise infer_error(exc) from exc
+        self.past_length += feed["input_ids"].shape[1]
+        return outputs["logits"]
+
+    def arrays(self) -> list[np.ndarray]:
+        return self._request().read()
+
+    def replace(self, arrays: list[np.ndarray]) -> None:
+        self._request().write(arrays)
+        self.past_length = arrays[0].shape[2]
+
+
 def for_runner(runner: Runner, layout: DecoderLayout) -> StepCache:
-    """IO binding on an ONNX Runtime CPU session, numpy arrays elsewhere."""
+    """IO binding on an ONNX Runtime CPU session, the runtime's own state on a stateful runner, numpy
+    arrays elsewhere."""
+    if getattr(runner, "state", None):
+        return StateCache(runner, layout)
     session = getattr(runner, "session", None)
     if session is not None and runner.name.startswith("ort") and session.get_providers()[0] == "CPUExecutionProvider":
         return OrtCache(runner, layout)

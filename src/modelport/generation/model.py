@@ -16,7 +16,7 @@ import numpy as np
 
 from modelport.bundle import Bundle
 from modelport.errors import UsageError
-from modelport.generation.cache import StepCache, for_runner
+from modelport.generation.cache import StateCache, StepCache, for_runner
 from modelport.generation.layout import DecoderLayout
 from modelport.generation.loop import Generation, TokenEvent, batch_feed, decode
 from modelport.generation.sampling import Decoding
@@ -96,6 +96,8 @@ class LanguageModel:
     def describe(self) -> dict[str, Any]:
         info = self.runner.describe()
         info["kv_cache"] = type(self._cache).__name__ if self._cache is not None else None
+        if isinstance(self._cache, StateCache) and self._cache.request is not None:
+            info["kv_cache_held_as"] = self._cache.request.held_as()  # what OpenVINO stores, whatever was asked
         return info
 
     # -- text ----------------------------------------------------------------------------------------

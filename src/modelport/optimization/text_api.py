@@ -135,6 +135,7 @@ def text_entry(result: TextSearch) -> dict[str, Any]:
         "threads": result.threads,
         "precision": c.precision if c else None,
         "steps": c.steps if c else [],
+        "runner_options": c.options if c else {},
         "budget": result.budget.text,
         "reference": "fp32 PyTorch (transformers)",
         "data": result.data.describe(),

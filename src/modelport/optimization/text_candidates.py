@@ -7,6 +7,11 @@ of 32/128, the LM head or the first and last blocks kept at int8) and NNCF's dat
 (``NncfWeightsNBits``: AWQ, scale estimation, a share of the layers at int8), calibrated on the first
 ``CALIBRATION_CHUNKS`` token chunks of the search half of the text. Both write ``MatMulNBits``, which
 OpenVINO's ONNX reader turns into its own u4 compressed weights, so the same files run on OpenVINO too.
+
+``RUNNER_OPTIONS`` are how a candidate's runtime runs the same file: OpenVINO stateful decoding (the KV
+cache in the compiled model's variables instead of tensors fed and fetched every step), and the cache
+precision asked of OpenVINO's CPU plugin. The chosen candidate's options go into the bundle's manifest,
+and ``modelport.load`` applies them on that backend.
 """
 
 from __future__ import annotations
@@ -20,7 +25,7 @@ from modelport.generation.layout import DecoderLayout
 from modelport.generation.loop import batch_feed
 from modelport.optimization.recipes import NncfWeightsNBits, WeightsNBits
 
-__all__ = ["PLAN", "TEXT_CANDIDATES", "TextRecipe", "calibration_feeds", "weight_bytes"]
+__all__ = ["PLAN", "RUNNER_OPTIONS", "TEXT_CANDIDATES", "TextRecipe", "calibration_feeds", "weight_bytes"]
 
 CALIBRATION_CHUNKS = 4  # search chunks NNCF calibrates on: 512 tokens, enough for AWQ's channel statistics
 
@@ -46,6 +51,15 @@ PLAN: dict[str, tuple[str, TextRecipe | None, str]] = {
     "nncf-int4-asym-128-awq-se": ("ort:cpu", NncfWeightsNBits(False, 128, awq=True, scale_estimation=True), "int4"),
     "nncf-int4-asym-128-awq-ratio-0.8": ("ort:cpu", NncfWeightsNBits(False, 128, 0.8, awq=True), "int4"),
     "openvino-nncf-int4-asym-128-awq": ("openvino:f32", _AWQ, "int4"),
+    "openvino-fp32-stateful": ("openvino:f32", None, "fp32"),
+    "openvino-int4-sym-128-stateful": ("openvino:f32", WeightsNBits(4, 128, True), "int4"),
+    "openvino-int4-sym-128-stateful-kv-u8": ("openvino:f32", WeightsNBits(4, 128, True), "int4"),
+}
+_STATE = {"stateful": True}
+RUNNER_OPTIONS: dict[str, dict[str, object]] = {
+    "openvino-fp32-stateful": _STATE,
+    "openvino-int4-sym-128-stateful": _STATE,
+    "openvino-int4-sym-128-stateful-kv-u8": {**_STATE, "kv_cache_precision": "u8"},
 }
 TEXT_CANDIDATES = tuple(PLAN)
 

@@ -33,6 +33,7 @@ from modelport.optimization.recipes import Context
 from modelport.optimization.text_candidates import (
     CALIBRATION_CHUNKS,
     PLAN,
+    RUNNER_OPTIONS,
     TEXT_CANDIDATES,
     TextRecipe,
     calibration_feeds,
@@ -55,6 +56,7 @@ class TextCandidate:
     precision: str
     steps: list[str]
     recipe: TextRecipe | None = None
+    options: dict[str, Any] = field(default_factory=dict)  # how the runtime runs it (RUNNER_OPTIONS)
     skipped: str = ""
     folder: Path | None = None  # its bundle, once built
     build_s: float = 0.0
@@ -89,6 +91,7 @@ class TextCandidate:
             "backend": self.backend,
             "precision": self.precision,
             "steps": self.steps,
+            **({"runner_options": self.options} if self.options else {}),
             "verdict": self.verdict(budget),
             "search": self.search.to_json() if self.search else None,
             "held_out": self.held_out.to_json() if self.held_out else None,
@@ -132,7 +135,10 @@ def text_plan(
         raise UsageError(f"no generation candidate {', '.join(unknown)}", f"choose from: {', '.join(TEXT_CANDIDATES)}")
     out = []
     for name, (backend, recipe, kind) in PLAN.items():
+        options = RUNNER_OPTIONS.get(name, {})
         steps = ["as exported"] + ([recipe.words()] if recipe else []) + (["on OpenVINO"] if "openvino" in name else [])
+        steps += ["the KV cache kept in OpenVINO's state"] if options.get("stateful") else []
+        steps += [f"asking for a {options['kv_cache_precision']} KV cache"] if "kv_cache_precision" in options else []
         skipped = ""
         if backend.startswith("openvino") and not openvino:
             skipped = "OpenVINO is not installed"
@@ -140,7 +146,7 @@ def text_plan(
             skipped = "this CPU has no bf16 instructions (AVX512-BF16 or AMX): OpenVINO would compute in fp32"
         asked = (only is None or name in only) and precision in ("auto", kind)
         if asked or name == "fp32":
-            out.append(TextCandidate(name, backend, kind, steps, recipe, skipped=skipped, eligible=asked))
+            out.append(TextCandidate(name, backend, kind, steps, recipe, dict(options), skipped, eligible=asked))
     return out
 
 
@@ -189,7 +195,7 @@ def _best(candidates: list[TextCandidate], budget: TextBudget) -> TextCandidate 
 
 def _measure(c: TextCandidate, reference: Reference, data: TextData, threads: int) -> None:
     assert c.folder is not None
-    with load_generator(c.folder, c.backend, threads=threads) as lm:
+    with load_generator(c.folder, c.backend, threads=threads, **c.options) as lm:
         c.search = score_texts(reference.search, [lm.logits(t) for t in data.search], data.search)
         c.held_out = score_texts(reference.held_out, [lm.logits(t) for t in data.held_out], data.held_out)
         ours = [g.token_ids for g in lm.generate(reference.prompts, max_new_tokens=GREEDY_NEW, ignore_eos=True)]
@@ -197,6 +203,9 @@ def _measure(c: TextCandidate, reference: Reference, data: TextData, threads: in
         c.held_out.greedy = c.greedy
         c.tokens_per_s, c.ttft_ms = _time(lm, data)
         c.runs_as = lm.describe().get("inference_precision")
+        held = lm.describe().get("kv_cache_held_as")
+        if held and c.options.get("kv_cache_precision"):  # what the runtime really stores, whatever was asked
+            c.runs_as = f"{c.runs_as}, KV cache {held}"
 
 
 def _time(lm: LanguageModel, data: TextData) -> tuple[float, float]:

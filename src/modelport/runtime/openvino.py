@@ -14,6 +14,11 @@ and runs those shapes on it from then on; every other shape runs on the dynamic 
 copy is kept (two compiled models at most) and a runner compiles at most ``MAX_STATIC_COPIES`` in its
 life, so shapes that keep changing never turn into a compilation per call. ``static_shapes=False``
 runs everything on the dynamic model; ``describe()`` says which shapes have their own copy.
+
+A generation graph can run stateful (``state``: past input -> present output; ``openvino_state``): the KV
+cache lives in the compiled model's variables, read and written through ``state_request()``s, and the
+runner's inputs leave the past out. Such a runner never compiles static-shape copies (the state
+belongs to one infer request); ``kv_cache_precision`` asks the CPU plugin to store the cache compressed.
 """
 
 from __future__ import annotations
@@ -25,9 +30,10 @@ import numpy as np
 
 from modelport.errors import BundleError, FeedError, MissingExtraError, UsageError, first_line
 from modelport.runtime.base import Runner, Target, TensorInfo, check_options, infos_from_signature
+from modelport.runtime.openvino_state import KV_CACHE_PRECISIONS, StateRequest, make_stateful
 from modelport.spec import Signature
 
-__all__ = ["OpenVINORunner", "PRECISIONS", "cpu_has_bf16"]
+__all__ = ["OpenVINORunner", "PRECISIONS", "cpu_has_bf16", "infer_error"]
 
 PRECISIONS = ("f32", "bf16", "default")
 HOT_SHAPE_CALLS = 3  # calls in a row with the same shapes before a static-shape copy is compiled for them
@@ -54,6 +60,8 @@ class OpenVINORunner(Runner):
         device: str = "CPU",
         warmup: int = 0,
         static_shapes: bool = True,
+        state: dict[str, str] | None = None,
+        kv_cache_precision: str | None = None,
     ) -> None:
         super().__init__()
         if precision not in PRECISIONS:
@@ -63,11 +71,22 @@ class OpenVINORunner(Runner):
         self.precision = {"f32": "fp32", "bf16": "bf16"}.get(precision, "default")
         self.name = f"openvino:{precision}"
         self.threads = threads
-        self.signature = signature
-        self.output_names = output_names
         self.device = device
         self.warmup = warmup
-        self.static_shapes = static_shapes
+        if kv_cache_precision is not None and (not state or kv_cache_precision not in KV_CACHE_PRECISIONS):
+            raise UsageError(
+                f"KV cache precision {kv_cache_precision!r} needs a stateful runner (state=) and one of: "
+                + ", ".join(KV_CACHE_PRECISIONS),
+                "pass state= with a precision from that list, or drop kv_cache_precision",
+            )
+        self.state = dict(state or {})
+        self.kv_cache_precision = kv_cache_precision
+        # a stateful runner's past is fed, and its present kept, by the runtime itself
+        self.signature = signature
+        if self.state and signature is not None:
+            self.signature = Signature([s for s in signature.inputs if s.name not in self.state], signature.dims)
+        self.output_names = [n for n in output_names if n not in self.state.values()] if output_names else None
+        self.static_shapes = static_shapes and not self.state
         self.compiled: Any = None
         self._core: Any = None
         self._config: dict[str, Any] = {}
@@ -94,8 +113,14 @@ class OpenVINORunner(Runner):
             config["INFERENCE_PRECISION_HINT"] = self.mode
         if self.threads:
             config["INFERENCE_NUM_THREADS"] = int(self.threads)
+        if self.kv_cache_precision:
+            config["KV_CACHE_PRECISION"] = self.kv_cache_precision
         try:
-            self.compiled = core.compile_model(str(self.path), self.device, config)
+            model: Any = str(self.path)
+            if self.state:
+                model = core.read_model(model)
+                make_stateful(model, self.state)
+            self.compiled = core.compile_model(model, self.device, config)
         except Exception as exc:
             raise BundleError(
                 f"OpenVINO {ov.__version__} cannot compile {self.path.name} for {self.device}: {_reason(exc)}",
@@ -104,6 +129,13 @@ class OpenVINORunner(Runner):
         self._core, self._config = core, config
         self._request = self.compiled.create_infer_request()
         self._ports = self._output_ports(self.compiled)
+
+    def state_request(self) -> StateRequest:
+        """A new infer request with a KV cache of its own (a stateful runner only)."""
+        if not self.state:
+            raise UsageError(f"{self.name} on {self.path.name} is not stateful", "create it with state=")
+        self._need()
+        return StateRequest(self.compiled, self._ports, self.state)
 
     def _output_ports(self, compiled: Any) -> list[tuple[str, Any]]:
         """The outputs by the ONNX output names, in the graph's order (OpenVINO keeps the ONNX names
@@ -135,10 +167,7 @@ class OpenVINORunner(Runner):
         try:
             result = request.infer(feed)
         except Exception as exc:
-            raise FeedError(
-                f"OpenVINO failed: {_reason(exc)}",
-                "check the feed's names, shapes and dtypes against the bundle's inputs (modelport doctor DIR)",
-            ) from exc
+            raise infer_error(exc) from exc
         outputs = {name: np.array(result[port], copy=True) for name, port in ports}
         if static is None:
             self._count(shapes)
@@ -182,6 +211,10 @@ class OpenVINORunner(Runner):
             info["openvino"] = ov.__version__
             info["inference_precision"] = self.compiled.get_property("INFERENCE_PRECISION_HINT").get_type_name()
             info["threads"] = int(self.compiled.get_property("INFERENCE_NUM_THREADS"))
+        if self.state:
+            info["state"] = f"{len(self.state)} variables (the KV cache)"
+            if self.kv_cache_precision:
+                info["kv_cache_precision"] = self.kv_cache_precision
         if not self.static_shapes:
             info["static_shapes"] = "off"
         elif self._static is not None:
@@ -196,6 +229,14 @@ class OpenVINORunner(Runner):
 def _info(name: str, port: Any) -> TensorInfo:
     shape = tuple(d.get_length() if d.is_static else None for d in port.get_partial_shape())
     return TensorInfo(name, shape, port.get_element_type().to_dtype().name)
+
+
+def infer_error(exc: BaseException) -> FeedError:
+    """A failed OpenVINO inference, as a one-line error."""
+    return FeedError(
+        f"OpenVINO failed: {_reason(exc)}",
+        "check the feed's names, shapes and dtypes against the bundle's inputs (modelport doctor DIR)",
+    )
 
 
 def _reason(exc: BaseException) -> str:

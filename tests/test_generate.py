@@ -64,6 +64,9 @@ def test_every_architecture_exports_verified_with_optimums_names(exported):
     assert gen["task"] == "text-generation" and gen["layout"]["layers"] == 2
     assert gen["layout"]["kv_heads"] == (4 if arch == "gpt2" else 2) and gen["layout"]["head_dim"] == 16
     assert gen["layout"]["kv_dtype"] == "float32" and gen["layout"]["max_context"] == 256
+    # attention runs on the cache as it is (no copy per query head) wherever the graph is repeat_kv's;
+    # GPT-2 has no KV groups, Gemma 2's soft-capped scores are left as exported
+    assert gen["grouped_attention_layers"] == (0 if arch in ("gpt2", "gemma2") else 2)
     assert gen["eos_token_ids"] == [0] and gen["tokenizer"] is True
     inputs = [i["name"] for i in manifest["inputs"]]
     assert inputs[:2] == ["input_ids", "attention_mask"] and "past_key_values.1.value" in inputs

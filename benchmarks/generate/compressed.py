@@ -265,6 +265,8 @@ def speed(model: str, candidate: str, args, say) -> dict:
         prompts[b] = BUILD / model / f"prompts-{b}.json"
         prompts[b].write_text(json.dumps(rng.integers(3, vocab, (b, args.prompt_tokens)).tolist()))
     systems = commands(hf, {candidate: bundle}, BUILD / model, bf16=args.bf16)
+    if args.systems:  # a rerun of some systems only (labels as in the table, comma-separated)
+        systems = {k: v for k, v in systems.items() if k in args.systems.split(",") or k.startswith("modelport")}
 
     def run_args(b: int, new: int) -> list[str]:
         return ["--batch", str(b), "--prompt-tokens", str(args.prompt_tokens), "--new-tokens", str(new),
@@ -416,6 +418,8 @@ def main() -> None:
     p.add_argument("--new-tokens", type=int, default=128)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--out", type=Path, default=RESULTS, help="folder for generate-compressed.md and .json")
+    p.add_argument("--systems", help="only these systems besides modelport (labels as in the table, comma-separated)")
+    p.add_argument("--stem", default="generate-compressed", help="the results' file name, less .md/.json")
     p.add_argument("--candidate", help="modelport's candidate for the speed part (default: the quality part's choice)")
     p.add_argument("--worker", choices=("modelport", "transformers"), help=argparse.SUPPRESS)
     p.add_argument("--model", help=argparse.SUPPRESS)
@@ -433,17 +437,16 @@ def main() -> None:
     def say(msg: str) -> None:
         print(f"[compressed] {msg}", flush=True)
 
-    previous = args.out / "generate-compressed.json"
+    previous = args.out / "generate-compressed.json"  # the quality part is kept from the full run
     q = quality(args, say) if "quality" in parts else json.loads(previous.read_text())["quality"]  # kept
     candidate = args.candidate or q["chosen"]
     speeds = [speed(m, candidate, args, say) for m in args.models.split(",")] if "speed" in parts else []
     machine = fingerprint(args.threads)
     args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "generate-compressed.json").write_text(
-        json.dumps({"machine": machine, "quality": q, "speed": speeds}, indent=1)
-    )
-    (args.out / "generate-compressed.md").write_text(markdown(q, speeds, machine))
-    print((args.out / "generate-compressed.md").read_text())
+    record = {"machine": machine, "quality": q, "speed": speeds}
+    (args.out / f"{args.stem}.json").write_text(json.dumps(record, indent=1))
+    (args.out / f"{args.stem}.md").write_text(markdown(q, speeds, machine))
+    print((args.out / f"{args.stem}.md").read_text())
 
 
 if __name__ == "__main__":

@@ -2,7 +2,8 @@
 generating tokens against PyTorch.
 
 The decoder graph (``capture.decoder``: optimum's names, an empty past for the prompt pass) is captured
-with each strategy in turn, read back, and kept only if it passes every check of
+with each strategy in turn, its grouped-query attention made to read the cache without a copy per head
+(``capture.grouped_attention``; the manifest counts the layers), read back, and kept only if it passes every check of
 ``verification.generation`` (teacher-forced logits, greedy tokens equal to transformers' ``generate``,
 prompt pass vs steps, batch invariance, a long context). The bundle carries the tokenizer files and
 ``generation_config.json`` beside the graph; the manifest's ``generation`` entry says what the decode
@@ -27,6 +28,7 @@ from modelport.capture import Attempt, Outcome
 from modelport.capture.check import check_graph
 from modelport.capture.decoder import STRATEGIES, export_decoder, layout_of
 from modelport.capture.exporter_log import recording
+from modelport.capture.grouped_attention import group_attention
 from modelport.errors import CaptureError, GraphCheckError, ParityError, SourceError, UsageError
 from modelport.generation.layout import BATCH, PAST, SEQ, TOTAL, DecoderLayout
 from modelport.generation.model import TOKENIZER_FILES, LanguageModel
@@ -200,6 +202,8 @@ def _attempt(job: _Job, strategy: str, folder: Path) -> tuple[Attempt, Generatio
         with recording() as rec:
             export_decoder(job.model, job.layout, path, strategy, job.opset)
         result.warnings = rec.summary()
+        grouped = group_attention(path).grouped  # the graph checked below is the one kept
+        job.manifest["generation"]["grouped_attention_layers"] = grouped
         check_graph(path, Signature.from_json(job.manifest["inputs"]), job.opset, len(job.layout.output_names))
         for name in TOKENIZER_FILES + ("generation_config.json",):  # the attempt's bundle reads them
             if (job.staging / name).is_file():

@@ -86,7 +86,8 @@ def markdown(rows: list[dict], machine: dict) -> str:
     lines = ["# OpenVINO stateful decoding against explicit cache tensors", "",
              f"`benchmarks/generate/openvino_state.py`. Machine: {machine['cpu']}, {machine['threads']} threads. "
              "Prompt 128 random ids, 64 new tokens, greedy; medians of alternating rounds.", "",
-             "| bundle | system | batch | first token (s) | decode tok/s | vs ort:cpu | cache held as | same tokens as ort |",
+             "| bundle | system | batch | first token (s) | decode tok/s | vs ort:cpu | cache held as "
+             "| same tokens as ort |",
              "|---|---|---:|---:|---:|---:|---|---|"]  # fmt: skip
     for r in sorted(rows, key=lambda r: (r["bundle"], r["batch"], list(SYSTEMS).index(r["system"]))):
         lines.append(f"| {r['bundle']} | {r['system']} | {r['batch']} | {r['ttft_s']} | {r['decode_tokens_per_s']} | "

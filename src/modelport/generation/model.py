@@ -9,14 +9,13 @@ per prompt); several prompts run as one left-padded batch.
 from __future__ import annotations
 
 from collections.abc import Generator, Sequence
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from modelport.bundle import Bundle
 from modelport.errors import UsageError
-from modelport.generation.cache import StateCache, StepCache, for_runner
+from modelport.generation.base import GenerationModel
 from modelport.generation.layout import DecoderLayout
 from modelport.generation.loop import Generation, TokenEvent, batch_feed, decode
 from modelport.generation.sampling import Decoding
@@ -42,8 +41,14 @@ def is_generation(bundle: Bundle) -> bool:
     return (bundle.manifest.get("generation") or {}).get("task") == "text-generation"
 
 
-class LanguageModel:
+class LanguageModel(GenerationModel):
     """A runner of the decoder graph plus the loop around it; nothing loads until ``load()``/``with``."""
+
+    no_tokenizer = (
+        "read text prompts",
+        "pass token ids (--input-ids 1,2,3 / generate([[1, 2, 3]])), or re-export with the tokenizer saved "
+        "in the model folder (tokenizer.save_pretrained(DIR))",
+    )
 
     def __init__(self, bundle: Bundle, runner: Runner) -> None:
         if not is_generation(bundle):
@@ -51,71 +56,10 @@ class LanguageModel:
                 f"{bundle.path} is not a generation bundle (it was exported without a KV cache)",
                 "export a causal language model with `modelport export hf:DIR --task text-generation -o OUT`",
             )
-        self.bundle = bundle
-        self.runner = runner
-        info = bundle.manifest["generation"]
-        self.layout = DecoderLayout.from_json(info["layout"])
-        self.eos_ids: list[int] = list(info.get("eos_token_ids") or [])
-        self.pad_id: int = info.get("pad_token_id") if info.get("pad_token_id") is not None else 0
-        self._tokenizer: Any = None
-        self._cache: StepCache | None = None
-
-    # -- the runner underneath ---------------------------------------------------------------------
-    @property
-    def name(self) -> str:
-        return self.runner.name
-
-    def load(self) -> LanguageModel:
-        self.runner.load()
-        self._cache = for_runner(self.runner, self.layout)
-        return self
-
-    def close(self) -> None:
-        self.runner.close()
-        self._cache = None
-
-    def __enter__(self) -> LanguageModel:
-        return self.load()
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    def __call__(self, feed: dict[str, Any] | None = None, /, **named: Any) -> dict[str, np.ndarray]:
-        """The raw graph by feed names (``input_ids=..., attention_mask=..., past_key_values.0.key=...``)."""
-        return self.runner(feed, **named)
-
-    def infer(self, feed: dict[str, Any], **options: Any) -> dict[str, np.ndarray]:
-        return self.runner.infer(feed, **options)
-
-    def inputs(self) -> Any:
-        return self.runner.inputs()
-
-    def outputs(self) -> Any:
-        return self.runner.outputs()
-
-    def describe(self) -> dict[str, Any]:
-        info = self.runner.describe()
-        info["kv_cache"] = type(self._cache).__name__ if self._cache is not None else None
-        if isinstance(self._cache, StateCache) and self._cache.request is not None:
-            info["kv_cache_held_as"] = self._cache.request.held_as()  # what OpenVINO stores, whatever was asked
-        return info
+        super().__init__(bundle, runner)
+        self.layout = DecoderLayout.from_json(bundle.manifest["generation"]["layout"])
 
     # -- text ----------------------------------------------------------------------------------------
-    @property
-    def tokenizer(self) -> Any:
-        """The bundle's tokenizer (its own files, never code they name); ``UsageError`` if it has none."""
-        if self._tokenizer is None:
-            if not self.bundle.manifest["generation"].get("tokenizer"):
-                raise UsageError(
-                    f"{self.bundle.path} carries no tokenizer, so it cannot read text prompts",
-                    "pass token ids (--input-ids 1,2,3 / generate([[1, 2, 3]])), or re-export with the tokenizer saved "
-                    "in the model folder (tokenizer.save_pretrained(DIR))",
-                )
-            from modelport.sources.hf import load_tokenizer
-
-            self._tokenizer = load_tokenizer(Path(self.bundle.path))
-        return self._tokenizer
-
     def encode(self, prompts: Sequence[str | Sequence[int]], chat: bool = False) -> list[list[int]]:
         """Token ids per prompt: texts through the tokenizer (its chat template with ``chat``), ids checked."""
         out = []
@@ -177,8 +121,7 @@ class LanguageModel:
         return stream.results[0] if isinstance(prompts, str) else stream.results
 
     def _run(self, prompts: Any, chat: bool, options: dict[str, Any]) -> Generator[TokenEvent, None, list[Generation]]:
-        if self._cache is None:
-            raise RuntimeError("LanguageModel is not loaded (used before load() or after close()); use `with`")
+        cache = self._loaded_cache()
         listed = _as_list(prompts)
         stop = options.pop("stop", None) or ()
         decoding = Decoding(stop=(stop,) if isinstance(stop, str) else tuple(stop), **options)
@@ -186,30 +129,19 @@ class LanguageModel:
         if decoding.stop and not self.has_tokenizer:
             raise UsageError("stop strings need the bundle's tokenizer, and it has none", "drop --stop")
         detok = self.detokenize if self.has_tokenizer else None
-        return decode(self._cache, ids, decoding, eos_ids=self.eos_ids, pad_id=self.pad_id, detokenize=detok)
-
-    @property
-    def has_tokenizer(self) -> bool:
-        try:
-            self.tokenizer  # noqa: B018
-        except UsageError:
-            return False
-        return True
+        return decode(cache, ids, decoding, eos_ids=self.eos_ids, pad_id=self.pad_id, detokenize=detok)
 
     def logits(self, tokens: Sequence[int]) -> np.ndarray:
         """The logits at every position of ``tokens`` fed in one pass from an empty cache ([len, vocab]):
         position i is the model's guess at token i + 1."""
-        if self._cache is None:
-            raise RuntimeError("LanguageModel is not loaded; use `with`")
-        self._cache.start(1)
-        return self._cache.step(batch_feed([list(tokens)], self.pad_id, self.layout.position_ids))[0]
+        cache = self._loaded_cache()
+        cache.start(1)
+        return cache.step(batch_feed([list(tokens)], self.pad_id, self.layout.position_ids))[0]
 
     def score(self, prompt: Sequence[int], continuation: Sequence[int]) -> list[np.ndarray]:
         """Teacher forcing: the logits the bundle gives after the prompt and after each continuation token
         fed one step at a time (``len(continuation)`` arrays of [vocab]; the last token is not fed)."""
-        if self._cache is None:
-            raise RuntimeError("LanguageModel is not loaded; use `with`")
-        cache = self._cache
+        cache = self._loaded_cache()
         cache.start(1)
         feed = batch_feed([list(prompt)], self.pad_id, self.layout.position_ids)
         out = [cache.step(feed)[0, -1]]

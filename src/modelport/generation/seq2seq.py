@@ -28,7 +28,7 @@ import numpy as np
 from modelport.bundle import Bundle
 from modelport.errors import UsageError
 from modelport.generation.audio import SAMPLE_RATE, waveform
-from modelport.generation.cache import StepCache, for_runner
+from modelport.generation.base import GenerationModel
 from modelport.generation.layout import Seq2SeqLayout
 from modelport.generation.loop import Generation, TokenEvent, batch_feed, decode
 from modelport.generation.model import GenerationStream
@@ -56,8 +56,14 @@ def refuse_seq2seq(bundle: Bundle | None, doing: str) -> None:
         )
 
 
-class Seq2SeqModel:
+class Seq2SeqModel(GenerationModel):
     """Runners of the encoder and decoder graphs plus the loop; nothing loads until ``load()``/``with``."""
+
+    no_tokenizer = (
+        "read or write text",
+        "pass token ids (generate([[1, 2, 3]])), or re-export with the tokenizer saved in the model folder "
+        "(tokenizer.save_pretrained(DIR))",
+    )
 
     def __init__(self, bundle: Bundle, runner: Runner, encoder: Runner) -> None:
         if not is_seq2seq(bundle):
@@ -66,84 +72,29 @@ class Seq2SeqModel:
                 "export a T5/BART/Marian/Whisper folder with `modelport export hf:DIR --task text2text-generation` "
                 "(Whisper: --task automatic-speech-recognition)",
             )
-        self.bundle = bundle
-        self.runner = runner
+        super().__init__(bundle, runner)
         self.encoder = encoder
         info = bundle.manifest["generation"]
         self.task: str = info["task"]
         self.layout = Seq2SeqLayout.from_json(info["layout"])
-        self.eos_ids: list[int] = list(info.get("eos_token_ids") or [])
-        self.pad_id: int = info.get("pad_token_id") if info.get("pad_token_id") is not None else 0
         self.decoder_prompt: list[int] = list(info["decoder_prompt"])
         self.detect_language: dict[str, Any] | None = info.get("detect_language")
         self.forcing = Forcing(**{k: tuple(v) if isinstance(v, list) else v for k, v in info["forcing"].items()})
-        self._tokenizer: Any = None
         self._features: Any = None
-        self._cache: StepCache | None = None
 
     @property
     def speech(self) -> bool:
         return self.layout.encoder_input == "input_features"
 
-    # -- the runners underneath ---------------------------------------------------------------------
-    @property
-    def name(self) -> str:
-        return self.runner.name
-
     def load(self) -> Seq2SeqModel:
         self.encoder.load()
-        self.runner.load()
-        self._cache = for_runner(self.runner, self.layout)
-        return self
+        return super().load()
 
     def close(self) -> None:
-        self.runner.close()
+        super().close()
         self.encoder.close()
-        self._cache = None
-
-    def __enter__(self) -> Seq2SeqModel:
-        return self.load()
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    def __call__(self, feed: dict[str, Any] | None = None, /, **named: Any) -> dict[str, np.ndarray]:
-        """The raw decoder graph by feed names (``input_ids=..., past_key_values.0.encoder.key=...``)."""
-        return self.runner(feed, **named)
-
-    def infer(self, feed: dict[str, Any], **options: Any) -> dict[str, np.ndarray]:
-        return self.runner.infer(feed, **options)
-
-    def inputs(self) -> Any:
-        return self.runner.inputs()
-
-    def outputs(self) -> Any:
-        return self.runner.outputs()
-
-    def describe(self) -> dict[str, Any]:
-        info = self.runner.describe()
-        info["kv_cache"] = type(self._cache).__name__ if self._cache is not None else None
-        return info
 
     # -- inputs ----------------------------------------------------------------------------------------
-    @property
-    def tokenizer(self) -> Any:
-        if self._tokenizer is None:
-            if not self.bundle.manifest["generation"].get("tokenizer"):
-                raise UsageError(
-                    f"{self.bundle.path} carries no tokenizer, so it cannot read or write text",
-                    "pass token ids (generate([[1, 2, 3]])), or re-export with the tokenizer saved in the model "
-                    "folder (tokenizer.save_pretrained(DIR))",
-                )
-            from modelport.sources.hf import load_tokenizer
-
-            self._tokenizer = load_tokenizer(Path(self.bundle.path))
-        return self._tokenizer
-
-    @property
-    def has_tokenizer(self) -> bool:
-        return bool(self.bundle.manifest["generation"].get("tokenizer"))
-
     @property
     def feature_extractor(self) -> Any:
         """The bundle's ``WhisperFeatureExtractor`` (its ``preprocessor_config.json``: settings, no code)."""
@@ -201,12 +152,12 @@ class Seq2SeqModel:
         likeliest of the language ids)."""
         if not self.detect_language:
             return [list(self.decoder_prompt) for _ in range(rows)]
-        assert self._cache is not None
+        cache = self._loaded_cache()
         ids = np.asarray(self.detect_language["ids"], np.int64)
-        self._cache.start(rows)
-        self._cache.hold(fixed)
+        cache.start(rows)
+        cache.hold(fixed)
         start = np.full((rows, 1), self.decoder_prompt[0], np.int64)
-        logits = self._cache.step({"input_ids": start})[:, -1, :]
+        logits = cache.step({"input_ids": start})[:, -1, :]
         chosen = ids[np.asarray(logits, np.float32)[:, ids].argmax(-1)]
         at = int(self.detect_language["at"])
         return [self.decoder_prompt[:at] + [int(lang)] + self.decoder_prompt[at:] for lang in chosen]
@@ -233,8 +184,7 @@ class Seq2SeqModel:
         return stream.results[0] if single else stream.results
 
     def _run(self, inputs: Any, audio: Any, options: dict[str, Any]) -> Generator[TokenEvent, None, list[Generation]]:
-        if self._cache is None:
-            raise RuntimeError("Seq2SeqModel is not loaded (used before load() or after close()); use `with`")
+        cache = self._loaded_cache()
         listed = self._inputs(inputs, audio)
         stop = options.pop("stop", None) or ()
         decoding = Decoding(stop=(stop,) if isinstance(stop, str) else tuple(stop), **options)
@@ -245,7 +195,7 @@ class Seq2SeqModel:
         prompts = self.prompts(fixed, len(listed))
         detok = self.detokenize if self.has_tokenizer else None
         results = yield from decode(
-            self._cache, prompts, decoding, eos_ids=self.eos_ids, pad_id=self.pad_id, detokenize=detok,
+            cache, prompts, decoding, eos_ids=self.eos_ids, pad_id=self.pad_id, detokenize=detok,
             forcing=self.forcing or None, fixed=fixed,
         )  # fmt: skip
         lengths = feed["attention_mask"].sum(-1) if "attention_mask" in feed else [self.layout.max_source] * len(listed)
@@ -276,9 +226,7 @@ class Seq2SeqModel:
     def score(self, item: Any, continuation: Sequence[int]) -> list[np.ndarray]:
         """Teacher forcing on one input: the bundle's logits after the decoder prompt and after each
         continuation token fed one step at a time (``len(continuation)`` arrays of [vocab])."""
-        if self._cache is None:
-            raise RuntimeError("Seq2SeqModel is not loaded; use `with`")
-        cache = self._cache
+        cache = self._loaded_cache()
         fixed = self.encode(self.encoder_feed([item]))
         prompt = self.prompts(fixed, 1)[0]
         cache.start(1)

@@ -27,6 +27,7 @@ from modelport import bundle as bundles
 from modelport.bundle import MODEL_FILE, Bundle
 from modelport.errors import ModelportError, UsageError, first_line
 from modelport.generation.api import load_generator
+from modelport.generation.base import pad_token_id
 from modelport.generation.layout import DecoderLayout
 from modelport.generation.model import LanguageModel
 from modelport.optimization.recipes import Context
@@ -249,8 +250,8 @@ def build_candidate(c: TextCandidate, source: Bundle, work: Path, data: TextData
     context = Context()
     if c.recipe.calibrated:
         info = source.manifest["generation"]
-        pad = info.get("pad_token_id") if info.get("pad_token_id") is not None else 0
-        feeds = calibration_feeds(DecoderLayout.from_json(info["layout"]), data.search[:CALIBRATION_CHUNKS], pad)
+        layout, pad = DecoderLayout.from_json(info["layout"]), pad_token_id(info)
+        feeds = calibration_feeds(layout, data.search[:CALIBRATION_CHUNKS], pad)
         context = Context(calibration=feeds)
     c.recipe.build(source.model_path, folder / MODEL_FILE, context)
     manifest = dict(source.manifest)

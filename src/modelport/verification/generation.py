@@ -111,8 +111,7 @@ def check_generation(
 
 
 def _greedy(lm: LanguageModel, prompts: Sequence[Sequence[int]], new_tokens: int) -> list[list[int]]:
-    assert lm._cache is not None
-    run = decode(lm._cache, prompts, Decoding(max_new_tokens=new_tokens, ignore_eos=True), pad_id=lm.pad_id)
+    run = decode(lm._loaded_cache(), prompts, Decoding(max_new_tokens=new_tokens, ignore_eos=True), pad_id=lm.pad_id)
     while True:
         try:
             next(run)

@@ -122,13 +122,13 @@ def pytorch_reference(
 
 
 def _greedy(s2s: Seq2SeqModel, inputs: Sequence[Any], new_tokens: int) -> list[list[int]]:
-    assert s2s._cache is not None
+    cache = s2s._loaded_cache()
     fixed = s2s.encode(s2s.encoder_feed(list(inputs)))
     prompts = s2s.prompts(fixed, len(inputs))
     decoding = Decoding(max_new_tokens=new_tokens, ignore_eos=True)
     # end-of-sequence is no stop here, so no minimum length holds it back (transformers' reference likewise)
     forcing = dataclasses.replace(s2s.forcing, min_eos_step=0)
-    run = decode(s2s._cache, prompts, decoding, pad_id=s2s.pad_id, forcing=forcing or None, fixed=fixed)
+    run = decode(cache, prompts, decoding, pad_id=s2s.pad_id, forcing=forcing or None, fixed=fixed)
     while True:
         try:
             next(run)

@@ -4,8 +4,6 @@ choice the written bundle remembers."""
 
 from __future__ import annotations
 
-import threading
-
 import numpy as np
 import pytest
 
@@ -15,9 +13,7 @@ pytest.importorskip("openvino")
 
 import modelport  # noqa: E402
 from modelport.errors import UsageError  # noqa: E402
-from modelport.generation.sampling import Decoding  # noqa: E402
-from modelport.generation.scheduler import Scheduler  # noqa: E402
-from tests.models.lm import SENTENCES, tiny_lm  # noqa: E402
+from tests.models.lm import SENTENCES, scheduled, tiny_lm  # noqa: E402
 
 LINES = SENTENCES.read_text().splitlines()
 PROMPTS = [" ".join(LINES[i : i + 1 + i % 3]) for i in range(8)]
@@ -50,26 +46,8 @@ def test_the_scheduler_moves_rows_in_and_out_of_openvinos_state(bundle):
         prompts = lm.encode(PROMPTS)
         options = [dict(max_new_tokens=6 + 3 * i, ignore_eos=True) for i in range(len(prompts))]
         solo = [lm.generate([p], **o)[0].token_ids for p, o in zip(prompts, options, strict=True)]
-        results: dict[int, list[int]] = {}
-        finished = threading.Event()
-
-        def hear(index):
-            def on_update(update):
-                if update.result is not None:
-                    results[index] = update.result.token_ids
-                    if len(results) == len(prompts):
-                        finished.set()
-
-            return on_update
-
-        scheduler = Scheduler(lm, max_running=3, prefill_tokens=64).start()
-        try:
-            for index, (prompt, opts) in enumerate(zip(prompts, options, strict=True)):
-                scheduler.submit(prompt, Decoding(**opts), hear(index))
-            assert finished.wait(120)
-        finally:
-            scheduler.stop()
-    assert [results[i] for i in range(len(prompts))] == solo
+        results, scheduler = scheduled(lm, prompts, options, max_running=3, prefill_tokens=64)
+    assert [r.token_ids for r in results] == solo
     assert scheduler.steps < sum(len(s) for s in solo)
 
 

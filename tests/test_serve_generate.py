@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import re
-import threading
 import time
 
 import numpy as np
@@ -25,7 +24,7 @@ httpx_sse = pytest.importorskip("httpx_sse")
 import modelport  # noqa: E402
 from modelport.generation.sampling import Decoding  # noqa: E402
 from modelport.generation.scheduler import QueueFull, Scheduler  # noqa: E402
-from tests.models.lm import SENTENCES, tiny_lm  # noqa: E402
+from tests.models.lm import SENTENCES, scheduled, tiny_lm  # noqa: E402
 
 TOKEN = "s3cret"
 LINES = SENTENCES.read_text().splitlines()
@@ -79,28 +78,8 @@ def test_sequences_joining_and_leaving_the_batch_get_their_solo_tokens(lm):
     options[5] = dict(max_new_tokens=30, stop=(" the",), ignore_eos=True)
     prompts = lm.encode(PROMPTS)
     solo = [lm.generate([p], **o)[0] for p, o in zip(prompts, options, strict=True)]
-    results: dict[int, object] = {}
-    finished = threading.Event()
-
-    def hear(index):
-        def on_update(update):
-            if update.result is not None:
-                results[index] = update.result
-                if len(results) == len(prompts):
-                    finished.set()
-
-        return on_update
-
-    scheduler = Scheduler(lm, max_running=5, prefill_tokens=64).start()
-    try:
-        for index, (prompt, opts) in enumerate(zip(prompts, options, strict=True)):
-            scheduler.submit(prompt, Decoding(**opts), hear(index))
-            time.sleep(0.005)
-        assert finished.wait(120)
-    finally:
-        scheduler.stop()
-    for index, alone in enumerate(solo):
-        got = results[index]
+    got_all, scheduler = scheduled(lm, prompts, options, pause=0.005, max_running=5, prefill_tokens=64)
+    for index, (alone, got) in enumerate(zip(solo, got_all, strict=True)):
         assert (got.token_ids, got.text, got.finish_reason) == (alone.token_ids, alone.text, alone.finish_reason), index
     assert scheduler.steps < sum(len(r.token_ids) for r in solo)  # steps were shared
 

@@ -132,3 +132,35 @@ def tiny_lm(arch: str, folder: Path, steps: int = 150) -> Path:
     model.save_pretrained(folder)
     tok.save_pretrained(folder)
     return folder
+
+
+def scheduled(lm, prompts, options, pause: float = 0.0, **limits):
+    """Each prompt (token ids) with its own ``Decoding`` options through a started ``Scheduler(lm, **limits)``,
+    submitted ``pause`` seconds apart: (each prompt's ``Generation``, in order; the scheduler, stopped)."""
+    import threading
+    import time
+
+    from modelport.generation.sampling import Decoding
+    from modelport.generation.scheduler import Scheduler
+
+    results: dict[int, object] = {}
+    finished = threading.Event()
+
+    def hear(index):
+        def on_update(update):
+            if update.result is not None:
+                results[index] = update.result
+                if len(results) == len(prompts):
+                    finished.set()
+
+        return on_update
+
+    scheduler = Scheduler(lm, **limits).start()
+    try:
+        for index, (prompt, opts) in enumerate(zip(prompts, options, strict=True)):
+            scheduler.submit(prompt, Decoding(**opts), hear(index))
+            time.sleep(pause)
+        assert finished.wait(120)
+    finally:
+        scheduler.stop()
+    return [results[i] for i in range(len(prompts))], scheduler

@@ -203,8 +203,9 @@ def _measure(c: TextCandidate, reference: Reference, data: TextData, threads: in
         c.greedy = _agreement(ours, reference.greedy)
         c.held_out.greedy = c.greedy
         c.tokens_per_s, c.ttft_ms = _time(lm, data)
-        c.runs_as = lm.describe().get("inference_precision")
-        held = lm.describe().get("kv_cache_held_as")
+        described = lm.describe()
+        c.runs_as = described.get("inference_precision")
+        held = described.get("kv_cache_held_as")
         if held and c.options.get("kv_cache_precision"):  # what the runtime really stores, whatever was asked
             c.runs_as = f"{c.runs_as}, KV cache {held}"
 

@@ -67,6 +67,10 @@ def test_every_architecture_exports_verified_with_optimums_names(exported):
     # attention runs on the cache as it is (no copy per query head) wherever the graph is repeat_kv's;
     # GPT-2 has no KV groups, Gemma 2's soft-capped scores are left as exported
     assert gen["grouped_attention_layers"] == (0 if arch in ("gpt2", "gemma2") else 2)
+    # every RMSNorm written as the division ONNX Runtime fuses: two a layer and the final one; Qwen 3 and
+    # Gemma 3 norm queries and keys too, Gemma 2 and 3 norm around the attention and the MLP (four a layer)
+    norms = {"gpt2": 0, "qwen3": 9, "gemma2": 9, "gemma3": 13}.get(arch, 5)
+    assert gen["rms_norms_divided"] == norms
     assert gen["eos_token_ids"] == [0] and gen["tokenizer"] is True
     inputs = [i["name"] for i in manifest["inputs"]]
     assert inputs[:2] == ["input_ids", "attention_mask"] and "past_key_values.1.value" in inputs

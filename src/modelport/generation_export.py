@@ -28,7 +28,9 @@ from modelport.capture import Attempt, Outcome
 from modelport.capture.check import check_graph
 from modelport.capture.decoder import STRATEGIES, export_decoder, layout_of
 from modelport.capture.exporter_log import recording
-from modelport.capture.grouped_attention import group_attention
+from modelport.capture.grouped_attention import GroupedAttention
+from modelport.capture.rewrite import rewrite_in_place
+from modelport.capture.rms_norm import DivideRMSNorm
 from modelport.errors import CaptureError, GraphCheckError, ParityError, SourceError, UsageError
 from modelport.generation.layout import BATCH, PAST, SEQ, TOTAL, DecoderLayout
 from modelport.generation.model import TOKENIZER_FILES, LanguageModel
@@ -202,8 +204,9 @@ def _attempt(job: _Job, strategy: str, folder: Path) -> tuple[Attempt, Generatio
         with recording() as rec:
             export_decoder(job.model, job.layout, path, strategy, job.opset)
         result.warnings = rec.summary()
-        grouped = group_attention(path).grouped  # the graph checked below is the one kept
-        job.manifest["generation"]["grouped_attention_layers"] = grouped
+        grouped, norms = rewrite_in_place(path, GroupedAttention(), DivideRMSNorm())  # the graph checked below is kept
+        job.manifest["generation"]["grouped_attention_layers"] = grouped.grouped
+        job.manifest["generation"]["rms_norms_divided"] = norms.rewritten
         check_graph(path, Signature.from_json(job.manifest["inputs"]), job.opset, len(job.layout.output_names))
         for name in TOKENIZER_FILES + ("generation_config.json",):  # the attempt's bundle reads them
             if (job.staging / name).is_file():

@@ -17,13 +17,14 @@ captured graph before verification, so the graph that is checked against transfo
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import onnx_ir as ir
 from onnx_ir.passes.common import RemoveUnusedNodesPass
+
+from modelport.capture.rewrite import rewrite_in_place
 
 __all__ = ["GroupedAttention", "group_attention"]
 
@@ -76,14 +77,7 @@ class GroupedAttention(ir.passes.InPlacePass):
 
 def group_attention(path: Path) -> GroupedAttention:
     """Rewrite the graph at ``path`` in place (its external data file untouched); the pass says what it did."""
-    model = ir.load(str(path))
-    done = GroupedAttention()
-    done(model)
-    if done.grouped:
-        temp = path.with_name(f".{path.name}.grouped")
-        ir.save(model, temp)  # weights stay where they are: only the graph file is written again
-        os.replace(temp, path)
-    return done
+    return rewrite_in_place(path, GroupedAttention())[0]
 
 
 # -- matching -------------------------------------------------------------------------------------------

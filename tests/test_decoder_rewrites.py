@@ -1,6 +1,9 @@
-"""Grouped-query attention computed on the cache as it is (``capture.grouped_attention``): the rewritten
-decoder answers as the exported one did, with the per-head copies of the cache gone, and a graph whose
-attention is not ``repeat_kv``'s is left exactly as it was, with the reason."""
+"""The generation export's rewrites of a captured decoder answer as the export did:
+
+- grouped-query attention computed on the cache as it is (``capture.grouped_attention``): the per-head
+  copies of the cache gone, and a graph whose attention is not ``repeat_kv``'s left exactly as it was, with
+  the reason;
+- RMSNorm as a division (``capture.rms_norm``): ONNX Runtime then fuses every norm into one operation."""
 
 from __future__ import annotations
 
@@ -15,6 +18,8 @@ import onnxruntime as ort  # noqa: E402
 
 from modelport.capture.decoder import export_decoder, layout_of  # noqa: E402
 from modelport.capture.grouped_attention import group_attention  # noqa: E402
+from modelport.capture.rewrite import rewrite_in_place  # noqa: E402
+from modelport.capture.rms_norm import DivideRMSNorm  # noqa: E402
 from tests.models.lm import config, model_class  # noqa: E402
 
 
@@ -68,3 +73,34 @@ def test_attention_without_kv_groups_is_left_as_it_was_with_the_reason(tmp_path)
     assert done.grouped == 0 and len(done.refused) == 2
     assert "not Reshape" in done.refused[0] or "not Transpose" in done.refused[0], done.refused[0]
     assert path.read_bytes() == original  # not even rewritten
+
+
+def fused(path, tmp_path) -> list[str]:
+    """The operations ONNX Runtime runs for the graph at ``path`` (its optimized graph, written out)."""
+    options = ort.SessionOptions()
+    options.optimized_model_filepath = str(tmp_path / "fused.onnx")
+    ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    return ops(tmp_path / "fused.onnx")
+
+
+def test_rms_norm_as_a_division_answers_the_same_and_is_fused_by_onnx_runtime(tmp_path):
+    before, after = tmp_path / "exported.onnx", tmp_path / "model.onnx"
+    layout = captured("llama", before)
+    after.write_bytes(before.read_bytes())
+    (done,) = rewrite_in_place(after, DivideRMSNorm())
+    assert done.rewritten == 2 * layout.layers + 1  # two a layer and the final norm
+    assert "Reciprocal" in ops(before) and "Reciprocal" not in ops(after)
+    assert "SimplifiedLayerNormalization" not in fused(before, tmp_path)
+    assert fused(after, tmp_path).count("SimplifiedLayerNormalization") == done.rewritten
+    exported, divided = (ort.InferenceSession(str(p), providers=["CPUExecutionProvider"]) for p in (before, after))
+    for feed in feeds(layout, np.random.default_rng(0)):
+        for want, got in zip(exported.run(None, feed), divided.run(None, feed), strict=True):
+            np.testing.assert_allclose(got, want, atol=1e-5, rtol=1e-5)
+
+
+def test_a_graph_without_rms_norm_is_not_rewritten(tmp_path):
+    path = tmp_path / "model.onnx"
+    captured("gpt2", path)  # LayerNorm: its Sqrt feeds a Div already, and no Reciprocal
+    original = path.read_bytes()
+    (done,) = rewrite_in_place(path, DivideRMSNorm())
+    assert done.rewritten == 0 and path.read_bytes() == original

@@ -63,6 +63,25 @@ def test_precision_picks_candidates_by_kind_and_bf16_is_skipped_on_a_cpu_without
     assert "openvino-bf16" not in int4
 
 
+def test_a_tie_in_decode_speed_goes_to_the_quicker_first_token_and_a_bf16_prefill_needs_bf16():
+    from modelport.optimization.text_search import SAME_SPEED, TextCandidate, _best, text_plan
+
+    (pf,) = [c for c in text_plan(["int4-sym-128-prefill-openvino-bf16"], bf16=False) if c.eligible]
+    assert pf.skipped.startswith("this CPU has no bf16 instructions") and "prompt passes on openvino:bf16" in pf.steps
+    rng = np.random.default_rng(0)
+    ids = [rng.integers(0, 50, 30).tolist()]
+    ref = [rng.standard_normal((30, 50))]
+    same = score_texts(ref, ref, ids)
+
+    def measured(name, rate, ttft):
+        return TextCandidate(name, "ort:cpu", "int4", [], search=same, held_out=same, tokens_per_s=rate, ttft_ms=ttft)
+
+    fastest, close, slower = measured("a", 40.0, 900.0), measured("b", 39.0, 300.0), measured("c", 30.0, 50.0)
+    assert 39.0 >= SAME_SPEED * 40.0 > 30.0
+    assert _best([fastest, close, slower], TextBudget()) is close  # a tie on speed, its first token 3x sooner
+    assert _best([fastest, slower], TextBudget()) is fastest  # the quickest first token, but 25% slower
+
+
 # -- a trained tiny model, end to end ------------------------------------------------------------------
 
 hf = pytest.importorskip("transformers")

@@ -149,14 +149,16 @@ def quality(args, say) -> dict:
     chunks = json.loads(chunks_file.read_text())
     reference = pytorch_logits(load_folder(TRAINED, cache=True), chunks)
     bundles = {entry["candidate"]: chosen}
-    if args.candidate and args.candidate != entry["candidate"]:  # the speed part's candidate, judged here too
-        bundles[args.candidate] = BUILD / "stdlib-lm" / f"modelport-{args.candidate}"
-        if not (bundles[args.candidate] / "modelport.json").is_file():
+    for candidate in args.candidate.split(",") if args.candidate else []:  # the speed part's, judged here too
+        if candidate == entry["candidate"]:
+            continue
+        bundles[candidate] = BUILD / "stdlib-lm" / f"modelport-{candidate}"
+        if not (bundles[candidate] / "modelport.json").is_file():
             import modelport
 
-            say(f"quality: modelport optimize --candidates {args.candidate}")
-            modelport.optimize(generate_optimize.WORK / "stdlib-lm-bundle", bundles[args.candidate],
-                               candidates=[args.candidate], data=TRAINED / "held-out.txt")  # fmt: skip
+            say(f"quality: modelport optimize --candidates {candidate}")
+            modelport.optimize(generate_optimize.WORK / "stdlib-lm-bundle", bundles[candidate],
+                               candidates=[candidate], data=TRAINED / "held-out.txt")  # fmt: skip
     rows = []
     for label, argv in commands(TRAINED, bundles, BUILD / "stdlib-lm", bf16=args.bf16).items():
         say(f"quality: {label}")
@@ -257,14 +259,16 @@ def _parameters(hf: Path) -> int:
 
 
 def speed(model: str, candidate: str, args, say) -> dict:
-    hf, bundle = prepare(model, candidate, say)
+    """CANDIDATE: modelport's, or several, comma-separated (each timed as a system of its own)."""
+    built = {c: prepare(model, c, say) for c in candidate.split(",")}
+    hf = next(iter(built.values()))[0]
     vocab = json.loads((hf / "config.json").read_text())["vocab_size"]
     rng = np.random.default_rng(0)
     prompts = {}
     for b in args.batches:
         prompts[b] = BUILD / model / f"prompts-{b}.json"
         prompts[b].write_text(json.dumps(rng.integers(3, vocab, (b, args.prompt_tokens)).tolist()))
-    systems = commands(hf, {candidate: bundle}, BUILD / model, bf16=args.bf16)
+    systems = commands(hf, {c: bundle for c, (_, bundle) in built.items()}, BUILD / model, bf16=args.bf16)
     if args.systems:  # a rerun of some systems only (labels as in the table, comma-separated)
         systems = {k: v for k, v in systems.items() if k in args.systems.split(",") or k.startswith("modelport")}
 
@@ -420,7 +424,10 @@ def main() -> None:
     p.add_argument("--out", type=Path, default=RESULTS, help="folder for generate-compressed.md and .json")
     p.add_argument("--systems", help="only these systems besides modelport (labels as in the table, comma-separated)")
     p.add_argument("--stem", default="generate-compressed", help="the results' file name, less .md/.json")
-    p.add_argument("--candidate", help="modelport's candidate for the speed part (default: the quality part's choice)")
+    p.add_argument(
+        "--candidate",
+        help="modelport's candidate(s) for the speed part, comma-separated (default: the quality part's choice)",
+    )
     p.add_argument("--worker", choices=("modelport", "transformers"), help=argparse.SUPPRESS)
     p.add_argument("--model", help=argparse.SUPPRESS)
     p.add_argument("--batch", type=int, help=argparse.SUPPRESS)

@@ -5,7 +5,8 @@ and 16 concurrent streams, every server on the same prompts, one run.
     .venv/bin/python benchmarks/serve_generate/run.py --systems modelport,modelport-off --streams 1,4
 
 Model: the ~0.5 B LLaMA-style model of ``benchmarks/generate`` (random weights; ``models.py``), fp32 and its
-int4 form (``modelport optimize``, int4-sym-128). Prompts: 128 random token ids per stream (different per
+int4 form (``modelport optimize``, int4-sym-128); ``--variants`` adds modelport's other forms (``models.py``:
+int4 with prompt passes on OpenVINO, int4 and bf16 on OpenVINO), served by modelport only. Prompts: 128 random token ids per stream (different per
 stream), greedy, 128 new tokens (end-of-sequence ignored where the server allows it). Systems, each started
 as its own server process and stopped after its rounds:
 
@@ -156,7 +157,7 @@ def missing(system: str) -> str | None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--systems", default=",".join(SYSTEMS))
-    parser.add_argument("--variants", default="fp32,int4")
+    parser.add_argument("--variants", default="fp32,int4", help="more: int4-prefill,int4-openvino,bf16-openvino")
     parser.add_argument("--streams", default="1,4,16")
     parser.add_argument("--prompt-tokens", type=int, default=128)
     parser.add_argument("--new-tokens", type=int, default=128)
@@ -164,18 +165,21 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=RESULTS / "serve-generate.json")
     args = parser.parse_args()
     say = lambda msg: print(f"[serve-generate] {msg}", file=sys.stderr, flush=True)  # noqa: E731
-    bundles = models.bundles(say)
+    variants = args.variants.split(",")
+    bundles = models.bundles(variants, say)
     hf = models.folder(say)
     vocab = json.loads((hf / "config.json").read_text())["vocab_size"]
     levels = [int(n) for n in args.streams.split(",")]
     ids = prompts(max(levels), args.prompt_tokens, vocab)
     work = Path(tempfile.mkdtemp(prefix="serve-generate-", dir=models.BUILD))
     rows, skipped = [], {}
-    for variant in args.variants.split(","):
+    for variant in variants:
         alone: dict[tuple[str, int], list[str]] = {}
         for system in args.systems.split(","):
             if system == "vllm" and variant != "fp32":
                 continue  # vLLM runs bf16 only here: listed once
+            if variant not in ("fp32", "int4") and system not in ("in-process", "modelport", "modelport-off"):
+                continue  # the peers' rows are the fp32 and int4 variants' (the same weights)
             why = missing(system)
             if why:
                 skipped[system] = why

@@ -34,16 +34,24 @@ def load(
 
 
 def load_generator(
-    model: Bundle | str | Path, backend: str | None = None, *, stateful: bool | None = None, **options: Any
+    model: Bundle | str | Path,
+    backend: str | None = None,
+    *,
+    stateful: bool | None = None,
+    prefill: str | None = None,
+    **options: Any,
 ) -> LanguageModel:
     """A loaded ``LanguageModel``; ``UsageError`` with the fix for a bundle exported without a cache.
 
-    ``stateful=True`` (OpenVINO backends) keeps the KV cache inside the compiled model; the default is
-    what ``optimize`` chose for the bundle's own backend (its ``runner_options``), else explicit tensors."""
+    ``stateful=True`` (OpenVINO backends) keeps the KV cache inside the compiled model. ``prefill`` (a
+    backend, e.g. ``openvino:bf16``) runs prompt passes there and the steps after them on ``backend``, the
+    same graph on both. The defaults are what ``optimize`` chose for the bundle's own backend (its
+    ``runner_options``), else explicit tensors on one runtime."""
     bundle = model if isinstance(model, Bundle) else Bundle.open(model)
     if backend is None or backend == bundle.backend:
         recorded = dict((bundle.optimization or {}).get("runner_options") or {})
         stateful = recorded.pop("stateful", False) if stateful is None else stateful
+        prefill = recorded.pop("prefill", None) if prefill is None else prefill
         options = {**recorded, **options}
     if stateful and is_generation(bundle):
         name = parse_backend(backend or bundle.backend).canonical
@@ -51,7 +59,13 @@ def load_generator(
             raise UsageError(f"stateful decoding runs on OpenVINO, not {name}", "use backend openvino:f32, or drop it")
         layout = DecoderLayout.from_json(bundle.manifest["generation"]["layout"])
         options["state"] = dict(zip(layout.past_names, layout.output_names[1:], strict=True))
-    return LanguageModel(bundle, create(backend, bundle, **options)).load()
+    prompt_runner = None
+    if prefill and is_generation(bundle):
+        if stateful:
+            raise UsageError("a stateful cache stays inside one OpenVINO model: it cannot take a prefill backend",
+                             "drop prefill, or stateful")  # fmt: skip
+        prompt_runner = create(prefill, bundle, threads=options.get("threads"))
+    return LanguageModel(bundle, create(backend, bundle, **options), prompt_runner).load()
 
 
 def load_seq2seq(model: Bundle | str | Path, backend: str | None = None, **options: Any) -> Seq2SeqModel:

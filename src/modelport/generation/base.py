@@ -34,9 +34,10 @@ class GenerationModel:
     #: what a bundle without a tokenizer cannot do, and the fix (the error when text is asked for)
     no_tokenizer = ("read text", "re-export with the tokenizer saved in the model folder (save_pretrained(DIR))")
 
-    def __init__(self, bundle: Bundle, runner: Runner) -> None:
+    def __init__(self, bundle: Bundle, runner: Runner, prefill: Runner | None = None) -> None:
         self.bundle = bundle
         self.runner = runner
+        self.prefill = prefill  # the runner of prompt passes, when not ``runner`` (``cache.PrefillCache``)
         info = bundle.manifest["generation"]
         self.eos_ids: list[int] = list(info.get("eos_token_ids") or [])
         self.pad_id: int = pad_token_id(info)
@@ -49,12 +50,20 @@ class GenerationModel:
 
     def load(self) -> Self:
         self.runner.load()
-        self._cache = for_runner(self.runner, self.layout)
+        if self.prefill is not None:
+            self.prefill.load()
+        self._cache = self.new_cache()
         return self
 
     def close(self) -> None:
         self.runner.close()
+        if self.prefill is not None:
+            self.prefill.close()
         self._cache = None
+
+    def new_cache(self) -> StepCache:
+        """A cache of its own on this model's runners (the serving scheduler keeps two)."""
+        return for_runner(self.runner, self.layout, self.prefill)
 
     def __enter__(self) -> Self:
         return self.load()
@@ -78,6 +87,9 @@ class GenerationModel:
     def describe(self) -> dict[str, Any]:
         info = self.runner.describe()
         info["kv_cache"] = type(self._cache).__name__ if self._cache is not None else None
+        if self.prefill is not None:
+            prefill = self.prefill.describe()
+            info["prefill"] = {k: prefill[k] for k in ("backend", "inference_precision") if k in prefill}
         if isinstance(self._cache, StateCache) and self._cache.request is not None:
             info["kv_cache_held_as"] = self._cache.request.held_as()  # what OpenVINO stores, whatever was asked
         return info

@@ -12,6 +12,11 @@ request's variables, and a step feeds only ids, mask and positions. ``ArrayCache
 for any other runner (OpenVINO with explicit cache tensors): the cache goes out and back in as numpy
 arrays. All start with an empty past (``past_sequence_length`` 0) for the prompt pass.
 
+``PrefillCache`` runs the prompt pass on one runner and the steps after it on another, the cache handed
+over once between them: a prompt pass is a matrix product over every prompt token (compute-bound, where
+OpenVINO's bf16/AMX kernels are several times ONNX Runtime's int4 ones), a step a product with one row
+per sequence (memory-bound, where ONNX Runtime's int4 kernels lead). Both runners run the same graph file.
+
 An encoder-decoder's decoder also reads inputs that stay the same for every step of a request (the
 cross-attention keys/values the encoder wrote, the encoder's mask): ``hold`` takes them once per
 batch (ONNX Runtime: as ``OrtValue``s, bound again each step without a copy). A feed's names that the
@@ -28,7 +33,7 @@ from modelport.diagnose.translate import ort_run_error
 from modelport.generation.layout import DecoderLayout
 from modelport.runtime.base import Runner
 
-__all__ = ["StepCache", "OrtCache", "ArrayCache", "StateCache", "for_runner"]
+__all__ = ["StepCache", "OrtCache", "ArrayCache", "StateCache", "PrefillCache", "for_runner"]
 
 
 class StepCache:
@@ -160,9 +165,45 @@ class StateCache(StepCache):
         self.past_length = arrays[0].shape[2]
 
 
-def for_runner(runner: Runner, layout: DecoderLayout) -> StepCache:
+class PrefillCache(StepCache):
+    """The prompt pass (from an empty past) on ``prompt``'s runner, every later step on ``steps``'s."""
+
+    def __init__(self, prompt: StepCache, steps: StepCache) -> None:
+        super().__init__(steps.runner, steps.layout)
+        self.prompt, self.steps = prompt, steps
+
+    def start(self, batch: int) -> None:
+        self.steps.start(batch)
+        self.prompt.start(batch)
+        self.past_length = 0
+
+    def hold(self, arrays: dict[str, np.ndarray]) -> None:
+        self.prompt.hold(arrays)
+        self.steps.hold(arrays)
+
+    def step(self, feed: dict[str, np.ndarray]) -> np.ndarray:
+        if self.past_length:
+            logits = self.steps.step(feed)
+        else:
+            logits = self.prompt.step(feed)
+            self.steps.replace(self.prompt.arrays())
+            self.prompt.start(0)  # its copy of the cache is not needed any more
+        self.past_length = self.steps.past_length
+        return logits
+
+    def arrays(self) -> list[np.ndarray]:
+        return self.steps.arrays()
+
+    def replace(self, arrays: list[np.ndarray]) -> None:
+        self.steps.replace(arrays)
+        self.past_length = self.steps.past_length
+
+
+def for_runner(runner: Runner, layout: DecoderLayout, prefill: Runner | None = None) -> StepCache:
     """IO binding on an ONNX Runtime CPU session, the runtime's own state on a stateful runner, numpy
-    arrays elsewhere."""
+    arrays elsewhere; with ``prefill``, prompt passes run on that runner (``PrefillCache``)."""
+    if prefill is not None:
+        return PrefillCache(for_runner(prefill, layout), for_runner(runner, layout))
     if getattr(runner, "state", None):
         return StateCache(runner, layout)
     session = getattr(runner, "session", None)

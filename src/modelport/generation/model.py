@@ -50,13 +50,13 @@ class LanguageModel(GenerationModel):
         "in the model folder (tokenizer.save_pretrained(DIR))",
     )
 
-    def __init__(self, bundle: Bundle, runner: Runner) -> None:
+    def __init__(self, bundle: Bundle, runner: Runner, prefill: Runner | None = None) -> None:
         if not is_generation(bundle):
             raise UsageError(
                 f"{bundle.path} is not a generation bundle (it was exported without a KV cache)",
                 "export a causal language model with `modelport export hf:DIR --task text-generation -o OUT`",
             )
-        super().__init__(bundle, runner)
+        super().__init__(bundle, runner, prefill)
         self.layout = DecoderLayout.from_json(bundle.manifest["generation"]["layout"])
 
     # -- text ----------------------------------------------------------------------------------------

@@ -31,7 +31,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from modelport.errors import ResourceError, UsageError, first_line
-from modelport.generation.cache import StepCache, for_runner
+from modelport.generation.cache import StepCache
 from modelport.generation.loop import Continuation, Generation, batch_feed, check_prompt
 from modelport.generation.model import LanguageModel
 from modelport.generation.sampling import Decoding, next_tokens
@@ -108,8 +108,8 @@ class Scheduler:
         return len(self._waiting)
 
     def start(self) -> Scheduler:
-        self._cache = for_runner(self.lm.runner, self.layout)
-        self._prefill = for_runner(self.lm.runner, self.layout)
+        self._cache = self.lm.new_cache()
+        self._prefill = self.lm.new_cache()
         self._thread = threading.Thread(target=self._loop, name="modelport-scheduler", daemon=True)
         self._thread.start()
         return self

@@ -10,8 +10,10 @@ OpenVINO's ONNX reader turns into its own u4 compressed weights, so the same fil
 
 ``RUNNER_OPTIONS`` are how a candidate's runtime runs the same file: OpenVINO stateful decoding (the KV
 cache in the compiled model's variables instead of tensors fed and fetched every step), and the cache
-precision asked of OpenVINO's CPU plugin. The chosen candidate's options go into the bundle's manifest,
-and ``modelport.load`` applies them on that backend.
+precision asked of OpenVINO's CPU plugin, and a prefill backend: the prompt pass on OpenVINO (bf16 where
+the CPU has it: AMX or AVX512-BF16), the steps after it on ONNX Runtime's int4 kernels
+(``cache.PrefillCache``). The chosen candidate's options go into the bundle's manifest, and
+``modelport.load`` applies them on that backend.
 """
 
 from __future__ import annotations
@@ -54,12 +56,16 @@ PLAN: dict[str, tuple[str, TextRecipe | None, str]] = {
     "openvino-fp32-stateful": ("openvino:f32", None, "fp32"),
     "openvino-int4-sym-128-stateful": ("openvino:f32", WeightsNBits(4, 128, True), "int4"),
     "openvino-int4-sym-128-stateful-kv-u8": ("openvino:f32", WeightsNBits(4, 128, True), "int4"),
+    "int4-sym-128-prefill-openvino-bf16": ("ort:cpu", WeightsNBits(4, 128, True), "int4"),
+    "int4-sym-128-prefill-openvino-f32": ("ort:cpu", WeightsNBits(4, 128, True), "int4"),
 }
 _STATE = {"stateful": True}
 RUNNER_OPTIONS: dict[str, dict[str, object]] = {
     "openvino-fp32-stateful": _STATE,
     "openvino-int4-sym-128-stateful": _STATE,
     "openvino-int4-sym-128-stateful-kv-u8": {**_STATE, "kv_cache_precision": "u8"},
+    "int4-sym-128-prefill-openvino-bf16": {"prefill": "openvino:bf16"},
+    "int4-sym-128-prefill-openvino-f32": {"prefill": "openvino:f32"},
 }
 TEXT_CANDIDATES = tuple(PLAN)
 

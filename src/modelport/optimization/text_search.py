@@ -48,6 +48,7 @@ __all__ = ["TextCandidate", "TextSearch", "text_plan", "search_text", "TEXT_CAND
 TIMING_PROMPT = 64
 TIMING_NEW = 32
 ROUNDS = 3
+SAME_SPEED = 0.95  # decode rates within 5% of the fastest are a tie, broken by the time to the first token
 
 
 @dataclass
@@ -140,10 +141,12 @@ def text_plan(
         steps = ["as exported"] + ([recipe.words()] if recipe else []) + (["on OpenVINO"] if "openvino" in name else [])
         steps += ["the KV cache kept in OpenVINO's state"] if options.get("stateful") else []
         steps += [f"asking for a {options['kv_cache_precision']} KV cache"] if "kv_cache_precision" in options else []
+        steps += [f"prompt passes on {options['prefill']}"] if "prefill" in options else []
+        runtimes = {backend, str(options.get("prefill", backend))}
         skipped = ""
-        if backend.startswith("openvino") and not openvino:
+        if any(r.startswith("openvino") for r in runtimes) and not openvino:
             skipped = "OpenVINO is not installed"
-        elif backend == "openvino:bf16" and not bf16:
+        elif "openvino:bf16" in runtimes and not bf16:
             skipped = "this CPU has no bf16 instructions (AVX512-BF16 or AMX): OpenVINO would compute in fp32"
         asked = (only is None or name in only) and precision in ("auto", kind)
         if asked or name == "fp32":
@@ -189,9 +192,14 @@ def search_text(
 
 
 def _best(candidates: list[TextCandidate], budget: TextBudget) -> TextCandidate | None:
-    """The fastest candidate asked for whose figures are within ``budget``."""
+    """The fastest-decoding candidate asked for whose figures are within ``budget``; among those within
+    ``SAME_SPEED`` of it (as alike as two timings of one candidate), the quickest to its first token."""
     within = [c for c in candidates if c.eligible and c.tokens_per_s and c.verdict(budget) == "within"]
-    return max(within, key=lambda c: c.tokens_per_s or 0.0, default=None)
+    if not within:
+        return None
+    fastest = max(c.tokens_per_s or 0.0 for c in within)
+    alike = [c for c in within if (c.tokens_per_s or 0.0) >= SAME_SPEED * fastest]
+    return min(alike, key=lambda c: (c.ttft_ms if c.ttft_ms is not None else float("inf"), -(c.tokens_per_s or 0.0)))
 
 
 def _measure(c: TextCandidate, reference: Reference, data: TextData, threads: int) -> None:

@@ -6,9 +6,9 @@ and 16 concurrent streams, every server on the same prompts, one run.
 
 Model: the ~0.5 B LLaMA-style model of ``benchmarks/generate`` (random weights; ``models.py``), fp32 and its
 int4 form (``modelport optimize``, int4-sym-128); ``--variants`` adds modelport's other forms (``models.py``:
-int4 with prompt passes on OpenVINO, int4 and bf16 on OpenVINO), served by modelport only. Prompts: 128 random token ids per stream (different per
-stream), greedy, 128 new tokens (end-of-sequence ignored where the server allows it). Systems, each started
-as its own server process and stopped after its rounds:
+int4 with prompt passes on OpenVINO, int4 and bf16 on OpenVINO), served by modelport only. Prompts: 128
+random token ids per stream (different per stream), greedy, 128 new tokens (end-of-sequence ignored where
+the server allows it). Systems, each started as its own server process and stopped after its rounds:
 
 - ``modelport``: ``modelport serve`` with continuous batching (``--max-sequences 16``), fp32 and int4;
 - ``modelport-off``: the same with batching off (one sequence at a time: the baseline of the 3x goal);
@@ -18,6 +18,8 @@ as its own server process and stopped after its rounds:
   ``benchmarks/generate/peers/setup.sh llamacpp``);
 - ``vllm``: vLLM's CPU build's OpenAI server (bf16, the only precision it runs here; prefix caching off;
   ``setup.sh vllm``);
+- ``ovgenai``: OpenVINO GenAI's continuous-batching pipeline (``peer_ovgenai_server.py``: it has no server
+  of its own) on optimum-intel's export, NNCF int4 beside int4 and fp32 beside fp32 (``setup.sh ovgenai``);
 - ``in-process``: ``LanguageModel.generate`` on the same prompts as one batch, no server: the ceiling.
 
 A system whose environment is missing is listed with the reason. Each server's peak RSS (its process tree's
@@ -51,7 +53,8 @@ import models  # noqa: E402
 TRITON_PYTHON = ROOT / "build" / "peers" / "triton" / "venv" / "bin" / "python"
 LLAMACPP_PYTHON = ROOT / "build" / "gen-llamacpp-env" / "bin" / "python"
 VLLM_PYTHON = ROOT / "build" / "gen-vllm-env" / "bin" / "python"
-SYSTEMS = ("in-process", "modelport", "modelport-off", "triton", "llama.cpp", "vllm")
+OVGENAI_PYTHON = ROOT / "build" / "gen-ovgenai-env" / "bin" / "python"
+SYSTEMS = ("in-process", "modelport", "modelport-off", "triton", "llama.cpp", "vllm", "ovgenai")
 NAME = "lm"
 LLAMACPP = "lm-gguf"  # the llama.cpp server's model name (its prompts are text: see as_prompt)
 
@@ -93,7 +96,24 @@ def start(system: str, variant: str, bundle: Path, hf: Path, work: Path, threads
         server = Server(argv, url + "/v1/models", log, env)
         server.wait(1200)
         return server, Target(url, NAME, extra={"ignore_eos": True})
+    if system == "ovgenai":
+        folder = ovgenai_model(hf, work, "int4" if variant == "int4" else "fp32")
+        argv = [str(OVGENAI_PYTHON), str(HERE / "peer_ovgenai_server.py"), "--model", folder, "--port", str(port),
+                "--threads", str(threads), "--max-sequences", "16", "--name", NAME]  # fmt: skip
+        server = Server(argv, url + "/v1/models", log)
+        server.wait(900)
+        return server, Target(url, NAME, extra={"ignore_eos": True})
     raise ValueError(system)
+
+
+def ovgenai_model(hf: Path, work: Path, precision: str) -> str:
+    """optimum-intel's OpenVINO export of the model at ``precision`` (NNCF int4, or fp32), built once."""
+    peers = ROOT / "benchmarks" / "generate" / "peers"
+    code = (f"import sys, argparse; sys.path.insert(0, {str(peers)!r}); import peer_ovgenai as p\n"
+            f"a = argparse.Namespace(model={str(hf)!r}, work={str(work.parent / 'ovgenai')!r}, "
+            f"precision={precision!r})\nprint(p.build(a))")  # fmt: skip
+    out = subprocess.run([str(OVGENAI_PYTHON), "-c", code], capture_output=True, text=True, check=True)
+    return out.stdout.strip().splitlines()[-1]
 
 
 def llamacpp_gguf(hf: Path, work: Path, precision: str, threads: int) -> str:
@@ -143,12 +163,15 @@ def weights(system: str, variant: str) -> str:
     """What the system's weights are for a variant (the peers run their own nearest precision)."""
     if system == "llama.cpp":
         return "q4_0" if variant == "int4" else "f16"
+    if system == "ovgenai":
+        return "int4 (NNCF)" if variant == "int4" else "fp32 (computed in OpenVINO's default precision)"
     return "bf16" if system == "vllm" else variant
 
 
 def missing(system: str) -> str | None:
     need = {"triton": (TRITON_PYTHON, "make triton-env"), "llama.cpp": (LLAMACPP_PYTHON, "peers/setup.sh llamacpp"),
-            "vllm": (VLLM_PYTHON, "peers/setup.sh vllm")}.get(system)  # fmt: skip
+            "vllm": (VLLM_PYTHON, "peers/setup.sh vllm"), "ovgenai": (OVGENAI_PYTHON, "peers/setup.sh ovgenai")
+            }.get(system)  # fmt: skip
     if need and not need[0].exists():
         return f"no environment: {need[1]}"
     return None

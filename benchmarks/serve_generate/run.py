@@ -15,7 +15,8 @@ the server allows it). Systems, each started as its own server process and stopp
 - ``triton``: the real tritonserver (nvidia-pytriton's) on the decoupled Python-backend generation model
   that ``modelport triton`` writes (``make triton-env``), over Triton's ``generate_stream``;
 - ``llama.cpp``: llama-cpp-python's OpenAI server on GGUF from the same weights (f16, and Q4_0 beside int4;
-  ``benchmarks/generate/peers/setup.sh llamacpp``);
+  ``benchmarks/generate/peers/setup.sh llamacpp``; ``LLAMACPP_EXTRA_BUFFERS=0`` turns its weight repacking
+  off, ``llamacpp_server.py``);
 - ``vllm``: vLLM's CPU build's OpenAI server (bf16, the only precision it runs here; prefix caching off;
   ``setup.sh vllm``);
 - ``ovgenai``: OpenVINO GenAI's continuous-batching pipeline (``peer_ovgenai_server.py``: it has no server
@@ -82,7 +83,7 @@ def start(system: str, variant: str, bundle: Path, hf: Path, work: Path, threads
         return server, target
     if system == "llama.cpp":
         gguf = llamacpp_gguf(hf, work, "q4_0" if variant == "int4" else "f16", threads)
-        argv = [str(LLAMACPP_PYTHON), "-m", "llama_cpp.server", "--model", gguf, "--model_alias", LLAMACPP,
+        argv = [str(LLAMACPP_PYTHON), str(HERE / "llamacpp_server.py"), "--model", gguf, "--model_alias", LLAMACPP,
                 "--port", str(port), "--n_ctx", "8192", "--n_threads", str(threads),
                 "--n_threads_batch", str(threads)]  # fmt: skip
         server = Server(argv, url + "/v1/models", log)

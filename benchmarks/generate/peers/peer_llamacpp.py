@@ -27,6 +27,10 @@ SYSTEM = "llama.cpp"
 PACKAGES = ("llama_cpp_python", "numpy")
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 FTYPES = {"q4_0": "LLAMA_FTYPE_MOSTLY_Q4_0", "q4_k_m": "LLAMA_FTYPE_MOSTLY_Q4_K_M", "q8_0": "LLAMA_FTYPE_MOSTLY_Q8_0"}
+# llama.cpp's weight repacking into its "extra" buffers (AMX tiles where the CPU has AMX, else its AVX
+# layouts). On this Sapphire Rapids VM the AMX path segfaults at the first decode (ggml-org/llama.cpp#20824,
+# open); LLAMACPP_EXTRA_BUFFERS=0 turns the repacking off (plain ggml-cpu kernels, still AVX-512 VNNI).
+EXTRA_BUFFERS = os.environ.get("LLAMACPP_EXTRA_BUFFERS", "1") != "0"
 
 
 def _converter_dir():
@@ -96,7 +100,9 @@ class Decoder:
 
         self.L = L
         L.llama_backend_init()
-        self.model = L.llama_model_load_from_file(path.encode(), L.llama_model_default_params())
+        model_params = L.llama_model_default_params()
+        model_params.use_extra_bufts = EXTRA_BUFFERS
+        self.model = L.llama_model_load_from_file(path.encode(), model_params)
         if not self.model:
             raise RuntimeError(f"llama.cpp could not load {path}")
         params = L.llama_context_default_params()

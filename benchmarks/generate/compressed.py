@@ -108,7 +108,9 @@ def call(argv: list[str], timeout: float = 3600) -> dict:
         out.seek(0), err.seek(0)
         stdout, stderr = out.read(), err.read()
     lines = [json.loads(line) for line in stdout.splitlines() if line.startswith("{")]
-    row = lines[-1] if lines else {"error": (stderr.strip().splitlines() or ["no output"])[-1][:300]}
+    last = (stderr.strip().splitlines() or ["no output"])[-1][:300]
+    died = f"killed by signal {-proc.returncode} after: {last}" if proc.returncode < 0 else last
+    row = lines[-1] if lines else {"error": died}
     row["wall_s"] = round(time.perf_counter() - start, 1)
     row["peak_rss_bytes"] = peak
     return row

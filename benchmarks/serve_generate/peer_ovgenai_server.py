@@ -116,6 +116,7 @@ def main() -> None:
     p.add_argument("--name", default="lm")
     args = p.parse_args()
     engine = Engine(args.model, args.threads, args.max_sequences)
+    ThreadingHTTPServer.request_queue_size = 64  # the listen backlog (5 by default): 16 streams connect at once
     server = ThreadingHTTPServer(("127.0.0.1", args.port), handler(engine, args.name))
     server.daemon_threads = True
     server.serve_forever()

@@ -138,7 +138,8 @@ def text_plan(
     out = []
     for name, (backend, recipe, kind) in PLAN.items():
         options = RUNNER_OPTIONS.get(name, {})
-        steps = ["as exported"] + ([recipe.words()] if recipe else []) + (["on OpenVINO"] if "openvino" in name else [])
+        steps = ["as exported"] + ([recipe.words()] if recipe else [])
+        steps += ["on OpenVINO"] if backend.startswith("openvino") else []
         steps += ["the KV cache kept in OpenVINO's state"] if options.get("stateful") else []
         steps += [f"asking for a {options['kv_cache_precision']} KV cache"] if "kv_cache_precision" in options else []
         steps += [f"prompt passes on {options['prefill']}"] if "prefill" in options else []

@@ -47,6 +47,14 @@ def feeds(layout, rng):
     return [{**step, **cache}, prompt]
 
 
+def answer_alike(layout, before, after):
+    """The graphs at ``before`` and ``after`` give the same outputs (1e-5) for a decode step and a prompt pass."""
+    exported, rewritten = (ort.InferenceSession(str(p), providers=["CPUExecutionProvider"]) for p in (before, after))
+    for feed in feeds(layout, np.random.default_rng(0)):
+        for want, got in zip(exported.run(None, feed), rewritten.run(None, feed), strict=True):
+            np.testing.assert_allclose(got, want, atol=1e-5, rtol=1e-5)
+
+
 def ops(path) -> list[str]:
     return [n.op_type for n in onnx.load(str(path)).graph.node]
 
@@ -59,10 +67,7 @@ def test_grouped_attention_answers_as_the_export_did_without_copying_the_cache(t
     assert done.grouped == layout.layers == 2 and done.refused == []
     assert ops(before).count("Expand") - ops(after).count("Expand") == 2 * layout.layers  # keys and values
     onnx.checker.check_model(str(after), full_check=True)
-    exported, grouped = (ort.InferenceSession(str(p), providers=["CPUExecutionProvider"]) for p in (before, after))
-    for feed in feeds(layout, np.random.default_rng(0)):
-        for want, got in zip(exported.run(None, feed), grouped.run(None, feed), strict=True):
-            np.testing.assert_allclose(got, want, atol=1e-5, rtol=1e-5)
+    answer_alike(layout, before, after)
 
 
 def test_attention_without_kv_groups_is_left_as_it_was_with_the_reason(tmp_path):
@@ -92,10 +97,7 @@ def test_rms_norm_as_a_division_answers_the_same_and_is_fused_by_onnx_runtime(tm
     assert "Reciprocal" in ops(before) and "Reciprocal" not in ops(after)
     assert "SimplifiedLayerNormalization" not in fused(before, tmp_path)
     assert fused(after, tmp_path).count("SimplifiedLayerNormalization") == done.rewritten
-    exported, divided = (ort.InferenceSession(str(p), providers=["CPUExecutionProvider"]) for p in (before, after))
-    for feed in feeds(layout, np.random.default_rng(0)):
-        for want, got in zip(exported.run(None, feed), divided.run(None, feed), strict=True):
-            np.testing.assert_allclose(got, want, atol=1e-5, rtol=1e-5)
+    answer_alike(layout, before, after)
 
 
 def test_a_graph_without_rms_norm_is_not_rewritten(tmp_path):

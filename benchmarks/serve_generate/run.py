@@ -107,25 +107,26 @@ def start(system: str, variant: str, bundle: Path, hf: Path, work: Path, threads
     raise ValueError(system)
 
 
+def peer_build(python: Path, peer: str, **args: Any) -> str:
+    """What ``benchmarks/generate/peers/<peer>.py``'s ``build(args)`` returns, run in the peer's own venv."""
+    peers = ROOT / "benchmarks" / "generate" / "peers"
+    code = (f"import sys, argparse; sys.path.insert(0, {str(peers)!r}); import {peer} as p\n"
+            f"print(p.build(argparse.Namespace(**{args!r})))")  # fmt: skip
+    out = subprocess.run([str(python), "-c", code], capture_output=True, text=True, check=True)
+    return out.stdout.strip().splitlines()[-1]
+
+
 def ovgenai_model(hf: Path, work: Path, precision: str) -> str:
     """optimum-intel's OpenVINO export of the model at ``precision`` (NNCF int4, or fp32), built once."""
-    peers = ROOT / "benchmarks" / "generate" / "peers"
-    code = (f"import sys, argparse; sys.path.insert(0, {str(peers)!r}); import peer_ovgenai as p\n"
-            f"a = argparse.Namespace(model={str(hf)!r}, work={str(work.parent / 'ovgenai')!r}, "
-            f"precision={precision!r})\nprint(p.build(a))")  # fmt: skip
-    out = subprocess.run([str(OVGENAI_PYTHON), "-c", code], capture_output=True, text=True, check=True)
-    return out.stdout.strip().splitlines()[-1]
+    return peer_build(OVGENAI_PYTHON, "peer_ovgenai", model=str(hf), work=str(work.parent / "ovgenai"),
+                      precision=precision)  # fmt: skip
 
 
 def llamacpp_gguf(hf: Path, work: Path, precision: str, threads: int) -> str:
     """The GGUF of ``precision`` (f16 straight from the converter, q4_0 by llama.cpp's quantizer), built once."""
-    peers = ROOT / "benchmarks" / "generate" / "peers"
     build = work.parent / "llamacpp"
-    code = (f"import sys, argparse; sys.path.insert(0, {str(peers)!r}); import peer_llamacpp as p\n"
-            f"a = argparse.Namespace(model={str(hf)!r}, work={str(build)!r}, precision='q4_0', threads={threads})\n"
-            "print(p.build(a))")  # fmt: skip
-    out = subprocess.run([str(LLAMACPP_PYTHON), "-c", code], capture_output=True, text=True, check=True)
-    q4 = out.stdout.strip().splitlines()[-1]
+    q4 = peer_build(LLAMACPP_PYTHON, "peer_llamacpp", model=str(hf), work=str(build), precision="q4_0",
+                    threads=threads)  # fmt: skip
     return q4 if precision == "q4_0" else str(build / "model-f16.gguf")
 
 
